@@ -1,0 +1,56 @@
+# The two commands: `make run` (embedded, offline) and `make test` (PostgreSQL + Redis).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+HOST ?= 127.0.0.1
+WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/imagegate
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: run serve test lint install worker beat clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+## Embedded default: SQLite under var/, no Redis, Celery inline, the local provider.
+run: $(VENV)/.installed
+	$(BIN)/python manage.py migrate --noinput -v0
+	PORT=$(PORT) $(BIN)/python manage.py demo_setup
+	DEBUG=$${DEBUG:-true} exec $(BIN)/uvicorn gateway.asgi:application --host $(HOST) --port $(PORT)
+
+## Production mode: settings from the environment (DATABASE_URL, REDIS_URL, SECRET_KEY, ...).
+serve: $(VENV)/.installed
+	$(BIN)/python manage.py migrate --noinput -v0
+	DEBUG=false exec $(BIN)/uvicorn gateway.asgi:application --host $${HOST:-0.0.0.0} --port $(PORT) \
+		--workers $(WORKERS) --no-access-log --log-level warning
+
+worker: $(VENV)/.installed
+	exec $(BIN)/celery -A gateway worker --loglevel info
+
+beat: $(VENV)/.installed
+	exec $(BIN)/celery -A gateway beat --loglevel info --schedule $(CURDIR)/var/celerybeat-schedule
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check .
+
+test: $(VENV)/.test-installed
+	@export DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)}; \
+	$(BIN)/python -m gateway.preflight && \
+	$(BIN)/ruff check . && \
+	LOCAL_PROVIDER_FALLBACK=true $(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var/ .pytest_cache

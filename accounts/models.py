@@ -1,0 +1,100 @@
+"""Tenants (organizations), the people in them, their tiers and their API keys."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Tier(models.Model):
+    """A plan with image rate limits; organizations on Enterprise may carry custom numbers."""
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=64)
+    images_per_minute = models.PositiveIntegerField()
+    images_per_day = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["images_per_day"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Organization(models.Model):
+    """The tenant: keys, usage, limits and settings all belong to exactly one organization."""
+
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=200)
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="organizations")
+    # Custom limits (Enterprise); when set they replace the tier's numbers.
+    custom_images_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    custom_images_per_day = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def images_per_minute(self) -> int:
+        return self.custom_images_per_minute or self.tier.images_per_minute
+
+    @property
+    def images_per_day(self) -> int:
+        return self.custom_images_per_day or self.tier.images_per_day
+
+
+class Membership(models.Model):
+    """A person's role in one organization."""
+
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        ADMIN = "admin", "Admin"
+        FINANCE = "finance", "Finance"
+        MEMBER = "member", "Member"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organization"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} ({self.role})"
+
+
+class ApiKey(models.Model):
+    """A credential for the image endpoints.
+
+    The plaintext is shown once at creation; only its SHA-256 hash and a short
+    visible prefix (used for lookup and display) are stored.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    # Empty list: every image model in the catalog.
+    allowed_models = models.JSONField(default=list, blank=True)
+    # Optional per-key rate limits, tighter than the organization's.
+    images_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    images_per_day = models.PositiveIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name or 'unnamed'})"
+
+    def allows_model(self, model_name: str) -> bool:
+        return not self.allowed_models or model_name in self.allowed_models

@@ -1,0 +1,110 @@
+"""Business rules for prices and the usage ledger."""
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import transaction
+
+from billing.models import ModelSpec, PriceConfig, UsageLineItem
+from billing.money import quantize_usd
+
+
+class BillingError(ValueError):
+    """A pricing or catalog change that cannot be made; the message says why."""
+
+
+def model_spec_get(*, name: str) -> ModelSpec:
+    try:
+        return ModelSpec.objects.get(name=name)
+    except ModelSpec.DoesNotExist:
+        known = ", ".join(ModelSpec.objects.values_list("name", flat=True)) or "none (run seed_defaults)"
+        raise BillingError(f"Unknown model '{name}'. Known models: {known}") from None
+
+
+def price_set(*, model: str, quality: str, size: str, unit_price: Decimal) -> PriceConfig:
+    """Create or change a price; only requests made afterwards are priced by it."""
+    spec = model_spec_get(name=model)
+    if spec.qualities and quality not in spec.qualities:
+        raise BillingError(f"Model {model} has no quality '{quality}'. Allowed: {', '.join(spec.qualities)}")
+    if spec.sizes and size not in spec.sizes:
+        raise BillingError(f"Model {model} has no size '{size}'. Allowed: {', '.join(spec.sizes)}")
+    config, _ = PriceConfig.objects.update_or_create(
+        model=spec, quality=quality, size=size, defaults={"unit_price": quantize_usd(unit_price)}
+    )
+    return config
+
+
+def price_delete(*, model: str, quality: str, size: str) -> None:
+    deleted, _ = PriceConfig.objects.filter(model__name=model, quality=quality, size=size).delete()
+    if not deleted:
+        raise BillingError(f"No price is configured for {model} ({quality}, {size})")
+
+
+def line_item_create(
+    *,
+    request_id: str,
+    created_at: datetime,
+    organization_id: int,
+    api_key_id: int | None,
+    status: str,
+    model: str = "",
+    provider: str = "",
+    size: str = "",
+    quality: str = "",
+    n: int = 0,
+    end_user: str = "",
+    unit_price: Decimal = Decimal(0),
+    cost: Decimal = Decimal(0),
+    error_code: str = "",
+    http_status: int = 200,
+    latency_ms: int = 0,
+    details: dict | None = None,
+) -> int:
+    item = UsageLineItem.objects.create(
+        request_id=request_id,
+        created_at=created_at,
+        organization_id=organization_id,
+        api_key_id=api_key_id,
+        status=status,
+        model=model,
+        provider=provider,
+        size=size,
+        quality=quality,
+        n=n,
+        end_user=end_user,
+        unit_price=quantize_usd(unit_price),
+        cost=quantize_usd(cost),
+        error_code=error_code,
+        http_status=http_status,
+        latency_ms=latency_ms,
+        details=details or {},
+    )
+    return item.pk
+
+
+def line_item_close(
+    *,
+    line_item_id: int,
+    status: str,
+    cost: Decimal,
+    http_status: int,
+    latency_ms: int,
+    error_code: str = "",
+    provider: str | None = None,
+    details: dict | None = None,
+) -> None:
+    """Settle a pending line item: what it finally cost and how it ended."""
+    if status != UsageLineItem.Status.SUCCEEDED and cost:
+        raise BillingError("Only a succeeded request can cost anything")
+    with transaction.atomic():
+        item = UsageLineItem.objects.select_for_update().get(pk=line_item_id)
+        item.status = status
+        item.cost = quantize_usd(cost)
+        item.http_status = http_status
+        item.latency_ms = latency_ms
+        item.error_code = error_code
+        if provider is not None:
+            item.provider = provider
+        if details:
+            item.details = {**item.details, **details}
+        item.save(update_fields=["status", "cost", "http_status", "latency_ms", "error_code", "provider", "details"])

@@ -1,0 +1,67 @@
+"""One error type for the whole pipeline, rendered in either wire shape.
+
+OpenAI flavour: {"error": {"message", "type", "param", "code"}}.
+Flat (ZIRI-style) flavour: {"error": "<message>", "code": "...", "requestId": "req-..."}.
+"""
+
+from django.http import JsonResponse
+
+# OpenAI's `type` for each status family; clients mostly key on `code`.
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class GatewayError(Exception):
+    """A request the gateway refuses or could not serve; `code` is the stable machine-readable reason."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+        self.headers = headers or {}
+
+    @property
+    def error_type(self) -> str:
+        return _TYPE_BY_STATUS.get(self.status, "server_error" if self.status >= 500 else "invalid_request_error")
+
+
+def invalid_parameter(message: str, param: str | None) -> GatewayError:
+    return GatewayError(400, "invalid_parameter", message, param=param)
+
+
+class Flavor:
+    OPENAI = "openai"
+    FLAT = "flat"
+
+
+def error_body(error: GatewayError, *, flavor: str, request_id: str) -> dict:
+    if flavor == Flavor.FLAT:
+        return {"error": error.message, "code": error.code, "requestId": request_id}
+    return {"error": {"message": error.message, "type": error.error_type, "param": error.param, "code": error.code}}
+
+
+def error_response(error: GatewayError, *, flavor: str, request_id: str) -> JsonResponse:
+    response = JsonResponse(error_body(error, flavor=flavor, request_id=request_id), status=error.status)
+    for name, value in error.headers.items():
+        response[name] = value
+    return response

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import path
+
+from gateway import views
+
+urlpatterns = [
+    path("v1/images/generations", views.openai_image_generations, name="v1-image-generations"),
+    path("v1/models", views.list_models, name="v1-models"),
+    path("v1/images/files/<path:name>", views.image_file, name="image-file"),
+    path("api/images/generations", views.flat_image_generations, name="api-image-generations"),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]

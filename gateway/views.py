@@ -1,0 +1,146 @@
+"""HTTP endpoints of the gateway; they translate HTTP to the pipeline and back, nothing more."""
+
+import time
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.core.files.storage import default_storage
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
+
+from billing.models import ModelSpec
+from gateway.auth import api_key_from_request
+from gateway.db import db_step
+from gateway.errors import Flavor, GatewayError, error_response
+from gateway.images import CONTENT_TYPES, signature_valid
+from gateway.pipeline import ImageGeneration, caller_from_key
+
+
+def _base_url(request: HttpRequest) -> str:
+    return settings.PUBLIC_BASE_URL or f"{request.scheme}://{request.get_host()}"
+
+
+def _read_body(request: HttpRequest) -> bytes | None:
+    """The body, or None when it is over the limit (answered with 413 after authentication)."""
+    try:
+        declared = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        declared = 0
+    if declared > settings.MAX_REQUEST_BODY_BYTES:
+        return None
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return None
+    return None if len(body) > settings.MAX_REQUEST_BODY_BYTES else body
+
+
+async def _image_generations(request: HttpRequest, flavor: str) -> HttpResponse:
+    request_id = request.request_id
+    if request.method != "POST":
+        error = GatewayError(405, "method_not_allowed", "Use POST for image generations.")
+        response = error_response(error, flavor=flavor, request_id=request_id)
+        response["Allow"] = "POST"
+        return response
+    generation = ImageGeneration(request_id=request_id, flavor=flavor, base_url=_base_url(request))
+    try:
+        result = await generation.run(api_key=api_key_from_request(request), body=_read_body(request))
+    except GatewayError as error:
+        return error_response(error, flavor=flavor, request_id=request_id)
+    response = JsonResponse(result.body, status=result.status)
+    for name, value in result.headers.items():
+        response[name] = value
+    return response
+
+
+@csrf_exempt
+async def openai_image_generations(request: HttpRequest) -> HttpResponse:
+    """POST /v1/images/generations, OpenAI's Images API."""
+    return await _image_generations(request, Flavor.OPENAI)
+
+
+@csrf_exempt
+async def flat_image_generations(request: HttpRequest) -> HttpResponse:
+    """POST /api/images/generations, for clients of ZIRI-style gateways (provider required, flat errors)."""
+    return await _image_generations(request, Flavor.FLAT)
+
+
+def _models_for_key(plaintext: str | None) -> list[dict] | None:
+    caller = caller_from_key(plaintext) if plaintext else None
+    if caller is None:
+        return None
+    specs = ModelSpec.objects.filter(is_active=True, supports_images=True).order_by("name")
+    return [
+        {"id": spec.name, "object": "model", "created": 0, "owned_by": spec.provider}
+        for spec in specs
+        if caller.allows_model(spec.name)
+    ]
+
+
+async def list_models(request: HttpRequest) -> HttpResponse:
+    """GET /v1/models: the image models this key may use, in OpenAI's list format."""
+    models = await db_step(_models_for_key, api_key_from_request(request))
+    if models is None:
+        error = GatewayError(401, "invalid_api_key", "Invalid or missing API key.")
+        return error_response(error, flavor=Flavor.OPENAI, request_id=request.request_id)
+    return JsonResponse({"object": "list", "data": models})
+
+
+@require_GET
+def image_file(request: HttpRequest, name: str) -> HttpResponse:
+    """A hosted image, served only through an unexpired, untampered signed URL."""
+    expires = request.GET.get("expires", "")
+    signature = request.GET.get("signature", "")
+    if not signature_valid(name, expires, signature):
+        return JsonResponse(
+            {
+                "error": {
+                    "message": "This image URL has expired or is invalid.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "url_expired_or_invalid",
+                }
+            },
+            status=403,
+        )
+    if not default_storage.exists(name):
+        raise Http404("Image no longer exists")
+    extension = name.rsplit(".", 1)[-1]
+    # Images are a few MB at most; reading them whole avoids a sync iterator under ASGI.
+    with default_storage.open(name, "rb") as image:
+        response = HttpResponse(image.read(), content_type=CONTENT_TYPES.get(extension, "image/png"))
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def _health() -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means "down", and we say which
+        checks["database"] = f"down: {exc.__class__.__name__}"
+    if settings.REDIS_URL:
+        from gateway.redis import redis_client
+
+        try:
+            redis_client().ping()
+            checks["redis"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["redis"] = f"down: {exc.__class__.__name__}"
+    return checks
+
+
+async def healthz(request: HttpRequest) -> HttpResponse:
+    started = time.monotonic()
+    checks = await db_step(_health)
+    healthy = all(value == "ok" for value in checks.values())
+    body = {
+        "status": "ok" if healthy else "unavailable",
+        "checks": checks,
+        "elapsed_ms": int((time.monotonic() - started) * 1000),
+    }
+    return JsonResponse(body, status=200 if healthy else 503)

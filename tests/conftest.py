@@ -1,0 +1,123 @@
+"""Shared fixtures: seeded catalog, organizations and keys, the ASGI app in-process and live.
+
+Tests that go through the async pipeline use `transaction=True` databases: the
+pipeline runs its database steps on other threads, which only see committed rows.
+"""
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+import uvicorn
+from django.contrib.auth import get_user_model
+from django.db import connections
+
+from accounts.models import Organization
+from accounts.services import CreatedApiKey, api_key_create, org_create
+from gateway.asgi import application
+from gateway.seed import seed_defaults
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup, django_db_blocker):
+    """Connections left in the pool or on asgiref's worker threads would block the test database's teardown."""
+    yield
+    with django_db_blocker.unblock():
+        for connection in connections.all():
+            if getattr(connection, "pool", None) is not None:
+                connection.close_pool()
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+
+
+@pytest.fixture(autouse=True)
+def _isolated_media(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.LOCAL_PROVIDER_FALLBACK = True
+    settings.LOCAL_PROVIDER_DELAY_MS = 0
+
+
+@pytest.fixture
+def seeded(transactional_db):
+    """The default tiers, catalog and prices, committed."""
+    return seed_defaults(admin_password="admin-password-for-tests")
+
+
+@pytest.fixture
+def make_org(seeded) -> Callable[..., Organization]:
+    def make(slug: str = "acme", tier: str = "free") -> Organization:
+        return org_create(slug=slug, name=slug.title(), tier_slug=tier)
+
+    return make
+
+
+@pytest.fixture
+def make_key() -> Callable[..., CreatedApiKey]:
+    def make(organization: Organization, **kwargs) -> CreatedApiKey:
+        return api_key_create(organization=organization, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def acme(make_org) -> Organization:
+    return make_org("acme", tier="pro")
+
+
+@pytest.fixture
+def acme_key(acme, make_key) -> CreatedApiKey:
+    return make_key(acme, name="acme default")
+
+
+@pytest.fixture
+def api_key_plaintext(acme_key) -> str:
+    return acme_key.plaintext
+
+
+@pytest.fixture
+async def gateway_client():
+    """An httpx client speaking ASGI to the app in this process."""
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+def auth_headers(api_key_plaintext) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key_plaintext}"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_gateway(transactional_db, settings):
+    """The ASGI app under a real uvicorn server on a free port, for SDK and browser tests."""
+    port = _free_port()
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def admin_user(transactional_db):
+    return get_user_model().objects.create_superuser("root-admin", "root@example.com", "pw-for-tests-123")
