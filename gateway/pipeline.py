@@ -232,25 +232,8 @@ class ImageGeneration:
         )
 
     async def _generate(self, context: CallContext, params: ImageParams, unit_price: Decimal, provider):
-        cost = quantize_usd(unit_price * params.n)
-        line_item_id = await db_step(
-            line_item_create,
-            request_id=self.request_id,
-            created_at=self.received_at,
-            organization_id=context.caller.organization_id,
-            api_key_id=context.caller.api_key_id,
-            status=UsageLineItem.Status.PENDING,
-            model=params.model,
-            provider=provider.slug,
-            size=params.size,
-            quality=params.quality,
-            n=params.n,
-            end_user=params.end_user,
-            unit_price=unit_price,
-            cost=Decimal(0),
-            details=self._request_details(),
-        )
         assert context.entry is not None
+        line_item_id = await self._open(context, params, unit_price, provider.slug)
         job = ImageJob(
             request_id=self.request_id,
             model=params.model,
@@ -273,41 +256,22 @@ class ImageGeneration:
                 )
             data = await asyncio.to_thread(self._image_data, result, params.response_format)
         except ProviderError as exc:
-            await db_step(
-                line_item_close,
-                line_item_id=line_item_id,
-                status=UsageLineItem.Status.FAILED,
-                cost=Decimal(0),
-                http_status=exc.status,
-                latency_ms=_elapsed_ms(self.started),
-                error_code=exc.code,
+            await self._fail(
+                line_item_id,
+                status=exc.status,
+                code=exc.code,
                 details={"upstream_status": exc.upstream_status, "error": exc.message[:500]},
             )
             raise GatewayError(exc.status, exc.code, exc.message) from exc
         except BaseException:
             # Anything unexpected (or a cancelled request) still settles the line item at zero.
-            await asyncio.shield(
-                db_step(
-                    line_item_close,
-                    line_item_id=line_item_id,
-                    status=UsageLineItem.Status.FAILED,
-                    cost=Decimal(0),
-                    http_status=500,
-                    latency_ms=_elapsed_ms(self.started),
-                    error_code="internal_error",
-                )
-            )
+            await asyncio.shield(self._fail(line_item_id, status=500, code="internal_error"))
             raise
         delivered = len(result.images)
         cost = quantize_usd(unit_price * delivered)
-        latency_ms = _elapsed_ms(self.started)
-        await db_step(
-            line_item_close,
-            line_item_id=line_item_id,
-            status=UsageLineItem.Status.SUCCEEDED,
+        latency_ms = await self._succeed(
+            line_item_id,
             cost=cost,
-            http_status=200,
-            latency_ms=latency_ms,
             details={"images_delivered": delivered, "upstream_request_id": result.upstream_request_id},
         )
         return GatewayResponse(
@@ -326,6 +290,53 @@ class ImageGeneration:
                     "latency_ms": latency_ms,
                 },
             },
+        )
+
+    async def _open(self, context: CallContext, params: ImageParams, unit_price: Decimal, provider_slug: str) -> int:
+        """Before the provider is called: the pending line item (and, with governance, the spend reservation)."""
+        return await db_step(
+            line_item_create,
+            request_id=self.request_id,
+            created_at=self.received_at,
+            organization_id=context.caller.organization_id,
+            api_key_id=context.caller.api_key_id,
+            status=UsageLineItem.Status.PENDING,
+            model=params.model,
+            provider=provider_slug,
+            size=params.size,
+            quality=params.quality,
+            n=params.n,
+            end_user=params.end_user,
+            unit_price=unit_price,
+            cost=Decimal(0),
+            details=self._request_details(),
+        )
+
+    async def _succeed(self, line_item_id: int, *, cost: Decimal, details: dict) -> int:
+        """The provider delivered: charge what was delivered. Returns the latency recorded."""
+        latency_ms = _elapsed_ms(self.started)
+        await db_step(
+            line_item_close,
+            line_item_id=line_item_id,
+            status=UsageLineItem.Status.SUCCEEDED,
+            cost=cost,
+            http_status=200,
+            latency_ms=latency_ms,
+            details=details,
+        )
+        return latency_ms
+
+    async def _fail(self, line_item_id: int, *, status: int, code: str, details: dict | None = None) -> None:
+        """The provider call failed: the line item costs nothing."""
+        await db_step(
+            line_item_close,
+            line_item_id=line_item_id,
+            status=UsageLineItem.Status.FAILED,
+            cost=Decimal(0),
+            http_status=status,
+            latency_ms=_elapsed_ms(self.started),
+            error_code=code,
+            details=details,
         )
 
     def _image_data(self, result: ProviderResult, response_format: str) -> list[dict[str, str]]:
