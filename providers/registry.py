@@ -8,8 +8,9 @@ from django.conf import settings
 
 from providers.base import Provider
 from providers.local import LocalProvider
+from providers.openai import OpenAIProvider
 
-_PROVIDERS: dict[str, Provider] = {"local": LocalProvider()}
+_PROVIDERS: dict[str, Provider] = {provider.slug: provider for provider in (LocalProvider(), OpenAIProvider())}
 
 # Provider slugs the catalog may name; adapters for the real vendors fill in _PROVIDERS.
 KNOWN_PROVIDERS = ("openai", "stability", "bfl", "ideogram", "imagen", "openai_compatible", "local")

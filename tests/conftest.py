@@ -7,7 +7,8 @@ pipeline runs its database steps on other threads, which only see committed rows
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from accounts.models import Organization
 from accounts.services import CreatedApiKey, api_key_create, org_create
 from gateway.asgi import application
 from gateway.seed import seed_defaults
+from tests.fakes.openai_upstream import FakeOpenAI
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -100,12 +102,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def live_gateway(transactional_db, settings):
-    """The ASGI app under a real uvicorn server on a free port, for SDK and browser tests."""
+@contextmanager
+def serve_asgi(app) -> Iterator[str]:
+    """Run an ASGI app under a real uvicorn server on a free port; yields its base URL."""
     port = _free_port()
-    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
-    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -113,9 +114,29 @@ def live_gateway(transactional_db, settings):
         if time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_gateway(transactional_db, settings):
+    """The gateway's ASGI app under a real uvicorn server, for SDK and browser tests."""
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+    with serve_asgi(application) as url:
+        yield url
+
+
+@pytest.fixture
+def fake_openai(monkeypatch):
+    """A fake OpenAI upstream on real HTTP, configured as the gateway's `openai` provider."""
+    fake = FakeOpenAI(api_key="sk-test-upstream")
+    with serve_asgi(fake) as url:
+        monkeypatch.setenv("OPENAI_API_KEY", fake.api_key)
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{url}/v1")
+        yield fake
 
 
 @pytest.fixture
