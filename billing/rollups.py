@@ -15,7 +15,9 @@ from django.db.models import Count, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from accounts.models import Organization
 from billing.models import DailyUsageRollup, UsageLineItem, UsageRollupDay
+from billing.money import format_usd
 
 # A request can still settle this long after it started (provider timeout plus retries);
 # a day's rollup is final only when it was built at least this long after midnight.
@@ -110,10 +112,18 @@ def rollup_rebuild(*, day: date, organization_id: int | None = None) -> int:
             ],
             batch_size=1000,
         )
+        # Every organization covered gets its marker, quiet ones too: their empty day is final as well.
+        org_ids = (
+            [organization_id] if organization_id is not None else Organization.objects.values_list("pk", flat=True)
+        )
         built_at = timezone.now()
-        org_ids = {key[1] for key in aggregates} | ({organization_id} if organization_id is not None else set())
-        for org_id in org_ids:
-            UsageRollupDay.objects.update_or_create(organization_id=org_id, day=day, defaults={"built_at": built_at})
+        UsageRollupDay.objects.bulk_create(
+            [UsageRollupDay(organization_id=org_id, day=day, built_at=built_at) for org_id in org_ids],
+            update_conflicts=True,
+            unique_fields=["organization", "day"],
+            update_fields=["built_at"],
+            batch_size=1000,
+        )
     return len(aggregates)
 
 
@@ -146,11 +156,13 @@ class RollupDifference:
 
     def describe(self) -> str:
         day, org_id, key_id, model, size, quality, unit_price = self.key
+        grouping = f"{day} org={org_id} key={key_id} {model or '-'} {size or '-'} {quality or '-'}"
         return (
-            f"{day} org={org_id} key={key_id} {model or '-'} {size or '-'} {quality or '-'} @ {unit_price}: "
+            f"{grouping} @ {format_usd(unit_price)}: "
             f"line items {self.line_items.requests} requests / {self.line_items.images} images / "
-            f"{self.line_items.failures} failures / {self.line_items.amount} USD, "
-            f"rollups {self.rollups.requests} / {self.rollups.images} / {self.rollups.failures} / {self.rollups.amount}"
+            f"{self.line_items.failures} failures / {format_usd(self.line_items.amount)} USD, "
+            f"rollups {self.rollups.requests} / {self.rollups.images} / {self.rollups.failures} / "
+            f"{format_usd(self.rollups.amount)} USD"
         )
 
 

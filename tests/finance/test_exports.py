@@ -185,3 +185,24 @@ def test_export_usage_command(orgs, ledger, tmp_path, capsys):
         call_command("export_usage", "--org", "nope", "--from", "2026-03-01", "--to", "2026-03-31")
     with pytest.raises(CommandError, match="YYYY-MM-DD"):
         call_command("export_usage", "--org", "acme", "--from", "yesterday", "--to", "2026-03-31")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_export_streams_under_asgi(people, ledger, gateway_client):
+    from asgiref.sync import sync_to_async
+    from django.test import Client
+
+    session = Client()
+    await sync_to_async(session.force_login)(people["alice"])
+    response = await gateway_client.get(
+        "/orgs/acme/exports/", cookies={"sessionid": session.cookies["sessionid"].value}
+    )
+    csrf = response.cookies["csrftoken"]
+    response = await gateway_client.post(
+        "/orgs/acme/exports/",
+        data={**MARCH, "csrfmiddlewaretoken": csrf},
+        cookies={"sessionid": session.cookies["sessionid"].value, "csrftoken": csrf},
+    )
+    assert response.status_code == 200, response.text
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == 5 and {row["organization"] for row in rows} == {"acme"}

@@ -12,10 +12,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         organization, first, last = organization_and_days(options)
-        try:
-            rows = rollup_rebuild_range(
-                first=first, last=last, organization_id=organization.pk if organization else None
-            )
-        except Exception as exc:
-            raise CommandError(f"Rollup failed: {exc}") from exc
+        organization_id = organization.pk if organization else None
+        rows = rollup_rebuild_range(first=first, last=last, organization_id=organization_id)
         self.stdout.write(f"Rebuilt rollups {first} to {last}: {rows} rows")
