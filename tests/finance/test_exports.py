@@ -194,15 +194,10 @@ async def test_export_streams_under_asgi(people, ledger, gateway_client):
 
     session = Client()
     await sync_to_async(session.force_login)(people["alice"])
-    response = await gateway_client.get(
-        "/orgs/acme/exports/", cookies={"sessionid": session.cookies["sessionid"].value}
-    )
-    csrf = response.cookies["csrftoken"]
-    response = await gateway_client.post(
-        "/orgs/acme/exports/",
-        data={**MARCH, "csrfmiddlewaretoken": csrf},
-        cookies={"sessionid": session.cookies["sessionid"].value, "csrftoken": csrf},
-    )
+    gateway_client.cookies.set("sessionid", session.cookies["sessionid"].value)
+    csrf = (await gateway_client.get("/orgs/acme/exports/")).cookies["csrftoken"]
+    gateway_client.cookies.set("csrftoken", csrf)
+    response = await gateway_client.post("/orgs/acme/exports/", data={**MARCH, "csrfmiddlewaretoken": csrf})
     assert response.status_code == 200, response.text
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert len(rows) == 5 and {row["organization"] for row in rows} == {"acme"}
