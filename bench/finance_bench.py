@@ -31,7 +31,7 @@ from django.test import Client  # noqa: E402
 
 from accounts.models import Organization  # noqa: E402
 from accounts.services import api_key_create, org_create  # noqa: E402
-from billing.models import UsageLineItem  # noqa: E402
+from billing.models import DailyUsageRollup, UsageLineItem, UsageRollupDay  # noqa: E402
 from billing.rollups import rollup_rebuild_range  # noqa: E402
 from billing.statements import statement_build  # noqa: E402
 from gateway.seed import seed_defaults  # noqa: E402
@@ -105,6 +105,9 @@ def main() -> None:
     print(f"export peak RSS: {peak_mb:.0f} MB, file {size_mb:.0f} MB", flush=True)
 
     march = date(2026, 3, 1)
+    # Start from no rollups, so the first statement reads the line items.
+    DailyUsageRollup.objects.filter(organization=organization).delete()
+    UsageRollupDay.objects.filter(organization=organization).delete()
     statement = timed("statement from line items", lambda: statement_build(organization=organization, month=march))
     timed("rollup rebuild of the month", lambda: rollup_rebuild_range(first=march, last=date(2026, 3, 31)))
     rolled = timed("statement from rollups", lambda: statement_build(organization=organization, month=march))
