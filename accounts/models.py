@@ -73,6 +73,10 @@ class ApiKey(models.Model):
     visible prefix (used for lookup and display) are stored.
     """
 
+    class UsageScope(models.TextChoices):
+        OWN = "own", "Its own requests"
+        ORGANIZATION = "organization", "The whole organization"
+
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100, blank=True)
     prefix = models.CharField(max_length=16, unique=True)
@@ -89,6 +93,8 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # Which usage the key may read from the usage API (finance); never another organization's.
+    usage_scope = models.CharField(max_length=16, choices=UsageScope.choices, default=UsageScope.OWN)
 
     class Meta:
         ordering = ["-created_at"]

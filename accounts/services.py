@@ -64,8 +64,11 @@ def api_key_create(
     expires_at: datetime | None = None,
     allowed_models: list[str] | None = None,
     created_by=None,
+    usage_scope: str = ApiKey.UsageScope.OWN,
 ) -> CreatedApiKey:
     """Mint a key; the plaintext is returned once and never stored."""
+    if usage_scope not in ApiKey.UsageScope.values:
+        raise AccountError(f"Unknown usage scope '{usage_scope}'. Allowed: {', '.join(ApiKey.UsageScope.values)}")
     with transaction.atomic():
         while True:
             plaintext = API_KEY_MARKER + secrets.token_urlsafe(32)
@@ -80,6 +83,7 @@ def api_key_create(
             allowed_models=sorted(set(allowed_models or [])),
             expires_at=expires_at,
             created_by=created_by,
+            usage_scope=usage_scope,
         )
     return CreatedApiKey(api_key=api_key, plaintext=plaintext)
 

@@ -1,5 +1,6 @@
 """The model catalog, the price list and the usage ledger."""
 
+from django.conf import settings
 from django.db import models
 
 from billing.money import MONEY_DIGITS, MONEY_PLACES
@@ -103,3 +104,94 @@ class UsageLineItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model} {self.status} {self.cost}"
+
+
+# --- Finance: rollups and export jobs --------------------------------------
+
+
+class DailyUsageRollup(models.Model):
+    """One day's usage of an organization for one key, model, size, quality and unit price.
+
+    Rebuilt from the line items (billing.rollups) so that statements and reports
+    read thousands of rows instead of millions; the reconciliation check proves
+    they still add up to the line items.
+    """
+
+    day = models.DateField()
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, on_delete=models.SET_NULL, related_name="+")
+    model = models.CharField(max_length=100, blank=True)
+    size = models.CharField(max_length=16, blank=True)
+    quality = models.CharField(max_length=16, blank=True)
+    # Part of the grouping so a statement can show the price actually charged when it changed mid-month.
+    unit_price = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    requests = models.PositiveIntegerField()
+    images = models.PositiveIntegerField()
+    failures = models.PositiveIntegerField()
+    amount = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "day"], name="rollup_org_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.organization_id} {self.model} {self.amount}"
+
+
+class UsageRollupDay(models.Model):
+    """Marks that an organization's rollup of one day was rebuilt, and when."""
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    built_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "day"], name="rollup_day_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} {self.day} built {self.built_at:%Y-%m-%d %H:%M}"
+
+
+class UsageExport(models.Model):
+    """A CSV export too large to stream at once, produced by a Celery job.
+
+    `organization` is empty for a staff export of every organization.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The filters as given (billing.exports.UsageFilter.as_params), so the job reproduces the request.
+    filters = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_written = models.PositiveIntegerField(default=0)
+    file = models.FileField(upload_to="exports/", blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"export {self.pk} ({self.status})"
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        return min(99, self.rows_written * 100 // self.rows_total) if self.rows_total else 0
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.DONE, self.Status.FAILED}

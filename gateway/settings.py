@@ -162,3 +162,24 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }
+
+# --- Finance: exports, rollups, usage API ---------------------------------
+INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar"]
+# Exports over this many rows run as a Celery job instead of streaming at once.
+USAGE_EXPORT_ASYNC_THRESHOLD = env_int("USAGE_EXPORT_ASYNC_THRESHOLD", 100_000)
+USAGE_EXPORT_TTL_DAYS = env_int("USAGE_EXPORT_TTL_DAYS", 7)
+CELERY_BEAT_SCHEDULE |= {
+    "usage-rollup-recent": {"task": "billing.finance_tasks.usage_rollup_recent", "schedule": 3600},
+    "usage-reconcile-recent": {"task": "billing.finance_tasks.usage_reconcile_recent", "schedule": 6 * 3600},
+    "usage-exports-expire": {"task": "billing.finance_tasks.usage_exports_expire", "schedule": 3600},
+}
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "imagegate usage API",
+    "DESCRIPTION": "Usage line items and totals of your organization, authenticated with an API key.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from gateway import views
 
@@ -10,4 +10,7 @@ urlpatterns = [
     path("api/images/generations", views.flat_image_generations, name="api-image-generations"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    # Finance: usage API (+ OpenAPI schema and docs), exports and statements.
+    path("api/", include("billing.api_urls")),
+    path("", include("billing.reports_urls")),
 ]

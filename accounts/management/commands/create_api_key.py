@@ -3,6 +3,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from accounts.models import ApiKey
 from accounts.services import AccountError, api_key_create, org_get
 from billing.models import ModelSpec
 
@@ -27,8 +28,14 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="", help="A name to recognise the key by")
         parser.add_argument("--expires-days", type=_positive_int, help="Expire the key after N days")
         parser.add_argument("--models", default="", help="Comma-separated models the key may use (default: all)")
+        parser.add_argument(
+            "--usage-scope",
+            choices=ApiKey.UsageScope.values,
+            default=ApiKey.UsageScope.OWN,
+            help="Usage the key may read from /api/usage: its own requests (default) or the whole organization",
+        )
 
-    def handle(self, *args, org, name, expires_days, models, **options):
+    def handle(self, *args, org, name, expires_days, models, usage_scope, **options):
         allowed = [model.strip() for model in models.split(",") if model.strip()]
         known = set(ModelSpec.objects.filter(supports_images=True).values_list("name", flat=True))
         unknown = sorted(set(allowed) - known)
@@ -39,12 +46,19 @@ class Command(BaseCommand):
         except AccountError as exc:
             raise CommandError(str(exc)) from None
         expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
-        created = api_key_create(organization=organization, name=name, expires_at=expires_at, allowed_models=allowed)
+        created = api_key_create(
+            organization=organization,
+            name=name,
+            expires_at=expires_at,
+            allowed_models=allowed,
+            usage_scope=usage_scope,
+        )
         key = created.api_key
         self.stdout.write(
             f"Created API key {key.prefix}… for '{organization.slug}'"
             + (f", expires {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else "")
             + (f", models {', '.join(key.allowed_models)}" if key.allowed_models else "")
+            + (", reads the whole organization's usage" if key.usage_scope == ApiKey.UsageScope.ORGANIZATION else "")
             + ". Store it now; it cannot be shown again:"
         )
         self.stdout.write(created.plaintext)

@@ -1,0 +1,237 @@
+"""The usage API: line items and totals of the caller's organization, authenticated with an API key.
+
+A key reads its organization's usage only: keys with the `organization` usage
+scope see every request of it, other keys only the requests made with
+themselves. No parameter can reach another organization.
+"""
+
+from datetime import UTC
+
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import F
+from django.db.models.functions import TruncDate
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.generics import ListAPIView
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from accounts.models import ApiKey
+from accounts.services import api_key_authenticate
+from billing.exports import FilterError, usage_filter_parse, usage_line_items
+from billing.models import UsageLineItem
+from billing.money import CURRENCY, format_usd
+from billing.rollups import totals_annotations, totals_from_row, totals_sum
+from gateway.auth import api_key_from_request
+from gateway.errors import Flavor, GatewayError, error_body
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <key>` or `X-API-Key: <key>`; request.auth is the ApiKey."""
+
+    def authenticate(self, request):
+        plaintext = api_key_from_request(request._request)
+        if plaintext is None:
+            raise exceptions.NotAuthenticated("Send your API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
+        api_key = api_key_authenticate(plaintext)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("The API key is invalid, expired or revoked.")
+        return AnonymousUser(), api_key
+
+    def authenticate_header(self, request) -> str:
+        # Makes DRF answer 401 (with this challenge) rather than 403.
+        return 'Bearer realm="imagegate"'
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = ApiKeyAuthentication
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An imagegate API key (igw-…)."}
+
+
+class HasApiKey(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, ApiKey)
+
+
+def _api_exception_handler(exc, context):
+    """Errors in the gateway's one error shape: {"error": {"message", "type", "param", "code"}}."""
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+    message = detail.get("detail", detail) if isinstance(detail, dict) else detail
+    code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
+    code = code.get("detail", "invalid_parameter") if isinstance(code, dict) else code
+    error = GatewayError(response.status_code, str(code), str(message))
+    request_id = getattr(context["request"], "request_id", "")
+    response.data = error_body(error, flavor=Flavor.OPENAI, request_id=request_id)
+    return response
+
+
+FILTER_PARAMETERS = [
+    OpenApiParameter("from", OpenApiTypes.DATE, description="First day (UTC), default: the 1st of this month"),
+    OpenApiParameter("to", OpenApiTypes.DATE, description="Last day included (UTC), default: today"),
+    OpenApiParameter("model", str, description="Only this model, e.g. dall-e-3"),
+    OpenApiParameter("status", str, enum=UsageLineItem.Status.values, description="Only this outcome"),
+    OpenApiParameter("key", str, description="Only requests of the key with this prefix (igw-…)"),
+    OpenApiParameter("end_user", str, description="Only requests made for this end user"),
+]
+
+
+class _UsageApiView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasApiKey]
+
+    def get_exception_handler(self):
+        return _api_exception_handler
+
+    def usage_items(self):
+        api_key: ApiKey = self.request.auth
+        try:
+            usage_filter = usage_filter_parse(self.request.query_params)
+        except FilterError as exc:
+            raise exceptions.ParseError(str(exc)) from None
+        own_only = api_key.usage_scope != ApiKey.UsageScope.ORGANIZATION
+        return usage_line_items(
+            usage_filter=usage_filter,
+            organization=api_key.organization,
+            api_key_id=api_key.pk if own_only else None,
+        )
+
+
+class MoneyField(serializers.DecimalField):
+    """An exact decimal string in USD, e.g. "0.04"."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_digits=14, decimal_places=6, **kwargs)
+
+    def to_representation(self, value) -> str:
+        return format_usd(value)
+
+
+class UsageLineItemSerializer(serializers.ModelSerializer):
+    time = serializers.DateTimeField(source="created_at")
+    organization = serializers.CharField(source="organization.slug")
+    key_prefix = serializers.CharField(source="api_key.prefix", allow_null=True, default=None)
+    key_name = serializers.CharField(source="api_key.name", allow_null=True, default=None)
+    unit_price = MoneyField()
+    cost = MoneyField()
+    cached = serializers.SerializerMethodField()
+
+    class Meta:
+        model = UsageLineItem
+        fields = [
+            "request_id",
+            "time",
+            "organization",
+            "key_prefix",
+            "key_name",
+            "end_user",
+            "provider",
+            "model",
+            "size",
+            "quality",
+            "n",
+            "unit_price",
+            "cost",
+            "currency",
+            "status",
+            "error_code",
+            "latency_ms",
+            "cached",
+        ]
+
+    def get_cached(self, item: UsageLineItem) -> bool | None:
+        return item.details.get("cached")
+
+
+class UsageCursorPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 100
+    page_size_query_param = "limit"
+    max_page_size = 1000
+
+
+@extend_schema(parameters=FILTER_PARAMETERS, summary="Usage line items, newest first")
+class UsageList(_UsageApiView, ListAPIView):
+    """GET /api/usage: one entry per request, cursor-paginated (`next`, `previous`)."""
+
+    serializer_class = UsageLineItemSerializer
+    pagination_class = UsageCursorPagination
+
+    def get_queryset(self):
+        return self.usage_items().select_related("organization", "api_key")
+
+
+GROUPS = {
+    "day": TruncDate("created_at", tzinfo=UTC),
+    "model": F("model"),
+    "key": F("api_key__prefix"),
+    "end_user": F("end_user"),
+}
+
+
+class UsageTotalsSerializer(serializers.Serializer):
+    group = serializers.CharField(allow_null=True, help_text="The day, model, key prefix or end user")
+    requests = serializers.IntegerField()
+    images = serializers.IntegerField(help_text="Images of succeeded requests")
+    failures = serializers.IntegerField(help_text="Failed and rejected requests")
+    amount = MoneyField()
+
+
+class UsageSummarySerializer(serializers.Serializer):
+    group_by = serializers.ChoiceField(choices=list(GROUPS))
+    currency = serializers.CharField()
+    results = UsageTotalsSerializer(many=True)
+    total = UsageTotalsSerializer()
+
+
+def _totals_dict(group, totals) -> dict:
+    return {
+        "group": group,
+        "requests": totals.requests,
+        "images": totals.images,
+        "failures": totals.failures,
+        "amount": totals.amount,
+    }
+
+
+class UsageSummary(_UsageApiView):
+    """GET /api/usage/summary: totals grouped by day, model, key or end user."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("group_by", str, enum=list(GROUPS), description="Grouping, default day"),
+            *FILTER_PARAMETERS,
+        ],
+        responses=UsageSummarySerializer,
+        summary="Usage totals",
+    )
+    def get(self, request):
+        group_by = request.query_params.get("group_by", "day")
+        if group_by not in GROUPS:
+            raise exceptions.ParseError(f"'group_by' must be one of {', '.join(GROUPS)}, got '{group_by}'")
+        rows = (
+            self.usage_items()
+            .annotate(group=GROUPS[group_by])
+            .values("group")
+            .annotate(**totals_annotations())
+            .order_by("group")
+        )
+        results = [(str(row["group"]) if row["group"] is not None else None, totals_from_row(row)) for row in rows]
+        body = {
+            "group_by": group_by,
+            "currency": CURRENCY,
+            "results": [_totals_dict(group, totals) for group, totals in results],
+            "total": _totals_dict(None, totals_sum(totals for _, totals in results)),
+        }
+        return Response(UsageSummarySerializer(body).data)

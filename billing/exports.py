@@ -1,0 +1,309 @@
+"""Usage exports: the filters shared by exports, statements and the usage API, and the CSV writer.
+
+The CSV columns are a documented contract (docs/finance.md): add columns at the
+end, never rename or reorder them.
+"""
+
+import csv
+import io
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import IO
+
+from django.conf import settings
+from django.core.files.base import File
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import Organization
+from billing.models import UsageExport, UsageLineItem
+from billing.money import format_usd
+
+CSV_COLUMNS = (
+    "request_id",
+    "time",
+    "organization",
+    "key_prefix",
+    "key_name",
+    "end_user",
+    "provider",
+    "model",
+    "size",
+    "quality",
+    "n",
+    "unit_price",
+    "cost",
+    "currency",
+    "status",
+    "error_code",
+    "latency_ms",
+    "cached",
+)
+# The database columns behind CSV_COLUMNS, in the same order.
+_VALUES = (
+    "request_id",
+    "created_at",
+    "organization__slug",
+    "api_key__prefix",
+    "api_key__name",
+    "end_user",
+    "provider",
+    "model",
+    "size",
+    "quality",
+    "n",
+    "unit_price",
+    "cost",
+    "currency",
+    "status",
+    "error_code",
+    "latency_ms",
+    "details__cached",
+)
+# Spreadsheets evaluate a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# Rows fetched per round trip from the server-side cursor: big enough to be fast, small enough to stay flat in memory.
+CHUNK_ROWS = 5000
+MAX_RANGE_DAYS = 366
+
+
+class FilterError(ValueError):
+    """A filter the caller must fix; the message says how."""
+
+
+@dataclass(frozen=True)
+class UsageFilter:
+    """Which line items a report covers: a UTC date range (both days included) and optional narrowing."""
+
+    date_from: date
+    date_to: date
+    model: str = ""
+    status: str = ""
+    key_prefix: str = ""
+    end_user: str = ""
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.date_from, time.min, tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        """Exclusive: midnight after the last day."""
+        return datetime.combine(self.date_to + timedelta(days=1), time.min, tzinfo=UTC)
+
+    def as_params(self) -> dict[str, str]:
+        params = {"from": self.date_from.isoformat(), "to": self.date_to.isoformat()}
+        for name in ("model", "status", "end_user"):
+            if getattr(self, name):
+                params[name] = getattr(self, name)
+        if self.key_prefix:
+            params["key"] = self.key_prefix
+        return params
+
+
+def _parse_day(text: str, name: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise FilterError(f"'{name}' must be a date as YYYY-MM-DD, got '{text}'") from None
+
+
+def usage_filter_parse(params: Mapping[str, str], *, today: date | None = None) -> UsageFilter:
+    """The filter from query parameters (`from`, `to`, `model`, `status`, `key`, `end_user`).
+
+    Without dates the range is the current month up to today.
+    """
+    today = today or timezone.now().date()
+    date_from = _parse_day(params["from"], "from") if params.get("from") else today.replace(day=1)
+    date_to = _parse_day(params["to"], "to") if params.get("to") else today
+    if date_from > date_to:
+        raise FilterError(f"'from' ({date_from}) must not be after 'to' ({date_to})")
+    if (date_to - date_from).days >= MAX_RANGE_DAYS:
+        raise FilterError(f"The range covers more than {MAX_RANGE_DAYS} days; split it into smaller ranges")
+    status = params.get("status", "").strip()
+    if status and status not in UsageLineItem.Status.values:
+        raise FilterError(f"'status' must be one of {', '.join(UsageLineItem.Status.values)}, got '{status}'")
+    return UsageFilter(
+        date_from=date_from,
+        date_to=date_to,
+        model=params.get("model", "").strip(),
+        status=status,
+        key_prefix=params.get("key", "").strip(),
+        end_user=params.get("end_user", "").strip(),
+    )
+
+
+def usage_line_items(
+    *, usage_filter: UsageFilter, organization: Organization | None, api_key_id: int | None = None
+) -> QuerySet[UsageLineItem]:
+    """The line items a filter selects; `organization=None` means every organization (staff only).
+
+    `api_key_id` narrows to one key's own requests (usage API keys with the `own` scope).
+    """
+    items = UsageLineItem.objects.filter(created_at__gte=usage_filter.start, created_at__lt=usage_filter.end)
+    if organization is not None:
+        items = items.filter(organization=organization)
+    if api_key_id is not None:
+        items = items.filter(api_key_id=api_key_id)
+    if usage_filter.model:
+        items = items.filter(model=usage_filter.model)
+    if usage_filter.status:
+        items = items.filter(status=usage_filter.status)
+    if usage_filter.key_prefix:
+        items = items.filter(api_key__prefix=usage_filter.key_prefix)
+    if usage_filter.end_user:
+        items = items.filter(end_user=usage_filter.end_user)
+    return items
+
+
+def csv_cell(value: str) -> str:
+    """A text cell that a spreadsheet shows as text, never runs as a formula."""
+    return "'" + value if value.startswith(_FORMULA_TRIGGERS) else value
+
+
+def _utc_iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _cached(value) -> str:
+    return "" if value is None else ("true" if value is True else "false" if value is False else csv_cell(str(value)))
+
+
+def _csv_record(row: tuple) -> list[str]:
+    (request_id, created_at, org, prefix, key_name, end_user, provider, model, size, quality, n, unit_price, cost,
+     currency, status, error_code, latency_ms, cached) = row  # fmt: skip
+    return [
+        request_id,
+        _utc_iso(created_at),
+        org,
+        prefix or "",
+        csv_cell(key_name or ""),
+        csv_cell(end_user),
+        csv_cell(provider),
+        csv_cell(model),
+        csv_cell(size),
+        csv_cell(quality),
+        str(n),
+        format_usd(unit_price),
+        format_usd(cost),
+        currency,
+        status,
+        csv_cell(error_code),
+        str(latency_ms),
+        _cached(cached),
+    ]
+
+
+class _Line:
+    """A file-like sink that hands back what csv.writer wrote, for streaming."""
+
+    def write(self, text: str) -> str:
+        return text
+
+
+def usage_csv_lines(items: QuerySet[UsageLineItem]) -> Iterator[str]:
+    """The header and one CSV line per item, oldest first, read through a server-side cursor."""
+    writer = csv.writer(_Line(), lineterminator="\r\n")
+    yield writer.writerow(CSV_COLUMNS)
+    rows = items.order_by("created_at", "id").values_list(*_VALUES).iterator(chunk_size=CHUNK_ROWS)
+    for row in rows:
+        yield writer.writerow(_csv_record(row))
+
+
+def usage_csv_write(*, items: QuerySet[UsageLineItem], output: IO[str], on_progress=None) -> int:
+    """Write the CSV to a text file in batches; returns the number of data rows.
+
+    `on_progress(rows_written)` is called after each batch of CHUNK_ROWS rows.
+    """
+    rows = -1  # the header is not a row
+    batch: list[str] = []
+    for line in usage_csv_lines(items):
+        batch.append(line)
+        rows += 1
+        if len(batch) >= CHUNK_ROWS:
+            output.write("".join(batch))
+            batch.clear()
+            if on_progress is not None:
+                on_progress(rows)
+    output.write("".join(batch))
+    return rows
+
+
+def export_is_large(*, items: QuerySet[UsageLineItem]) -> bool:
+    """Whether the export is over the threshold and goes to a background job instead of streaming."""
+    threshold = settings.USAGE_EXPORT_ASYNC_THRESHOLD
+    # Counting up to threshold + 1 rows is all the decision needs, however large the range.
+    return items[: threshold + 1].count() > threshold
+
+
+def usage_export_create(*, organization: Organization | None, usage_filter: UsageFilter, requested_by) -> UsageExport:
+    """Queue a background export; the Celery job starts once this transaction commits."""
+    from billing.finance_tasks import usage_export_run
+
+    export = UsageExport.objects.create(
+        organization=organization, requested_by=requested_by, filters=usage_filter.as_params()
+    )
+    transaction.on_commit(lambda: usage_export_run.delay(export.pk))
+    return export
+
+
+def usage_export_run(*, export_id: int) -> UsageExport:
+    """Produce an export's file, recording progress as it goes; the file expires after USAGE_EXPORT_TTL_DAYS."""
+    claimed = UsageExport.objects.filter(pk=export_id, status=UsageExport.Status.QUEUED).update(
+        status=UsageExport.Status.RUNNING
+    )
+    export = UsageExport.objects.select_related("organization").get(pk=export_id)
+    if not claimed:
+        # Another worker has it (or it already ran): a redelivered task must not write the file twice.
+        return export
+    usage_filter = usage_filter_parse(export.filters)
+    items = usage_line_items(usage_filter=usage_filter, organization=export.organization)
+    UsageExport.objects.filter(pk=export_id).update(rows_total=items.count())
+
+    def progress(rows: int) -> None:
+        UsageExport.objects.filter(pk=export_id).update(rows_written=rows)
+
+    name = f"usage-{export.organization.slug if export.organization else 'all'}-{usage_filter.date_from}.csv"
+    try:
+        # A temporary file on disk: a million-row export never sits in memory.
+        with tempfile.TemporaryFile() as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            rows = usage_csv_write(items=items, output=text, on_progress=progress)
+            text.flush()
+            raw.seek(0)
+            export.file.save(name, File(raw), save=False)
+            text.detach()
+    except Exception as exc:
+        UsageExport.objects.filter(pk=export_id).update(
+            status=UsageExport.Status.FAILED, error=str(exc)[:500], finished_at=timezone.now()
+        )
+        raise
+    now = timezone.now()
+    export.status = UsageExport.Status.DONE
+    export.rows_total = rows
+    export.rows_written = rows
+    export.finished_at = now
+    export.expires_at = now + timedelta(days=settings.USAGE_EXPORT_TTL_DAYS)
+    export.save(update_fields=["status", "rows_total", "rows_written", "file", "finished_at", "expires_at"])
+    return export
+
+
+def usage_exports_expire(*, now: datetime | None = None) -> int:
+    """Delete the files of expired exports and the exports themselves; returns how many."""
+    now = now or timezone.now()
+    expired = list(UsageExport.objects.filter(expires_at__lte=now))
+    for export in expired:
+        if export.file:
+            export.file.delete(save=False)
+        export.delete()
+    return len(expired)
+
+
+def csv_rows_to_text(rows: Iterable[Iterable[str]]) -> Iterator[str]:
+    """CSV lines for already-escaped rows (statements)."""
+    writer = csv.writer(_Line(), lineterminator="\r\n")
+    for row in rows:
+        yield writer.writerow(list(row))

@@ -1,0 +1,189 @@
+"""Finance pages: usage exports (streamed or as a background job) and monthly statements.
+
+Every view reaches the organization through accounts.access, so an outsider gets
+a 404; within an organization, only finance roles (owner, admin, finance) and
+staff may read money, members get a 403.
+"""
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+
+from accounts.access import org_access_get
+from accounts.models import Organization
+from billing.exports import (
+    FilterError,
+    UsageFilter,
+    export_is_large,
+    usage_csv_lines,
+    usage_export_create,
+    usage_filter_parse,
+    usage_line_items,
+)
+from billing.models import UsageExport, UsageLineItem
+from billing.statements import month_parse, statement_build, statement_csv_lines, statement_months
+
+# Lines handed to the server per await while streaming: fewer hops, still flat memory.
+STREAM_BATCH_LINES = 2000
+
+
+def _finance_org(request: HttpRequest, slug: str) -> Organization:
+    access = org_access_get(request.user, slug)
+    if not access.can_read_finance:
+        raise PermissionDenied("Only owners, admins and finance members can read the organization's spend.")
+    return access.organization
+
+
+def _staff_only(request: HttpRequest) -> None:
+    if not request.user.is_staff:
+        raise Http404("No such page")
+
+
+def _take_batch(lines) -> str:
+    batch = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= STREAM_BATCH_LINES:
+            break
+    return "".join(batch)
+
+
+async def _streamed(lines):
+    # Under ASGI Django would first collect a synchronous iterator into a list; pulling
+    # batches on the request's own thread keeps memory flat and the cursor on one connection.
+    take = sync_to_async(_take_batch, thread_sensitive=True)
+    while batch := await take(lines):
+        yield batch.encode()
+
+
+def _csv_response(request: HttpRequest, lines, filename: str) -> StreamingHttpResponse:
+    content = _streamed(lines) if isinstance(request, ASGIRequest) else lines
+    response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _exports_page(request: HttpRequest, *, organization: Organization | None, template_context: dict) -> HttpResponse:
+    """The export form and recent jobs; a POST streams the CSV or, when large, queues a job."""
+    exports = UsageExport.objects.filter(organization=organization) if organization else UsageExport.objects.all()
+    context = {
+        **template_context,
+        "organization": organization,
+        "exports": exports.select_related("organization")[:20],
+        "statuses": UsageLineItem.Status.values,
+        "params": request.POST or {},
+    }
+    if request.method != "POST":
+        return render(request, "billing/exports.html", context)
+    try:
+        usage_filter = usage_filter_parse(request.POST)
+    except FilterError as exc:
+        return render(request, "billing/exports.html", {**context, "error": str(exc)}, status=400)
+    items = usage_line_items(usage_filter=usage_filter, organization=organization)
+    if export_is_large(items=items):
+        usage_export_create(organization=organization, usage_filter=usage_filter, requested_by=request.user)
+        return redirect(request.path, permanent=False)
+    return _csv_response(request, usage_csv_lines(items), _export_filename(organization, usage_filter))
+
+
+def _export_filename(organization: Organization | None, usage_filter: UsageFilter) -> str:
+    scope = organization.slug if organization else "all"
+    return f"usage-{scope}-{usage_filter.date_from}-{usage_filter.date_to}.csv"
+
+
+def _export_status(request: HttpRequest, export: UsageExport, download_url: str) -> HttpResponse:
+    return render(request, "billing/partials/export_status.html", {"export": export, "download_url": download_url})
+
+
+def _export_download(export: UsageExport) -> FileResponse:
+    if export.status != UsageExport.Status.DONE or not export.file:
+        raise Http404("This export is not ready")
+    if export.expires_at is not None and export.expires_at <= timezone.now():
+        raise Http404("This export has expired; export the range again")
+    return FileResponse(export.file.open("rb"), as_attachment=True, filename=export.file.name.rsplit("/", 1)[-1])
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def org_exports(request: HttpRequest, slug: str) -> HttpResponse:
+    organization = _finance_org(request, slug)
+    return _exports_page(request, organization=organization, template_context={"staff": False})
+
+
+@login_required
+@require_GET
+def org_export_status(request: HttpRequest, slug: str, export_id: int) -> HttpResponse:
+    organization = _finance_org(request, slug)
+    export = get_object_or_404(UsageExport, pk=export_id, organization=organization)
+    return _export_status(request, export, reverse("org-export-download", args=[slug, export.pk]))
+
+
+@login_required
+@require_GET
+def org_export_download(request: HttpRequest, slug: str, export_id: int) -> FileResponse:
+    organization = _finance_org(request, slug)
+    return _export_download(get_object_or_404(UsageExport, pk=export_id, organization=organization))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def staff_exports(request: HttpRequest) -> HttpResponse:
+    _staff_only(request)
+    slug = request.POST.get("organization", "")
+    organization = get_object_or_404(Organization, slug=slug) if slug else None
+    context = {"staff": True, "organizations": Organization.objects.order_by("slug")}
+    return _exports_page(request, organization=organization, template_context=context)
+
+
+@login_required
+@require_GET
+def staff_export_status(request: HttpRequest, export_id: int) -> HttpResponse:
+    _staff_only(request)
+    export = get_object_or_404(UsageExport, pk=export_id)
+    return _export_status(request, export, reverse("staff-export-download", args=[export.pk]))
+
+
+@login_required
+@require_GET
+def staff_export_download(request: HttpRequest, export_id: int) -> FileResponse:
+    _staff_only(request)
+    return _export_download(get_object_or_404(UsageExport, pk=export_id))
+
+
+@login_required
+@require_GET
+def org_statements(request: HttpRequest, slug: str) -> HttpResponse:
+    organization = _finance_org(request, slug)
+    months = statement_months(organization=organization)
+    return render(request, "billing/statements.html", {"organization": organization, "months": months})
+
+
+def _statement_for(request: HttpRequest, slug: str, month: str):
+    organization = _finance_org(request, slug)
+    try:
+        first_day = month_parse(month)
+    except ValueError:
+        raise Http404("No such month") from None
+    return statement_build(organization=organization, month=first_day)
+
+
+@login_required
+@require_GET
+def org_statement(request: HttpRequest, slug: str, month: str) -> HttpResponse:
+    statement = _statement_for(request, slug, month)
+    return render(request, "billing/statement.html", {"statement": statement, "organization": statement.organization})
+
+
+@login_required
+@require_GET
+def org_statement_csv(request: HttpRequest, slug: str, month: str) -> HttpResponse:
+    statement = _statement_for(request, slug, month)
+    response = HttpResponse("".join(statement_csv_lines(statement)), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="statement-{slug}-{statement.first:%Y-%m}.csv"'
+    return response

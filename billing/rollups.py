@@ -1,0 +1,194 @@
+"""Daily usage rollups: rebuilt from the line items, read by statements, checked by reconciliation.
+
+A rollup row aggregates one UTC day of one organization for one (key, model,
+size, quality, unit price). Rebuilding a day deletes and re-inserts its rows in
+one transaction, so running it twice, or after late line items, is safe.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import Count, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+
+from accounts.models import Organization
+from billing.models import DailyUsageRollup, UsageLineItem, UsageRollupDay
+from billing.money import format_usd
+
+# A request can still settle this long after it started (provider timeout plus retries);
+# a day's rollup is final only when it was built at least this long after midnight.
+SETTLE_MARGIN = timedelta(minutes=15)
+FAILED_STATUSES = (UsageLineItem.Status.FAILED, UsageLineItem.Status.REJECTED)
+# The grouping of a rollup row, in the names the line items use.
+DIMENSIONS = ("day", "organization_id", "api_key_id", "model", "size", "quality", "unit_price")
+
+
+@dataclass(frozen=True)
+class Totals:
+    requests: int = 0
+    images: int = 0
+    failures: int = 0
+    amount: Decimal = Decimal(0)
+
+    def __add__(self, other: "Totals") -> "Totals":
+        return Totals(
+            self.requests + other.requests,
+            self.images + other.images,
+            self.failures + other.failures,
+            self.amount + other.amount,
+        )
+
+
+def _day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
+    return datetime.combine(first, time.min, tzinfo=UTC), datetime.combine(
+        last + timedelta(days=1), time.min, tzinfo=UTC
+    )
+
+
+def totals_annotations() -> dict:
+    """Aggregates that turn grouped line items into Totals fields (see totals_from_row)."""
+    return {
+        "n_requests": Count("id"),
+        "n_images": Coalesce(Sum("n", filter=Q(status=UsageLineItem.Status.SUCCEEDED)), 0),
+        "n_failures": Count("id", filter=Q(status__in=FAILED_STATUSES)),
+        "total": Coalesce(Sum("cost"), Value(Decimal(0)), output_field=UsageLineItem._meta.get_field("cost")),
+    }
+
+
+def totals_from_row(row: dict) -> Totals:
+    return Totals(row["n_requests"], row["n_images"], row["n_failures"], row["total"])
+
+
+def line_item_aggregates(items: QuerySet[UsageLineItem]) -> dict[tuple, Totals]:
+    """Totals of line items per rollup grouping (see DIMENSIONS), computed by the database."""
+    rows = (
+        items.annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values(*DIMENSIONS)
+        .annotate(**totals_annotations())
+        .order_by()
+    )
+    return {tuple(row[name] for name in DIMENSIONS): totals_from_row(row) for row in rows}
+
+
+def rollup_aggregates(rollups: QuerySet[DailyUsageRollup]) -> dict[tuple, Totals]:
+    """The same shape as line_item_aggregates, read from rollup rows (summed, in case a row was duplicated)."""
+    rows = (
+        rollups.values(*DIMENSIONS)
+        .annotate(n_requests=Sum("requests"), n_images=Sum("images"), n_failures=Sum("failures"), total=Sum("amount"))
+        .order_by()
+    )
+    return {tuple(row[name] for name in DIMENSIONS): totals_from_row(row) for row in rows}
+
+
+def rollup_rebuild(*, day: date, organization_id: int | None = None) -> int:
+    """Rebuild one UTC day's rollups (of one organization, or all); returns the number of rollup rows."""
+    start, end = _day_bounds(day, day)
+    items = UsageLineItem.objects.filter(created_at__gte=start, created_at__lt=end)
+    rollups = DailyUsageRollup.objects.filter(day=day)
+    if organization_id is not None:
+        items = items.filter(organization_id=organization_id)
+        rollups = rollups.filter(organization_id=organization_id)
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Two rebuilds of the same day (beat and a command) would otherwise both delete, then both insert.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x1F1E, day.toordinal()])
+        aggregates = line_item_aggregates(items)
+        rollups.delete()
+        DailyUsageRollup.objects.bulk_create(
+            [
+                DailyUsageRollup(
+                    **dict(zip(DIMENSIONS, key, strict=True)),
+                    requests=totals.requests,
+                    images=totals.images,
+                    failures=totals.failures,
+                    amount=totals.amount,
+                )
+                for key, totals in aggregates.items()
+            ],
+            batch_size=1000,
+        )
+        # Every organization covered gets its marker, quiet ones too: their empty day is final as well.
+        org_ids = (
+            [organization_id] if organization_id is not None else Organization.objects.values_list("pk", flat=True)
+        )
+        built_at = timezone.now()
+        UsageRollupDay.objects.bulk_create(
+            [UsageRollupDay(organization_id=org_id, day=day, built_at=built_at) for org_id in org_ids],
+            update_conflicts=True,
+            unique_fields=["organization", "day"],
+            update_fields=["built_at"],
+            batch_size=1000,
+        )
+    return len(aggregates)
+
+
+def rollup_rebuild_range(*, first: date, last: date, organization_id: int | None = None) -> int:
+    rows = 0
+    day = first
+    while day <= last:
+        rows += rollup_rebuild(day=day, organization_id=organization_id)
+        day += timedelta(days=1)
+    return rows
+
+
+def final_rollup_days(*, organization_id: int, first: date, last: date) -> set[date]:
+    """Days whose rollups were built after the day had settled, so they can stand in for the line items."""
+    built = UsageRollupDay.objects.filter(organization_id=organization_id, day__gte=first, day__lte=last)
+    return {
+        marker.day
+        for marker in built
+        if marker.built_at >= datetime.combine(marker.day + timedelta(days=1), time.min, tzinfo=UTC) + SETTLE_MARGIN
+    }
+
+
+@dataclass(frozen=True)
+class RollupDifference:
+    """One grouping where the rollups and the line items disagree."""
+
+    key: tuple
+    line_items: Totals
+    rollups: Totals
+
+    def describe(self) -> str:
+        day, org_id, key_id, model, size, quality, unit_price = self.key
+        grouping = f"{day} org={org_id} key={key_id} {model or '-'} {size or '-'} {quality or '-'}"
+        return (
+            f"{grouping} @ {format_usd(unit_price)}: "
+            f"line items {self.line_items.requests} requests / {self.line_items.images} images / "
+            f"{self.line_items.failures} failures / {format_usd(self.line_items.amount)} USD, "
+            f"rollups {self.rollups.requests} / {self.rollups.images} / {self.rollups.failures} / "
+            f"{format_usd(self.rollups.amount)} USD"
+        )
+
+
+def rollup_reconcile(*, first: date, last: date, organization_id: int | None = None) -> list[RollupDifference]:
+    """Every grouping in [first, last] where the rollups do not equal the line items."""
+    start, end = _day_bounds(first, last)
+    items = UsageLineItem.objects.filter(created_at__gte=start, created_at__lt=end)
+    rollups = DailyUsageRollup.objects.filter(day__gte=first, day__lte=last)
+    if organization_id is not None:
+        items = items.filter(organization_id=organization_id)
+        rollups = rollups.filter(organization_id=organization_id)
+    expected = line_item_aggregates(items)
+    actual = rollup_aggregates(rollups)
+    return [
+        RollupDifference(key, expected.get(key, Totals()), actual.get(key, Totals()))
+        for key in sorted(expected.keys() | actual.keys(), key=_sort_key)
+        if expected.get(key, Totals()) != actual.get(key, Totals())
+    ]
+
+
+def _sort_key(key: tuple) -> tuple:
+    return tuple("" if part is None else str(part) for part in key)
+
+
+def totals_sum(values: Iterable[Totals]) -> Totals:
+    total = Totals()
+    for value in values:
+        total += value
+    return total

@@ -1,0 +1,190 @@
+"""Monthly statements: what an organization spent, by model, key, end user and day, to the cent.
+
+A statement is built from the line items' own costs (never from today's prices),
+so a closed month's statement does not change when prices change later. Days
+whose rollups are final are read from the rollups; the rest of the month, and the
+end-user breakdown (rollups have no end user), come from the line items.
+
+The month's spend caps and alerts (governance) are not part of the statement yet:
+they belong in their own section once the governance models exist.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import ApiKey, Organization
+from billing.exports import csv_cell, csv_rows_to_text
+from billing.models import DailyUsageRollup, UsageLineItem
+from billing.money import CURRENCY, format_usd
+from billing.rollups import (
+    Totals,
+    final_rollup_days,
+    line_item_aggregates,
+    rollup_aggregates,
+    totals_annotations,
+    totals_from_row,
+    totals_sum,
+)
+
+CSV_COLUMNS = ("section", "label", "model", "size", "quality", "unit_price", "requests", "images", "failures", "amount")
+
+
+@dataclass(frozen=True)
+class ModelLine:
+    model: str
+    size: str
+    quality: str
+    unit_price: object
+    totals: Totals
+
+
+@dataclass(frozen=True)
+class LabelledLine:
+    label: str
+    totals: Totals
+
+
+@dataclass(frozen=True)
+class Statement:
+    organization: Organization
+    month: date
+    first: date
+    last: date
+    currency: str
+    by_model: list[ModelLine]
+    by_key: list[LabelledLine]
+    by_end_user: list[LabelledLine]
+    by_day: list[LabelledLine]
+    total: Totals
+    days_from_rollups: int
+
+    @property
+    def is_closed(self) -> bool:
+        return self.last < timezone.now().date()
+
+
+def month_parse(text: str) -> date:
+    """The first day of month `YYYY-MM`, or ValueError saying what is wrong."""
+    try:
+        return datetime.strptime(text, "%Y-%m").date()
+    except ValueError:
+        raise ValueError(f"'{text}' is not a month as YYYY-MM") from None
+
+
+def _month_last_day(month: date) -> date:
+    return (month.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+
+
+def _ranges(days: list[date]) -> Q:
+    """A filter on created_at covering these days, one range per run of consecutive days."""
+    condition = Q(pk__in=[])
+    run_start = previous = None
+    for day in [*days, None]:
+        if run_start is not None and (day is None or day != previous + timedelta(days=1)):
+            condition |= Q(
+                created_at__gte=datetime.combine(run_start, time.min, tzinfo=UTC),
+                created_at__lt=datetime.combine(previous + timedelta(days=1), time.min, tzinfo=UTC),
+            )
+            run_start = None
+        if day is not None and run_start is None:
+            run_start = day
+        previous = day
+    return condition
+
+
+def _by_end_user(items) -> list[LabelledLine]:
+    rows = items.values("end_user").annotate(**totals_annotations()).order_by("-total", "end_user")
+    return [LabelledLine(row["end_user"], totals_from_row(row)) for row in rows]
+
+
+def _grouped(aggregates: dict[tuple, Totals], index) -> dict:
+    grouped: dict = defaultdict(Totals)
+    for key, totals in aggregates.items():
+        grouped[index(key)] += totals
+    return grouped
+
+
+def statement_build(*, organization: Organization, month: date) -> Statement:
+    first, last = month.replace(day=1), _month_last_day(month)
+    month_items = UsageLineItem.objects.filter(
+        organization=organization,
+        created_at__gte=datetime.combine(first, time.min, tzinfo=UTC),
+        created_at__lt=datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC),
+    )
+    final_days = sorted(final_rollup_days(organization_id=organization.pk, first=first, last=last))
+    every_day = (first + timedelta(days=i) for i in range((last - first).days + 1))
+    open_days = [day for day in every_day if day not in set(final_days)]
+    aggregates = rollup_aggregates(DailyUsageRollup.objects.filter(organization=organization, day__in=final_days))
+    if open_days:
+        for key, totals in line_item_aggregates(month_items.filter(_ranges(open_days))).items():
+            aggregates[key] = aggregates.get(key, Totals()) + totals
+
+    # key = (day, organization_id, api_key_id, model, size, quality, unit_price)
+    by_model = _grouped(aggregates, lambda key: (key[3], key[4], key[5], key[6]))
+    by_key = _grouped(aggregates, lambda key: key[2])
+    by_day = _grouped(aggregates, lambda key: key[0])
+    keys = {key.pk: key for key in ApiKey.objects.filter(pk__in=[k for k in by_key if k is not None])}
+
+    def key_label(key_id: int | None) -> str:
+        key = keys.get(key_id)
+        if key is None:
+            return "(deleted key)" if key_id is not None else "(no key)"
+        return f"{key.prefix} {key.name}".strip()
+
+    return Statement(
+        organization=organization,
+        month=first,
+        first=first,
+        last=last,
+        currency=CURRENCY,
+        by_model=[
+            ModelLine(model, size, quality, unit_price, totals)
+            for (model, size, quality, unit_price), totals in sorted(by_model.items(), key=lambda kv: kv[0][:3])
+        ],
+        by_key=sorted(
+            (LabelledLine(key_label(key_id), totals) for key_id, totals in by_key.items()),
+            key=lambda line: (-line.totals.amount, line.label),
+        ),
+        by_end_user=_by_end_user(month_items),
+        by_day=[LabelledLine(day.isoformat(), totals) for day, totals in sorted(by_day.items())],
+        total=totals_sum(aggregates.values()),
+        days_from_rollups=len(final_days),
+    )
+
+
+def statement_months(*, organization: Organization) -> list[date]:
+    """Months with usage, newest first, always including the current one."""
+    months = set(UsageLineItem.objects.filter(organization=organization).dates("created_at", "month", order="DESC"))
+    months.add(timezone.now().date().replace(day=1))
+    return sorted(months, reverse=True)
+
+
+def _totals_cells(totals: Totals) -> list[str]:
+    return [str(totals.requests), str(totals.images), str(totals.failures), format_usd(totals.amount)]
+
+
+def statement_csv_lines(statement: Statement) -> Iterator[str]:
+    """The statement as CSV: one row per line of each section, then the total."""
+    rows: list[list[str]] = [list(CSV_COLUMNS)]
+    for line in statement.by_model:
+        rows.append(
+            [
+                "model",
+                "",
+                csv_cell(line.model),
+                csv_cell(line.size),
+                csv_cell(line.quality),
+                format_usd(line.unit_price),
+            ]
+            + _totals_cells(line.totals)
+        )
+    for section, lines in (("key", statement.by_key), ("end_user", statement.by_end_user), ("day", statement.by_day)):
+        for line in lines:
+            rows.append([section, csv_cell(line.label), "", "", "", ""] + _totals_cells(line.totals))
+    rows.append(["total", f"{statement.first:%Y-%m}", "", "", "", ""] + _totals_cells(statement.total))
+    return csv_rows_to_text(rows)

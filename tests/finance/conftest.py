@@ -1,0 +1,138 @@
+"""Finance fixtures: two organizations, the people in them and a small ledger of line items.
+
+Alice owns acme, Fiona is acme's finance member, Mark an ordinary acme member,
+Charlie owns globex and must never see anything of acme.
+"""
+
+import itertools
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from accounts.models import Membership, Organization
+from accounts.services import api_key_create, org_create
+from billing.models import UsageLineItem
+from billing.services import line_item_create
+from gateway.seed import seed_defaults
+
+_request_ids = itertools.count(1)
+
+
+@pytest.fixture
+def orgs(db) -> dict[str, Organization]:
+    seed_defaults(admin_password="admin-password-for-tests")
+    return {slug: org_create(slug=slug, name=slug.title(), tier_slug="pro") for slug in ("acme", "globex")}
+
+
+@pytest.fixture
+def people(orgs) -> dict:
+    users = get_user_model().objects
+    alice = users.create_user("alice", password="pw-alice-12345")
+    fiona = users.create_user("fiona", password="pw-fiona-12345")
+    mark = users.create_user("mark", password="pw-mark-123456")
+    charlie = users.create_user("charlie", password="pw-charlie-1234")
+    staff = users.create_user("sam", password="pw-sam-1234567", is_staff=True)
+    Membership.objects.create(user=alice, organization=orgs["acme"], role=Membership.Role.OWNER)
+    Membership.objects.create(user=fiona, organization=orgs["acme"], role=Membership.Role.FINANCE)
+    Membership.objects.create(user=mark, organization=orgs["acme"], role=Membership.Role.MEMBER)
+    Membership.objects.create(user=charlie, organization=orgs["globex"], role=Membership.Role.OWNER)
+    return {"alice": alice, "fiona": fiona, "mark": mark, "charlie": charlie, "staff": staff}
+
+
+@pytest.fixture
+def keys(orgs) -> dict:
+    return {
+        "acme": api_key_create(organization=orgs["acme"], name="backend"),
+        "acme_other": api_key_create(organization=orgs["acme"], name="=cmd|' /C calc'!A0"),
+        "acme_admin": api_key_create(organization=orgs["acme"], name="finance", usage_scope="organization"),
+        "globex": api_key_create(organization=orgs["globex"], name="globex backend", usage_scope="organization"),
+    }
+
+
+@pytest.fixture
+def add_item() -> Callable[..., UsageLineItem]:
+    """Record one line item through the billing service, as the pipeline does."""
+
+    def add(
+        organization: Organization,
+        api_key,
+        when: datetime,
+        *,
+        status: str = UsageLineItem.Status.SUCCEEDED,
+        model: str = "dall-e-3",
+        size: str = "1024x1024",
+        quality: str = "standard",
+        n: int = 1,
+        unit_price: str = "0.04",
+        end_user: str = "",
+        error_code: str = "",
+        details: dict | None = None,
+    ) -> UsageLineItem:
+        price = Decimal(unit_price)
+        cost = price * n if status == UsageLineItem.Status.SUCCEEDED else Decimal(0)
+        pk = line_item_create(
+            request_id=f"req-test-{next(_request_ids):06d}",
+            created_at=when,
+            organization_id=organization.pk,
+            api_key_id=api_key.api_key.pk if api_key else None,
+            status=status,
+            model=model,
+            provider="openai",
+            size=size,
+            quality=quality,
+            n=n,
+            end_user=end_user,
+            unit_price=price,
+            cost=cost,
+            error_code=error_code,
+            latency_ms=1234,
+            details=details,
+        )
+        return UsageLineItem.objects.get(pk=pk)
+
+    return add
+
+
+@pytest.fixture
+def ledger(orgs, keys, add_item) -> list[UsageLineItem]:
+    """A March 2026 of acme (three days, two keys, two models, a failure) and one globex item."""
+    acme, globex = orgs["acme"], orgs["globex"]
+    return [
+        add_item(acme, keys["acme"], datetime(2026, 3, 1, 9, 0, tzinfo=UTC), end_user="u-1"),
+        add_item(
+            acme,
+            keys["acme"],
+            datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC),
+            n=3,
+            unit_price="0.018",
+            model="dall-e-2",
+            size="512x512",
+            quality="",
+            end_user="u-2",
+        ),  # fmt: skip
+        add_item(
+            acme,
+            keys["acme_other"],
+            datetime(2026, 3, 2, 0, 0, tzinfo=UTC),
+            quality="hd",
+            unit_price="0.08",
+            end_user="@SUM(A1)",
+            details={"cached": True},
+        ),  # fmt: skip
+        add_item(
+            acme,
+            keys["acme_other"],
+            datetime(2026, 3, 15, 12, 0, tzinfo=UTC),
+            status="failed",
+            error_code="upstream_error",
+            end_user="u-1",
+        ),  # fmt: skip
+        add_item(
+            acme, keys["acme"], datetime(2026, 3, 31, 23, 0, tzinfo=UTC), n=2, unit_price="0.040001", end_user="u-1"
+        ),  # fmt: skip
+        add_item(acme, keys["acme"], datetime(2026, 4, 1, 0, 0, tzinfo=UTC), end_user="u-1"),
+        add_item(globex, keys["globex"], datetime(2026, 3, 10, 8, 0, tzinfo=UTC), end_user="globex-secret-user"),
+    ]

@@ -1,0 +1,94 @@
+"""Monthly statements reconcile to the cent, stay fixed after price changes, and stay inside their organization."""
+
+import csv
+import io
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import time_machine
+
+from billing.models import UsageLineItem
+from billing.rollups import rollup_rebuild_range
+from billing.services import price_set
+from billing.statements import statement_build
+
+
+def _march_items():
+    return UsageLineItem.objects.filter(
+        organization__slug="acme",
+        created_at__gte=datetime(2026, 3, 1, tzinfo=UTC),
+        created_at__lt=datetime(2026, 4, 1, tzinfo=UTC),
+    )
+
+
+def _assert_reconciles(statement):
+    items = list(_march_items())
+    expected = sum(item.cost for item in items)
+    assert statement.total.amount == expected == Decimal("0.254002")
+    assert statement.total.requests == len(items) == 5
+    assert statement.total.images == 7 and statement.total.failures == 1
+    for section in (statement.by_model, statement.by_key, statement.by_end_user, statement.by_day):
+        assert sum(line.totals.amount for line in section) == expected
+        assert sum(line.totals.requests for line in section) == len(items)
+
+
+@time_machine.travel(datetime(2026, 4, 20, tzinfo=UTC), tick=False)
+def test_statement_reconciles_from_line_items_and_from_rollups(orgs, ledger):
+    from_items = statement_build(organization=orgs["acme"], month=date(2026, 3, 1))
+    assert from_items.days_from_rollups == 0
+    _assert_reconciles(from_items)
+    dalle3 = [line for line in from_items.by_model if line.model == "dall-e-3" and line.quality == "standard"]
+    assert [(line.unit_price, line.totals.images, line.totals.amount) for line in dalle3] == [
+        (Decimal("0.04"), 1, Decimal("0.04")),
+        (Decimal("0.040001"), 2, Decimal("0.080002")),
+    ]
+    assert [line.label for line in from_items.by_day] == ["2026-03-01", "2026-03-02", "2026-03-15", "2026-03-31"]
+
+    rollup_rebuild_range(first=date(2026, 3, 1), last=date(2026, 3, 31))
+    from_rollups = statement_build(organization=orgs["acme"], month=date(2026, 3, 1))
+    assert from_rollups.days_from_rollups == 31
+    _assert_reconciles(from_rollups)
+    assert from_rollups.by_model == from_items.by_model and from_rollups.by_key == from_items.by_key
+
+
+@time_machine.travel(datetime(2026, 4, 20, tzinfo=UTC), tick=False)
+def test_closed_month_does_not_change_when_prices_change(orgs, ledger):
+    before = statement_build(organization=orgs["acme"], month=date(2026, 3, 1))
+    price_set(model="dall-e-3", quality="standard", size="1024x1024", unit_price=Decimal("0.50"))
+    rollup_rebuild_range(first=date(2026, 3, 1), last=date(2026, 3, 31))
+    after = statement_build(organization=orgs["acme"], month=date(2026, 3, 1))
+    assert after.total == before.total and after.by_model == before.by_model
+
+
+@time_machine.travel(datetime(2026, 4, 20, tzinfo=UTC), tick=False)
+def test_statement_pages_and_csv(client, people, ledger):
+    client.force_login(people["fiona"])
+    months = client.get("/orgs/acme/statements/").content.decode()
+    assert "/orgs/acme/statements/2026-03/" in months and "/orgs/acme/statements/2026-04/" in months
+    page = client.get("/orgs/acme/statements/2026-03/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "0.254002" in html and "@media print" in html and "globex-secret-user" not in html
+
+    response = client.get("/orgs/acme/statements/2026-03.csv")
+    assert response["Content-Disposition"] == 'attachment; filename="statement-acme-2026-03.csv"'
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    total = [row for row in rows if row["section"] == "total"]
+    assert total == [
+        {"section": "total", "label": "2026-03", "model": "", "size": "", "quality": "", "unit_price": "",
+         "requests": "5", "images": "7", "failures": "1", "amount": "0.254002"}
+    ]  # fmt: skip
+    for section in ("model", "key", "end_user", "day"):
+        assert sum(Decimal(row["amount"]) for row in rows if row["section"] == section) == Decimal("0.254002")
+    assert "'@SUM(A1)" in [row["label"] for row in rows if row["section"] == "end_user"]
+    assert client.get("/orgs/acme/statements/2026-13/").status_code == 404
+
+
+def test_statements_are_closed_to_outsiders_and_members(client, people, ledger):
+    for user, status in ((people["charlie"], 404), (people["mark"], 403)):
+        client.force_login(user)
+        for url in ("/orgs/acme/statements/", "/orgs/acme/statements/2026-03/", "/orgs/acme/statements/2026-03.csv"):
+            assert client.get(url).status_code == status, (user, url)
+    client.force_login(people["charlie"])
+    rows = client.get("/orgs/globex/statements/2026-03.csv").content.decode()
+    assert "globex-secret-user" in rows and "u-1" not in rows
