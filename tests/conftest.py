@@ -20,6 +20,7 @@ from accounts.models import Organization
 from accounts.services import CreatedApiKey, api_key_create, org_create
 from gateway.asgi import application
 from gateway.seed import seed_defaults
+from providers.breaker import breakers_reset
 from tests.fakes.openai_upstream import FakeOpenAI
 
 
@@ -44,6 +45,10 @@ def _isolated_media(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.LOCAL_PROVIDER_FALLBACK = True
     settings.LOCAL_PROVIDER_DELAY_MS = 0
+    # Upstream retries back off for milliseconds, not seconds, and no breaker remembers another test.
+    settings.PROVIDER_BACKOFF_BASE_MS = 5
+    settings.PROVIDER_BACKOFF_CAP_MS = 20
+    breakers_reset()
 
 
 @pytest.fixture
