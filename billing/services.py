@@ -91,9 +91,14 @@ def line_item_close(
     latency_ms: int,
     error_code: str = "",
     provider: str | None = None,
+    model: str | None = None,
+    unit_price: Decimal | None = None,
     details: dict | None = None,
 ) -> None:
-    """Settle a pending line item: what it finally cost and how it ended."""
+    """Settle a pending line item: what it finally cost and how it ended.
+
+    `model`, `provider` and `unit_price` change when a fallback route was served by another model than the first.
+    """
     if status != UsageLineItem.Status.SUCCEEDED and cost:
         raise BillingError("Only a succeeded request can cost anything")
     with transaction.atomic():
@@ -105,6 +110,22 @@ def line_item_close(
         item.error_code = error_code
         if provider is not None:
             item.provider = provider
+        if model is not None:
+            item.model = model
+        if unit_price is not None:
+            item.unit_price = quantize_usd(unit_price)
         if details:
             item.details = {**item.details, **details}
-        item.save(update_fields=["status", "cost", "http_status", "latency_ms", "error_code", "provider", "details"])
+        item.save(
+            update_fields=[
+                "status",
+                "cost",
+                "http_status",
+                "latency_ms",
+                "error_code",
+                "provider",
+                "model",
+                "unit_price",
+                "details",
+            ]
+        )

@@ -7,6 +7,7 @@ so any worker can verify it without a database lookup.
 import hashlib
 import hmac
 import time
+from datetime import datetime
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -40,3 +41,29 @@ def signature_valid(name: str, expires: str, signature: str) -> bool:
     if not expires.isdigit() or int(expires) < time.time():
         return False
     return hmac.compare_digest(_signature(name, int(expires)), signature)
+
+
+def images_delete_expired(*, older_than: datetime) -> int:
+    """Delete hosted images stored before `older_than`; returns how many.
+
+    Names carry their day (images/YYYY/MM/DD/...), so only days up to the
+    cut-off's are listed, and only files in them are looked at one by one.
+    """
+    deleted = 0
+    cutoff_day = older_than.strftime("%Y/%m/%d")
+    try:
+        years = default_storage.listdir("images")[0]
+    except FileNotFoundError:  # nothing was ever stored
+        return 0
+    for year in years:
+        for month in default_storage.listdir(f"images/{year}")[0]:
+            for day in default_storage.listdir(f"images/{year}/{month}")[0]:
+                folder = f"images/{year}/{month}/{day}"
+                if f"{year}/{month}/{day}" > cutoff_day:
+                    continue
+                for filename in default_storage.listdir(folder)[1]:
+                    name = f"{folder}/{filename}"
+                    if default_storage.get_modified_time(name) < older_than:
+                        default_storage.delete(name)
+                        deleted += 1
+    return deleted

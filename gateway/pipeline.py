@@ -7,12 +7,14 @@ while the provider works, the request holds only its coroutine.
 import asyncio
 import base64
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from accounts.services import api_key_authenticate
@@ -30,9 +32,19 @@ from gateway.validation import (
     requested_model,
     validate_params,
 )
-from providers.base import ImageJob, ProviderError, ProviderResult
+from providers.base import ProviderError, ProviderResult
+from providers.cache import (
+    CachedImage,
+    CacheHit,
+    CacheSettings,
+    cache_key,
+    cache_settings_for,
+    cached_response_find,
+    cached_response_store,
+)
 from providers.http import http_client
 from providers.registry import ProviderNotConfigured, provider_for
+from providers.routing import AttemptLog, PlannedAttempt, attempt_run, route_specs
 
 logger = logging.getLogger("gateway.pipeline")
 
@@ -56,11 +68,17 @@ class Caller:
 
 @dataclass
 class CallContext:
-    """Everything phase one loaded: the caller, the catalog entry and its prices."""
+    """Everything phase one loaded: the caller, the catalog entry and its prices.
+
+    For a fallback route, `entry`/`prices` are its first model and `fallbacks` the rest, in order.
+    """
 
     caller: Caller
     entry: CatalogEntry | None
     prices: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    route: str = ""
+    fallbacks: list[tuple[CatalogEntry, dict[tuple[str, str], Decimal]]] = field(default_factory=list)
+    cache: CacheSettings | None = None
 
 
 @dataclass
@@ -109,17 +127,17 @@ def load_call_context(plaintext: str, model: str | None) -> CallContext | None:
     caller = caller_from_key(plaintext)
     if caller is None:
         return None
-    context = CallContext(caller=caller, entry=None)
+    context = CallContext(caller=caller, entry=None, cache=cache_settings_for(organization_id=caller.organization_id))
     if model is not None:
-        spec = ModelSpec.objects.filter(name=model, is_active=True).first()
-        if spec is not None:
-            context.entry = catalog_entry(spec)
-            context.prices = {
-                (quality, size): price
-                for quality, size, price in PriceConfig.objects.filter(model=spec).values_list(
-                    "quality", "size", "unit_price"
-                )
-            }
+        context.route, specs = route_specs(name=model)
+        prices: dict[int, dict[tuple[str, str], Decimal]] = {spec.pk: {} for spec in specs}
+        for model_id, quality, size, price in PriceConfig.objects.filter(model__in=specs).values_list(
+            "model_id", "quality", "size", "unit_price"
+        ):
+            prices[model_id][(quality, size)] = price
+        candidates = [(catalog_entry(spec), prices[spec.pk]) for spec in specs]
+        if candidates:
+            (context.entry, context.prices), *context.fallbacks = candidates
     return context
 
 
@@ -127,8 +145,8 @@ def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _unit_price(context: CallContext, params: ImageParams) -> Decimal:
-    price = context.prices.get((params.quality, params.size))
+def _unit_price(prices: dict[tuple[str, str], Decimal], params: ImageParams) -> Decimal:
+    price = prices.get((params.quality, params.size))
     if price is None:
         raise GatewayError(
             400,
@@ -175,27 +193,46 @@ class ImageGeneration:
         try:
             if parse_error is not None:
                 raise parse_error
-            params, unit_price, provider = self._admit(context, model or "")
+            plan, attempts = self._admit(context, model or "")
         except GatewayError as error:
             await self._record_rejection(context, error)
             raise
-        return await self._generate(context, params, unit_price, provider)
+        return await self._generate(context, plan, attempts)
 
-    def _admit(self, context: CallContext, model: str):
+    def _admit(self, context: CallContext, model: str) -> tuple[list[PlannedAttempt], AttemptLog]:
+        """The attempts to make, in order; a route's candidates that cannot take this request are skipped."""
         entry = check_model_usable(context.entry, model)
-        if not context.caller.allows_model(entry.name):
-            raise GatewayError(403, "model_not_allowed", f"This API key may not use model {entry.name}.", param="model")
+        requested = context.route or entry.name
+        if not context.caller.allows_model(requested):
+            raise GatewayError(403, "model_not_allowed", f"This API key may not use model {requested}.", param="model")
+        plan: list[PlannedAttempt] = []
+        attempts = AttemptLog()
+        first_error: GatewayError | None = None
+        for candidate, prices in [(entry, context.prices), *context.fallbacks]:
+            try:
+                plan.append(self._plan_attempt(candidate, prices))
+            except GatewayError as error:
+                first_error = first_error or error
+                attempts.skipped(candidate.name, error.message)
+        if not plan:
+            assert first_error is not None
+            raise first_error
+        return plan, attempts
+
+    def _plan_attempt(self, entry: CatalogEntry, prices: dict[tuple[str, str], Decimal]) -> PlannedAttempt:
         params = validate_params(self.payload, entry, provider_required=self.flavor == Flavor.FLAT)
-        unit_price = _unit_price(context, params)
+        unit_price = _unit_price(prices, params)
         try:
-            provider = provider_for(entry.provider)
+            provider = provider_for(entry.provider, entry.name)
         except ProviderNotConfigured as exc:
             raise GatewayError(
                 503,
                 "provider_not_configured",
                 f"Model {entry.name} is served by provider '{exc.slug}', which is not configured on this gateway.",
             ) from None
-        return params, unit_price, provider
+        return PlannedAttempt(
+            params=params, unit_price=unit_price, provider=provider, upstream_model=entry.upstream_model
+        )
 
     def _request_details(self) -> dict[str, Any]:
         """What of the request is kept on the line item: parameters, never the prompt itself."""
@@ -231,68 +268,135 @@ class ImageGeneration:
             details={**self._request_details(), "error": error.message[:500]},
         )
 
-    async def _generate(self, context: CallContext, params: ImageParams, unit_price: Decimal, provider):
-        assert context.entry is not None
-        line_item_id = await self._open(context, params, unit_price, provider.slug)
-        job = ImageJob(
-            request_id=self.request_id,
-            model=params.model,
-            upstream_model=context.entry.upstream_model,
-            prompt=params.prompt,
-            n=params.n,
-            size=params.size,
-            quality=params.quality,
-            style=params.style,
-            end_user=params.end_user,
+    async def _generate(self, context: CallContext, plan: list[PlannedAttempt], attempts: AttemptLog):
+        first = plan[0]
+        key = cache_key(
+            organization_id=context.caller.organization_id,
+            model=context.route or first.params.model,
+            params=first.params,
         )
+        if context.cache is not None:
+            hit = await db_step(cached_response_find, organization_id=context.caller.organization_id, key=key)
+            if hit is not None:
+                return await self._serve_cached(context, first.params, hit, context.cache)
+        line_item_id = await self._open(context, first.params, first.unit_price, first.provider.slug)
         try:
-            result = await provider.generate(job, http_client())
-            if not result.images:
-                raise ProviderError(
-                    "The provider returned no images (all were filtered).",
-                    code="content_policy_violation",
-                    status=400,
-                    permanent=True,
-                )
-            data = await asyncio.to_thread(self._image_data, result, params.response_format)
+            attempt, result = await self._first_delivery(plan, attempts)
+            images = await asyncio.to_thread(self._host_images, result)
         except ProviderError as exc:
             await self._fail(
                 line_item_id,
                 status=exc.status,
                 code=exc.code,
-                details={"upstream_status": exc.upstream_status, "error": exc.message[:500]},
+                details={
+                    "upstream_status": exc.upstream_status,
+                    "error": exc.message[:500],
+                    "attempts": attempts.records,
+                },
             )
-            raise GatewayError(exc.status, exc.code, exc.message) from exc
+            raise GatewayError(exc.status, exc.code, exc.message, headers=_retry_headers(exc)) from exc
         except BaseException:
             # Anything unexpected (or a cancelled request) still settles the line item at zero.
             await asyncio.shield(self._fail(line_item_id, status=500, code="internal_error"))
             raise
-        delivered = len(result.images)
-        cost = quantize_usd(unit_price * delivered)
+        params = attempt.params
+        delivered = len(images)
+        cost = quantize_usd(attempt.unit_price * delivered)
         latency_ms = await self._succeed(
             line_item_id,
             cost=cost,
-            details={"images_delivered": delivered, "upstream_request_id": result.upstream_request_id},
-        )
-        return GatewayResponse(
-            status=200,
-            body={
-                "created": int(self.received_at.timestamp()),
-                "data": data,
-                "perf": {
-                    "request_id": self.request_id,
-                    "provider": provider.slug,
-                    "model_used": params.model,
-                    "size": params.size,
-                    "quality": params.quality,
-                    "n": delivered,
-                    "cost_usd": format_usd(cost),
-                    "latency_ms": latency_ms,
-                },
+            model=params.model,
+            provider=attempt.provider.slug,
+            unit_price=attempt.unit_price,
+            details={
+                "images_delivered": delivered,
+                "upstream_request_id": result.upstream_request_id,
+                "attempts": attempts.records,
             },
         )
+        if context.cache is not None:
+            await db_step(
+                cached_response_store,
+                organization_id=context.caller.organization_id,
+                key=key,
+                model=params.model,
+                provider=attempt.provider.slug,
+                request_id=self.request_id,
+                images=images,
+                ttl=context.cache.ttl,
+            )
+        perf = self._perf(attempt.provider.slug, params, delivered, cost, latency_ms)
+        if len(attempts.records) > 1:
+            perf["attempts"] = attempts.records
+        data = await asyncio.to_thread(self._image_data, images, params.response_format)
+        return GatewayResponse(
+            status=200, body={"created": int(self.received_at.timestamp()), "data": data, "perf": perf}
+        )
 
-    async def _open(self, context: CallContext, params: ImageParams, unit_price: Decimal, provider_slug: str) -> int:
+    async def _first_delivery(
+        self, plan: list[PlannedAttempt], attempts: AttemptLog
+    ) -> tuple[PlannedAttempt, ProviderResult]:
+        """Try each planned model in order; each attempt is priced at its own `unit_price`.
+
+        Raises the last attempt's error, or the first one that forbids a fallback
+        (a content-policy refusal: another model would be asked the same prompt).
+        """
+        for attempt in plan:
+            try:
+                result = await attempt_run(attempt, request_id=self.request_id, client=http_client())
+            except ProviderError as exc:
+                attempts.failed(attempt, exc)
+                if not exc.allows_fallback or attempt is plan[-1]:
+                    raise
+            else:
+                attempts.succeeded(attempt, result)
+                return attempt, result
+        raise AssertionError("a plan always has at least one attempt")
+
+    async def _serve_cached(
+        self, context: CallContext, params: ImageParams, hit: CacheHit, cache: CacheSettings
+    ) -> GatewayResponse:
+        """Serve stored images again, with no provider call, at the organization's cache price."""
+        cost = quantize_usd(cache.price_per_image * len(hit.images))
+        line_item_id = await self._open(
+            context, params, cache.price_per_image, hit.provider, model=hit.model, n=len(hit.images)
+        )
+        latency_ms = await self._succeed(
+            line_item_id,
+            cost=cost,
+            details={"cached": True, "cache_source_request_id": hit.source_request_id},
+        )
+        perf = self._perf(hit.provider, params, len(hit.images), cost, latency_ms, model_used=hit.model)
+        perf["cached"] = True
+        data = await asyncio.to_thread(self._image_data, hit.images, params.response_format)
+        return GatewayResponse(
+            status=200, body={"created": int(self.received_at.timestamp()), "data": data, "perf": perf}
+        )
+
+    def _perf(
+        self, provider: str, params: ImageParams, n: int, cost: Decimal, latency_ms: int, *, model_used: str = ""
+    ) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "provider": provider,
+            "model_used": model_used or params.model,
+            "size": params.size,
+            "quality": params.quality,
+            "n": n,
+            "cost_usd": format_usd(cost),
+            "latency_ms": latency_ms,
+        }
+
+    async def _open(
+        self,
+        context: CallContext,
+        params: ImageParams,
+        unit_price: Decimal,
+        provider_slug: str,
+        *,
+        model: str = "",
+        n: int = 0,
+    ) -> int:
         """Before the provider is called: the pending line item (and, with governance, the spend reservation)."""
         return await db_step(
             line_item_create,
@@ -301,19 +405,28 @@ class ImageGeneration:
             organization_id=context.caller.organization_id,
             api_key_id=context.caller.api_key_id,
             status=UsageLineItem.Status.PENDING,
-            model=params.model,
+            model=model or params.model,
             provider=provider_slug,
             size=params.size,
             quality=params.quality,
-            n=params.n,
+            n=n or params.n,
             end_user=params.end_user,
             unit_price=unit_price,
             cost=Decimal(0),
             details=self._request_details(),
         )
 
-    async def _succeed(self, line_item_id: int, *, cost: Decimal, details: dict) -> int:
-        """The provider delivered: charge what was delivered. Returns the latency recorded."""
+    async def _succeed(
+        self,
+        line_item_id: int,
+        *,
+        cost: Decimal,
+        details: dict,
+        model: str | None = None,
+        provider: str | None = None,
+        unit_price: Decimal | None = None,
+    ) -> int:
+        """The provider delivered: charge what was delivered, to the model that delivered it. Returns the latency."""
         latency_ms = _elapsed_ms(self.started)
         await db_step(
             line_item_close,
@@ -322,6 +435,9 @@ class ImageGeneration:
             cost=cost,
             http_status=200,
             latency_ms=latency_ms,
+            model=model,
+            provider=provider,
+            unit_price=unit_price,
             details=details,
         )
         return latency_ms
@@ -339,24 +455,43 @@ class ImageGeneration:
             details=details,
         )
 
-    def _image_data(self, result: ProviderResult, response_format: str) -> list[dict[str, str]]:
-        """The `data` array: each image hosted behind a signed URL, or inlined as base64."""
+    def _host_images(self, result: ProviderResult) -> list[CachedImage]:
+        """Store every delivered image, whatever form the provider sent it in; the gateway serves it from now on."""
         day = self.received_at.strftime("%Y/%m/%d")
-        items = []
-        for index, image in enumerate(result.images):
-            item: dict[str, str] = {}
-            if response_format == "b64_json":
-                item["b64_json"] = base64.b64encode(image.data).decode()
-            else:
-                name = image_store(
+        return [
+            CachedImage(
+                name=image_store(
                     data=image.data,
                     content_type=image.content_type,
                     request_id=self.request_id,
                     index=index,
                     day=day,
-                )
-                item["url"] = self.base_url + signed_image_path(name)
+                ),
+                revised_prompt=image.revised_prompt,
+            )
+            for index, image in enumerate(result.images)
+        ]
+
+    def _image_data(self, images: list[CachedImage], response_format: str) -> list[dict[str, str]]:
+        """The `data` array: each hosted image behind a signed URL, or inlined as base64."""
+        items = []
+        for image in images:
+            item: dict[str, str] = {}
+            if response_format == "b64_json":
+                with default_storage.open(image.name, "rb") as stored:
+                    item["b64_json"] = base64.b64encode(stored.read()).decode()
+            else:
+                item["url"] = self.base_url + signed_image_path(image.name)
             if image.revised_prompt:
                 item["revised_prompt"] = image.revised_prompt
             items.append(item)
         return items
+
+
+def _retry_headers(error: ProviderError) -> dict[str, str]:
+    """Tell the client when to come back: the provider's hint, or a second for an upstream 429 without one."""
+    if error.retry_after is not None:
+        return {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
+    if error.status == 429:
+        return {"Retry-After": "1"}
+    return {}

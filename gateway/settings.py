@@ -112,7 +112,9 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    "hosted-images-delete-expired": {"task": "providers.tasks.hosted_images_delete_expired", "schedule": 3600.0},
+}
 
 # --- Auth, i18n, static ---------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -131,6 +133,25 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
+# Hosted images go to any S3-compatible bucket when S3_BUCKET is set, else under MEDIA_ROOT.
+if env_str("S3_BUCKET"):
+    STORAGES = {
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": env_str("S3_BUCKET"),
+                "endpoint_url": env_str("S3_ENDPOINT_URL") or None,
+                "region_name": env_str("S3_REGION") or None,
+                "access_key": env_str("S3_ACCESS_KEY_ID") or None,
+                "secret_key": env_str("S3_SECRET_ACCESS_KEY") or None,
+                "location": env_str("S3_PREFIX"),
+                # The gateway signs its own URLs; the bucket stays private.
+                "default_acl": "private",
+                "querystring_auth": True,
+            },
+        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 # Request bodies above this answer 413 before any parsing.
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
@@ -142,8 +163,22 @@ IMAGE_URL_TTL_SECONDS = env_int("IMAGE_URL_TTL_SECONDS", 3600)
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL").rstrip("/")
 LOCAL_PROVIDER_DELAY_MS = env_int("LOCAL_PROVIDER_DELAY_MS", 0)
 PROVIDER_TIMEOUT_SECONDS = env_int("PROVIDER_TIMEOUT_SECONDS", 120)
-# Serve models whose provider has no credentials with the local renderer.
-LOCAL_PROVIDER_FALLBACK = env_bool("LOCAL_PROVIDER_FALLBACK", True)
+# Serve models whose provider has no credentials with the local renderer: on by
+# default only embedded (no Redis, SQLite); in production such a model answers 503.
+LOCAL_PROVIDER_FALLBACK = env_bool(
+    "LOCAL_PROVIDER_FALLBACK", not REDIS_URL and DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+)
+# The one retry loop for upstream calls (providers/retry.py) and the per-provider circuit breaker.
+PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 2)
+PROVIDER_BACKOFF_BASE_MS = env_int("PROVIDER_BACKOFF_BASE_MS", 500)
+PROVIDER_BACKOFF_CAP_MS = env_int("PROVIDER_BACKOFF_CAP_MS", 8000)
+PROVIDER_RETRY_AFTER_MAX_SECONDS = env_int("PROVIDER_RETRY_AFTER_MAX_SECONDS", 20)
+PROVIDER_BREAKER_THRESHOLD = env_int("PROVIDER_BREAKER_THRESHOLD", 5)
+PROVIDER_BREAKER_COOLDOWN_SECONDS = env_int("PROVIDER_BREAKER_COOLDOWN_SECONDS", 30)
+BFL_POLL_INTERVAL_MS = env_int("BFL_POLL_INTERVAL_MS", 1500)
+BFL_POLL_DEADLINE_SECONDS = env_int("BFL_POLL_DEADLINE_SECONDS", 120)
+# Hosted images (and the response cache's entries) are deleted this long after they were made.
+IMAGE_RETENTION_SECONDS = env_int("IMAGE_RETENTION_SECONDS", 25 * 3600)
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int("API_KEY_LAST_USED_RESOLUTION_SECONDS", 60)
 LOG_PROMPTS = env_bool("LOG_PROMPTS", False)
 

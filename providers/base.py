@@ -65,14 +65,72 @@ class ProviderError(Exception):
         self.retry_after = retry_after
         self.upstream_status = upstream_status
 
+    @property
+    def allows_fallback(self) -> bool:
+        """A fallback chain moves on after any failure except a refusal of the prompt itself."""
+        return self.code != "content_policy_violation"
+
+    @property
+    def counts_against_provider(self) -> bool:
+        """Whether the circuit breaker should hold this against the provider's health."""
+        return not self.permanent or self.code == "upstream_auth_failed"
+
+
+def content_policy_error(message: str, *, upstream_status: int | None) -> ProviderError:
+    return ProviderError(
+        message, code="content_policy_violation", status=400, permanent=True, upstream_status=upstream_status
+    )
+
+
+def error_for_status(status: int, message: str, *, retry_after: float | None = None) -> ProviderError:
+    """The gateway's error for an upstream HTTP failure that is not a content-policy refusal."""
+    if status in (401, 403):
+        return ProviderError(
+            "The upstream provider rejected the gateway's credentials.",
+            code="upstream_auth_failed",
+            status=502,
+            permanent=True,
+            upstream_status=status,
+        )
+    if status == 429:
+        return ProviderError(
+            f"The upstream provider is rate limiting: {message}",
+            code="upstream_rate_limited",
+            status=429,
+            upstream_status=status,
+            retry_after=retry_after,
+        )
+    if status == 408:
+        return ProviderError(
+            f"The upstream provider timed out: {message}", code="upstream_timeout", status=504, upstream_status=status
+        )
+    if status >= 500:
+        return ProviderError(f"The upstream provider failed: {message}", code="upstream_error", upstream_status=status)
+    return ProviderError(
+        f"The upstream provider refused the request: {message}",
+        code="upstream_error",
+        status=502,
+        permanent=True,
+        upstream_status=status,
+    )
+
+
+def sniff_content_type(data: bytes) -> str:
+    """The image type from its magic bytes; upstream content-type headers are not always right."""
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "image/png"
+
 
 class Provider(ABC):
     """One upstream vendor. Instances are stateless and shared across requests."""
 
     slug: str = ""
 
-    def is_configured(self) -> bool:
-        """Whether credentials (or whatever the provider needs) are present."""
+    def is_configured(self, model: str = "") -> bool:
+        """Whether credentials (or whatever the provider needs) are present for `model`."""
         return True
 
     @abstractmethod

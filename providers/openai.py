@@ -1,7 +1,8 @@
-"""OpenAI Images (dall-e-2, dall-e-3, gpt-image-1), and any upstream that speaks the same API.
+"""OpenAI Images (dall-e-2, dall-e-3, gpt-image-1).
 
 We always ask for base64 so the gateway holds the bytes and hosts them itself;
-gpt-image models return base64 anyway and refuse `response_format`.
+gpt-image models return base64 anyway and refuse `response_format`. An upstream
+that answers with URLs anyway (another gateway) is downloaded from its own origin.
 """
 
 import base64
@@ -9,69 +10,34 @@ import binascii
 
 import httpx
 
-from gateway.env import env_str
-from providers.base import GeneratedImage, ImageJob, Provider, ProviderError, ProviderResult
+from providers.base import ImageJob, ProviderError, ProviderResult, content_policy_error, error_for_status
+from providers.retry import parse_retry_after
+from providers.upstream import HttpProvider, image_from_bytes
+
+_POLICY_CODES = ("content_policy_violation", "moderation_blocked")
 
 
 def _error_message(response: httpx.Response) -> tuple[str, str]:
     try:
         error = response.json().get("error") or {}
-    except ValueError:
+    except (ValueError, AttributeError):
         return response.text[:300], ""
     if isinstance(error, str):
         return error, ""
     return str(error.get("message") or response.text[:300]), str(error.get("code") or "")
 
 
-def map_openai_error(response: httpx.Response) -> ProviderError:
-    message, code = _error_message(response)
-    status = response.status_code
-    if status == 400 and code in ("content_policy_violation", "moderation_blocked"):
-        return ProviderError(
-            message, code="content_policy_violation", status=400, permanent=True, upstream_status=status
-        )
-    if status in (401, 403):
-        return ProviderError(
-            "The upstream provider rejected the gateway's credentials.",
-            code="upstream_auth_failed",
-            status=502,
-            permanent=True,
-            upstream_status=status,
-        )
-    if status == 429:
-        retry_after = response.headers.get("retry-after")
-        return ProviderError(
-            f"The upstream provider is rate limiting: {message}",
-            code="upstream_rate_limited",
-            status=429,
-            upstream_status=status,
-            retry_after=float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None,
-        )
-    if status >= 500:
-        return ProviderError(f"The upstream provider failed: {message}", code="upstream_error", upstream_status=status)
-    return ProviderError(
-        f"The upstream provider refused the request: {message}",
-        code="upstream_error",
-        status=502,
-        permanent=True,
-        upstream_status=status,
-    )
-
-
-class OpenAIProvider(Provider):
+class OpenAIProvider(HttpProvider):
     slug = "openai"
     key_variable = "OPENAI_API_KEY"
     base_url_variable = "OPENAI_BASE_URL"
     default_base_url = "https://api.openai.com/v1"
 
-    def api_key(self) -> str:
-        return env_str(self.key_variable)
-
-    def base_url(self) -> str:
-        return env_str(self.base_url_variable, self.default_base_url).rstrip("/")
-
-    def is_configured(self) -> bool:
-        return bool(self.api_key())
+    def map_error(self, response: httpx.Response) -> ProviderError:
+        message, code = _error_message(response)
+        if response.status_code == 400 and code in _POLICY_CODES:
+            return content_policy_error(message, upstream_status=400)
+        return error_for_status(response.status_code, message, retry_after=parse_retry_after(response.headers))
 
     def request_body(self, job: ImageJob) -> dict:
         body: dict = {"model": job.upstream_model, "prompt": job.prompt, "n": job.n, "size": job.size}
@@ -88,26 +54,24 @@ class OpenAIProvider(Provider):
         return body
 
     async def generate(self, job: ImageJob, client: httpx.AsyncClient) -> ProviderResult:
-        try:
-            response = await client.post(
-                f"{self.base_url()}/images/generations",
-                json=self.request_body(job),
-                headers={"Authorization": f"Bearer {self.api_key()}"},
-            )
-        except httpx.TimeoutException as exc:
-            raise ProviderError(
-                f"The upstream provider timed out ({exc.__class__.__name__}).", code="upstream_timeout", status=504
-            ) from None
-        except httpx.HTTPError as exc:
-            raise ProviderError(f"Could not reach the upstream provider ({exc.__class__.__name__}).") from None
-        if response.status_code != 200:
-            raise map_openai_error(response)
+        key = self.api_key(job.model)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        response = await self.send(
+            client,
+            "POST",
+            f"{self.base_url(job.model)}/images/generations",
+            json=self.request_body(job),
+            headers=headers,
+        )
         try:
             items = response.json()["data"]
-            images = [
-                GeneratedImage(data=base64.b64decode(item["b64_json"]), revised_prompt=item.get("revised_prompt"))
-                for item in items
-            ]
-        except (ValueError, KeyError, TypeError, binascii.Error):
+            images = []
+            for item in items:
+                if item.get("b64_json"):
+                    data = base64.b64decode(item["b64_json"])
+                else:
+                    data = await self.download(client, item["url"], model=job.model)
+                images.append(image_from_bytes(data, revised_prompt=item.get("revised_prompt")))
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
             raise ProviderError("The upstream provider sent a malformed response.", upstream_status=200) from None
         return ProviderResult(images=images, upstream_request_id=response.headers.get("x-request-id", ""))

@@ -1,19 +1,35 @@
 """Which provider serves a model.
 
-Adapters for real vendors register here; a model whose provider is missing or
-has no credentials falls back to `local` when LOCAL_PROVIDER_FALLBACK is on.
+A model whose provider has no credentials falls back to `local` when
+LOCAL_PROVIDER_FALLBACK is on (the embedded default, tests, benchmarks), and is
+otherwise unavailable.
 """
 
 from django.conf import settings
 
 from providers.base import Provider
+from providers.bfl import BFLProvider
+from providers.ideogram import IdeogramProvider
+from providers.imagen import ImagenProvider
 from providers.local import LocalProvider
 from providers.openai import OpenAIProvider
+from providers.openai_compatible import OpenAICompatibleProvider
+from providers.stability import StabilityProvider
 
-_PROVIDERS: dict[str, Provider] = {provider.slug: provider for provider in (LocalProvider(), OpenAIProvider())}
+_PROVIDERS: dict[str, Provider] = {
+    provider.slug: provider
+    for provider in (
+        LocalProvider(),
+        OpenAIProvider(),
+        StabilityProvider(),
+        BFLProvider(),
+        IdeogramProvider(),
+        ImagenProvider(),
+        OpenAICompatibleProvider(),
+    )
+}
 
-# Provider slugs the catalog may name; adapters for the real vendors fill in _PROVIDERS.
-KNOWN_PROVIDERS = ("openai", "stability", "bfl", "ideogram", "imagen", "openai_compatible", "local")
+KNOWN_PROVIDERS = tuple(_PROVIDERS)
 
 
 class ProviderNotConfigured(Exception):
@@ -22,14 +38,10 @@ class ProviderNotConfigured(Exception):
         self.slug = slug
 
 
-def register(provider: Provider) -> None:
-    _PROVIDERS[provider.slug] = provider
-
-
-def provider_for(slug: str) -> Provider:
-    """The provider that will actually serve a model whose catalog provider is `slug`."""
+def provider_for(slug: str, model: str = "") -> Provider:
+    """The provider that will actually serve `model`, whose catalog provider is `slug`."""
     provider = _PROVIDERS.get(slug)
-    if provider is not None and provider.is_configured():
+    if provider is not None and provider.is_configured(model):
         return provider
     if settings.LOCAL_PROVIDER_FALLBACK:
         return _PROVIDERS["local"]

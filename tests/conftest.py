@@ -20,7 +20,12 @@ from accounts.models import Organization
 from accounts.services import CreatedApiKey, api_key_create, org_create
 from gateway.asgi import application
 from gateway.seed import seed_defaults
+from providers.breaker import breakers_reset
+from tests.fakes.bfl_upstream import FakeBFL
+from tests.fakes.ideogram_upstream import FakeIdeogram
+from tests.fakes.imagen_upstream import FakeImagen
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.stability_upstream import FakeStability
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,6 +49,10 @@ def _isolated_media(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.LOCAL_PROVIDER_FALLBACK = True
     settings.LOCAL_PROVIDER_DELAY_MS = 0
+    # Upstream retries back off for milliseconds, not seconds, and no breaker remembers another test.
+    settings.PROVIDER_BACKOFF_BASE_MS = 5
+    settings.PROVIDER_BACKOFF_CAP_MS = 20
+    breakers_reset()
 
 
 @pytest.fixture
@@ -129,14 +138,59 @@ def live_gateway(transactional_db, settings):
         yield url
 
 
+def _serve_fake(monkeypatch, fake, provider_variables: str, path: str = ""):
+    """Run `fake` on real HTTP and point the provider's `<PREFIX>_API_KEY` / `<PREFIX>_BASE_URL` at it."""
+    with serve_asgi(fake) as url:
+        monkeypatch.setenv(f"{provider_variables}_API_KEY", fake.api_key)
+        monkeypatch.setenv(f"{provider_variables}_BASE_URL", f"{url}{path}")
+        yield fake
+
+
 @pytest.fixture
 def fake_openai(monkeypatch):
     """A fake OpenAI upstream on real HTTP, configured as the gateway's `openai` provider."""
-    fake = FakeOpenAI(api_key="sk-test-upstream")
-    with serve_asgi(fake) as url:
-        monkeypatch.setenv("OPENAI_API_KEY", fake.api_key)
-        monkeypatch.setenv("OPENAI_BASE_URL", f"{url}/v1")
-        yield fake
+    yield from _serve_fake(monkeypatch, FakeOpenAI(api_key="sk-test-upstream"), "OPENAI", "/v1")
+
+
+@pytest.fixture
+def fake_compatible(monkeypatch):
+    """Another OpenAI-compatible server, configured as the `openai_compatible` provider's default upstream."""
+    yield from _serve_fake(monkeypatch, FakeOpenAI(api_key="sk-compatible"), "OPENAI_COMPATIBLE", "/v1")
+
+
+@pytest.fixture
+def fake_stability(monkeypatch):
+    yield from _serve_fake(monkeypatch, FakeStability(api_key="sk-stability"), "STABILITY")
+
+
+@pytest.fixture
+def fake_bfl(monkeypatch, settings):
+    settings.BFL_POLL_INTERVAL_MS = 10
+    yield from _serve_fake(monkeypatch, FakeBFL(api_key="bfl-key"), "BFL")
+
+
+@pytest.fixture
+def fake_ideogram(monkeypatch):
+    yield from _serve_fake(monkeypatch, FakeIdeogram(api_key="ideogram-key"), "IDEOGRAM")
+
+
+@pytest.fixture
+def fake_imagen(monkeypatch):
+    yield from _serve_fake(monkeypatch, FakeImagen(api_key="gemini-key"), "GEMINI")
+
+
+@pytest.fixture
+def all_fakes(fake_openai, fake_compatible, fake_stability, fake_bfl, fake_ideogram, fake_imagen, settings):
+    """Every provider configured against its fake, with no local fallback: each model must reach its upstream."""
+    settings.LOCAL_PROVIDER_FALLBACK = False
+    return {
+        "openai": fake_openai,
+        "openai_compatible": fake_compatible,
+        "stability": fake_stability,
+        "bfl": fake_bfl,
+        "ideogram": fake_ideogram,
+        "imagen": fake_imagen,
+    }
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ async def test_dall_e_3_goes_upstream_as_b64_and_is_hosted(gateway_client, auth_
     assert body["data"][0]["revised_prompt"] == "otter (revised)"
     assert body["data"][0]["url"].startswith("http://testserver/v1/images/files/")
     sent = fake_openai.requests[-1]
-    assert sent["headers"]["authorization"] == "Bearer sk-test-upstream"
-    assert sent["json"] == {
+    assert sent.headers["authorization"] == "Bearer sk-test-upstream"
+    assert sent.json == {
         "model": "dall-e-3",
         "prompt": "otter",
         "n": 1,
@@ -41,7 +41,7 @@ async def test_gpt_image_never_sends_response_format(gateway_client, auth_header
     assert response.status_code == 200, response.text
     assert len(response.json()["data"]) == 2
     assert response.json()["perf"]["cost_usd"] == "0.334"
-    assert "response_format" not in fake_openai.requests[-1]["json"]
+    assert "response_format" not in fake_openai.requests[-1].json
 
 
 async def test_content_policy_refusal_is_mapped_and_not_charged(gateway_client, auth_headers, fake_openai):

@@ -1,0 +1,110 @@
+"""Black Forest Labs FLUX: submit, poll the returned `polling_url`, download the sample.
+
+Each task makes one image, so n > 1 fans out. `polling_url` and the sample URL
+come from the provider's answer; we follow them only to our configured origin or
+to BFL's own HTTPS hosts (*.bfl.ai), never to an arbitrary URL. The sample's
+signed URL expires in minutes, so it is downloaded at once.
+"""
+
+import asyncio
+import time
+
+import httpx
+from django.conf import settings
+
+from providers.base import (
+    GeneratedImage,
+    ImageJob,
+    ProviderError,
+    ProviderResult,
+    content_policy_error,
+    error_for_status,
+)
+from providers.local import parse_size
+from providers.retry import parse_retry_after
+from providers.upstream import HttpProvider, image_from_bytes
+
+_RUNNING = ("Pending", "Reasoning", "Generating", "Queued")
+_MODERATED = ("Request Moderated", "Content Moderated")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("detail") or body.get("error") or body)[:300]
+    return str(body)[:300]
+
+
+class BFLProvider(HttpProvider):
+    slug = "bfl"
+    key_variable = "BFL_API_KEY"
+    base_url_variable = "BFL_BASE_URL"
+    default_base_url = "https://api.bfl.ai"
+    trusted_domains = ("bfl.ai",)
+
+    def map_error(self, response: httpx.Response) -> ProviderError:
+        return error_for_status(
+            response.status_code, _detail(response), retry_after=parse_retry_after(response.headers)
+        )
+
+    def request_body(self, job: ImageJob, index: int) -> dict:
+        width, height = parse_size(job.size)
+        body: dict = {"prompt": job.prompt, "width": width, "height": height, "output_format": "png"}
+        if job.seed is not None:
+            body["seed"] = job.seed + index
+        return body
+
+    async def generate(self, job: ImageJob, client: httpx.AsyncClient) -> ProviderResult:
+        headers = {"x-key": self.api_key(), "accept": "application/json"}
+
+        async def one(index: int) -> GeneratedImage:
+            submitted = await self.send(
+                client,
+                "POST",
+                f"{self.base_url()}/v1/{job.upstream_model}",
+                json=self.request_body(job, index),
+                headers=headers,
+            )
+            try:
+                polling_url = str(submitted.json()["polling_url"])
+            except (ValueError, KeyError, TypeError):
+                raise ProviderError("The upstream provider sent a malformed response.", upstream_status=200) from None
+            sample_url = await self.poll(client, polling_url, headers)
+            return image_from_bytes(await self.download(client, sample_url, model=job.model))
+
+        return ProviderResult(images=await self.fan_out(job, one))
+
+    async def poll(self, client: httpx.AsyncClient, polling_url: str, headers: dict[str, str]) -> str:
+        """Poll until Ready (returns the sample URL), a terminal status, or our deadline."""
+        if not self.is_trusted_url(polling_url):
+            raise ProviderError("The upstream provider returned an untrusted polling URL.", permanent=True)
+        deadline = time.monotonic() + settings.BFL_POLL_DEADLINE_SECONDS
+        while True:
+            response = await self.send(client, "GET", polling_url, headers=headers)
+            try:
+                result = response.json()
+            except ValueError:
+                result = None
+            status = result.get("status") if isinstance(result, dict) else None
+            if status == "Ready":
+                try:
+                    return str(result["result"]["sample"])
+                except (KeyError, TypeError):
+                    raise ProviderError("The upstream provider sent a malformed result.", upstream_status=200) from None
+            if status in _MODERATED:
+                raise content_policy_error(
+                    f"The provider's moderation stopped the task ({status}).", upstream_status=200
+                )
+            if status not in _RUNNING:
+                raise ProviderError(f"The upstream task ended with status {status!r}.", upstream_status=200)
+            if time.monotonic() + settings.BFL_POLL_INTERVAL_MS / 1000 > deadline:
+                raise ProviderError(
+                    f"The upstream task was not ready within {settings.BFL_POLL_DEADLINE_SECONDS} seconds.",
+                    code="upstream_timeout",
+                    status=504,
+                    permanent=True,
+                )
+            await asyncio.sleep(settings.BFL_POLL_INTERVAL_MS / 1000)

@@ -1,0 +1,105 @@
+"""Routing a request: which models to try in which order, and running one attempt.
+
+A requested name is either a catalog model (one attempt) or a FallbackRoute
+(one attempt per listed model, in order). The pipeline walks the plan, moving
+on after any failure but a content-policy refusal, and charges only the attempt
+that delivered; every attempt is recorded on the line item.
+"""
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from billing.models import ModelSpec
+from gateway.validation import ImageParams
+from providers.base import ImageJob, Provider, ProviderError, ProviderResult
+from providers.breaker import breaker_for, circuit_open_error
+from providers.models import FallbackRoute
+
+
+@dataclass(frozen=True)
+class PlannedAttempt:
+    """One model to try: its validated parameters, its own price and its provider."""
+
+    params: ImageParams
+    unit_price: Decimal
+    provider: Provider
+    upstream_model: str
+
+    def job(self, request_id: str) -> ImageJob:
+        params = self.params
+        return ImageJob(
+            request_id=request_id,
+            model=params.model,
+            upstream_model=self.upstream_model,
+            prompt=params.prompt,
+            n=params.n,
+            size=params.size,
+            quality=params.quality,
+            style=params.style,
+            end_user=params.end_user,
+        )
+
+
+@dataclass
+class AttemptLog:
+    """What happened to each candidate, kept in the line item's details["attempts"]."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def skipped(self, model: str, reason: str) -> None:
+        self.records.append({"model": model, "outcome": "skipped", "error": reason[:300]})
+
+    def failed(self, attempt: PlannedAttempt, error: ProviderError) -> None:
+        self.records.append(
+            {
+                **self._describe(attempt),
+                "outcome": "failed",
+                "error_code": error.code,
+                "upstream_status": error.upstream_status,
+                "error": error.message[:300],
+            }
+        )
+
+    def succeeded(self, attempt: PlannedAttempt, result: ProviderResult) -> None:
+        self.records.append({**self._describe(attempt), "outcome": "succeeded", "images": len(result.images)})
+
+    @staticmethod
+    def _describe(attempt: PlannedAttempt) -> dict[str, Any]:
+        return {"model": attempt.params.model, "provider": attempt.provider.slug, "unit_price": str(attempt.unit_price)}
+
+
+def route_specs(*, name: str) -> tuple[str, list[ModelSpec]]:
+    """(route name or "", the catalog models to try in order) for a requested model name."""
+    spec = ModelSpec.objects.filter(name=name, is_active=True).first()
+    if spec is not None:
+        return "", [spec]
+    route = FallbackRoute.objects.filter(name=name, is_active=True).first()
+    if route is None:
+        return "", []
+    specs = {spec.name: spec for spec in ModelSpec.objects.filter(name__in=route.chain, is_active=True)}
+    return route.name, [specs[model] for model in route.chain if model in specs]
+
+
+async def attempt_run(attempt: PlannedAttempt, *, request_id: str, client: httpx.AsyncClient) -> ProviderResult:
+    """Call the attempt's provider unless its circuit is open; the breaker learns from the outcome."""
+    breaker = breaker_for(attempt.provider.slug)
+    if not breaker.allows_call():
+        raise circuit_open_error(attempt.provider.slug)
+    try:
+        result = await attempt.provider.generate(attempt.job(request_id), client)
+    except ProviderError as exc:
+        if exc.counts_against_provider:
+            breaker.record_failure()
+        raise
+    breaker.record_success()
+    if not result.images:
+        raise ProviderError(
+            "The provider returned no images (all were filtered).",
+            code="content_policy_violation",
+            status=400,
+            permanent=True,
+        )
+    return result

@@ -1,0 +1,87 @@
+"""Stability AI v2beta Stable Image: stable-diffusion-3 / sd3.5, core, ultra.
+
+Multipart form, one image per call (we fan out for n > 1), size sent as an
+aspect ratio, base64 JSON back. A `CONTENT_FILTERED` finish reason means the
+image came back blurred: that is a refusal, not a success.
+"""
+
+import base64
+import binascii
+
+import httpx
+
+from providers.base import (
+    GeneratedImage,
+    ImageJob,
+    ProviderError,
+    ProviderResult,
+    content_policy_error,
+    error_for_status,
+)
+from providers.retry import parse_retry_after
+from providers.upstream import HttpProvider, image_from_bytes, nearest_aspect_ratio
+
+ASPECT_RATIOS = ("1:1", "16:9", "9:16", "21:9", "9:21", "2:3", "3:2", "4:5", "5:4")
+# Error names that mean the prompt itself was refused.
+_POLICY_NAMES = ("content_moderation", "public_figure")
+
+
+def endpoint_for(upstream_model: str) -> tuple[str, str | None]:
+    """(path, form `model`) for a Stability model name: sd3 models share one endpoint."""
+    if upstream_model in ("core", "ultra"):
+        return f"/v2beta/stable-image/generate/{upstream_model}", None
+    return "/v2beta/stable-image/generate/sd3", upstream_model
+
+
+class StabilityProvider(HttpProvider):
+    slug = "stability"
+    key_variable = "STABILITY_API_KEY"
+    base_url_variable = "STABILITY_BASE_URL"
+    default_base_url = "https://api.stability.ai"
+
+    def map_error(self, response: httpx.Response) -> ProviderError:
+        try:
+            body = response.json()
+            name = str(body.get("name") or "")
+            message = "; ".join(str(error) for error in body.get("errors") or []) or name
+        except (ValueError, AttributeError):
+            name, message = "", response.text[:300]
+        if name in _POLICY_NAMES:
+            return content_policy_error(message, upstream_status=response.status_code)
+        return error_for_status(response.status_code, message, retry_after=parse_retry_after(response.headers))
+
+    def form(self, job: ImageJob, index: int) -> dict[str, tuple[None, str]]:
+        path_model = endpoint_for(job.upstream_model)[1]
+        fields = {
+            "prompt": job.prompt,
+            "aspect_ratio": nearest_aspect_ratio(job.size, ASPECT_RATIOS),
+            "output_format": "png",
+        }
+        if path_model:
+            fields["model"] = path_model
+        if job.seed is not None:
+            fields["seed"] = str(job.seed + index)
+        # (None, value) tuples make httpx send multipart/form-data, which the API requires.
+        return {name: (None, value) for name, value in fields.items()}
+
+    async def generate(self, job: ImageJob, client: httpx.AsyncClient) -> ProviderResult:
+        path = endpoint_for(job.upstream_model)[0]
+        headers = {"authorization": f"Bearer {self.api_key()}", "accept": "application/json"}
+        if job.end_user:
+            headers["stability-client-user-id"] = job.end_user
+
+        async def one(index: int) -> GeneratedImage:
+            response = await self.send(
+                client, "POST", f"{self.base_url()}{path}", files=self.form(job, index), headers=headers
+            )
+            try:
+                body = response.json()
+                if body.get("finish_reason") == "CONTENT_FILTERED":
+                    raise content_policy_error(
+                        "The provider's safety filter blurred the generated image.", upstream_status=200
+                    )
+                return image_from_bytes(base64.b64decode(body["image"]))
+            except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+                raise ProviderError("The upstream provider sent a malformed response.", upstream_status=200) from None
+
+        return ProviderResult(images=await self.fan_out(job, one))

@@ -1,0 +1,129 @@
+"""What every HTTP adapter shares: credentials from the environment, one send
+path through the retry loop, host-checked downloads and fan-out for APIs without `n`."""
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterable
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+
+from gateway.env import env_str
+from providers.base import (
+    GeneratedImage,
+    ImageJob,
+    Provider,
+    ProviderError,
+    error_for_status,
+    sniff_content_type,
+)
+from providers.retry import parse_retry_after, with_retries
+
+logger = logging.getLogger("providers")
+
+
+def upstream_timeout() -> httpx.Timeout:
+    return httpx.Timeout(settings.PROVIDER_TIMEOUT_SECONDS, connect=min(5.0, settings.PROVIDER_TIMEOUT_SECONDS))
+
+
+def nearest_aspect_ratio(size: str, ratios: Iterable[str], separator: str = ":") -> str:
+    """The provider's aspect ratio closest to a WxH size (they take ratios, we take sizes)."""
+    width, _, height = size.partition("x")
+    wanted = math.log(int(width) / int(height))
+
+    def distance(ratio: str) -> float:
+        a, _, b = ratio.partition(separator)
+        return abs(math.log(int(a) / int(b)) - wanted)
+
+    return min(ratios, key=distance)
+
+
+class HttpProvider(Provider):
+    """An upstream reached over HTTP with an API key; subclasses name the variables and map errors."""
+
+    key_variable = ""
+    base_url_variable = ""
+    default_base_url = ""
+    # Hosts (and their subdomains) the provider may point us to for polling and downloads.
+    trusted_domains: tuple[str, ...] = ()
+
+    def api_key(self, model: str = "") -> str:
+        return env_str(self.key_variable)
+
+    def base_url(self, model: str = "") -> str:
+        return env_str(self.base_url_variable, self.default_base_url).rstrip("/")
+
+    def is_configured(self, model: str = "") -> bool:
+        return bool(self.api_key(model))
+
+    def map_error(self, response: httpx.Response) -> ProviderError:
+        """The vendor's error body, mapped; subclasses recognise their content-policy refusals."""
+        return error_for_status(
+            response.status_code, response.text[:300], retry_after=parse_retry_after(response.headers)
+        )
+
+    async def send(self, client: httpx.AsyncClient, method: str, url: str, **kwargs) -> httpx.Response:
+        """One upstream call, through the retry loop; a non-2xx answer raises the mapped ProviderError."""
+
+        async def attempt() -> httpx.Response:
+            try:
+                response = await client.request(method, url, timeout=upstream_timeout(), **kwargs)
+            except httpx.TimeoutException as exc:
+                raise ProviderError(
+                    f"The upstream provider timed out ({exc.__class__.__name__}).", code="upstream_timeout", status=504
+                ) from None
+            except httpx.HTTPError as exc:
+                raise ProviderError(f"Could not reach the upstream provider ({exc.__class__.__name__}).") from None
+            if response.status_code >= 400:
+                error = self.map_error(response)
+                if error.code == "upstream_auth_failed":
+                    # Our credentials are wrong: the operator must act, the client cannot.
+                    logger.error(
+                        "provider %s rejected the gateway's credentials (HTTP %s); check %s",
+                        self.slug,
+                        response.status_code,
+                        self.key_variable,
+                    )
+                raise error
+            return response
+
+        return await with_retries(attempt)
+
+    def is_trusted_url(self, url: str, model: str = "") -> bool:
+        """Only our configured base URL's origin or the vendor's own HTTPS hosts (no SSRF via a returned URL)."""
+        target = urlsplit(url)
+        base = urlsplit(self.base_url(model))
+        if (target.scheme, target.netloc) == (base.scheme, base.netloc):
+            return True
+        host = (target.hostname or "").lower()
+        return target.scheme == "https" and any(
+            host == domain or host.endswith("." + domain) for domain in self.trusted_domains
+        )
+
+    async def download(self, client: httpx.AsyncClient, url: str, *, model: str, **kwargs) -> bytes:
+        if not self.is_trusted_url(url, model):
+            raise ProviderError(
+                f"The upstream provider pointed to an untrusted host ({urlsplit(url).hostname}).", permanent=True
+            )
+        return (await self.send(client, "GET", url, **kwargs)).content
+
+    async def fan_out(self, job: ImageJob, one: Callable[[int], Awaitable[GeneratedImage]]) -> list[GeneratedImage]:
+        """`job.n` single-image calls at once, for APIs without `n`; keeps what was delivered.
+
+        When some calls fail the rest are still delivered (and charged); when all
+        fail, the first failure is the answer.
+        """
+        outcomes = await asyncio.gather(*(one(index) for index in range(job.n)), return_exceptions=True)
+        images = [outcome for outcome in outcomes if isinstance(outcome, GeneratedImage)]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, ProviderError):
+                raise outcome
+        if not images:
+            raise next(outcome for outcome in outcomes if isinstance(outcome, ProviderError))
+        return images
+
+
+def image_from_bytes(data: bytes, *, revised_prompt: str | None = None) -> GeneratedImage:
+    return GeneratedImage(data=data, content_type=sniff_content_type(data), revised_prompt=revised_prompt)
