@@ -46,6 +46,18 @@ def _isolated_media(settings, tmp_path):
     settings.LOCAL_PROVIDER_DELAY_MS = 0
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(settings):
+    """Rate-limit counters start empty: FLUSHDB of this run's own Redis database (never FLUSHALL)."""
+    from gateway.ratelimit import local_limiter
+
+    if settings.REDIS_URL:
+        from gateway.redis import redis_client
+
+        redis_client().flushdb()
+    local_limiter.reset()
+
+
 @pytest.fixture
 def seeded(transactional_db):
     """The default tiers, catalog and prices, committed."""
