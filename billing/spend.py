@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.models import ApiKey, Organization
 from billing.alerts import CounterChange, alerts_record
 from billing.models import SpendCounter, SpendLimit, SpendReservation, UsageLineItem
 from billing.money import format_usd, quantize_usd
@@ -29,6 +30,35 @@ class SpendLimitExceeded(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def _limit_scope(*, organization: Organization, key_prefix: str | None) -> dict:
+    if key_prefix is None:
+        return {"organization": organization, "api_key": None}
+    api_key = ApiKey.objects.filter(organization=organization, prefix=key_prefix).first()
+    if api_key is None:
+        raise BillingError(f"Organization '{organization.slug}' has no API key with prefix '{key_prefix}'")
+    return {"organization": organization, "api_key": api_key}
+
+
+def spend_limit_set(*, organization: Organization, key_prefix: str | None, period: str, amount: Decimal) -> SpendLimit:
+    """Create or change a cap; a lower cap than what is already spent refuses every request until it resets."""
+    if period not in SpendLimit.Period.values:
+        raise BillingError(f"Unknown period '{period}'. Use day, month or total")
+    limit, _ = SpendLimit.objects.update_or_create(
+        **_limit_scope(organization=organization, key_prefix=key_prefix),
+        period=period,
+        defaults={"amount": quantize_usd(amount)},
+    )
+    return limit
+
+
+def spend_limit_delete(*, organization: Organization, key_prefix: str | None, period: str) -> None:
+    deleted, _ = SpendLimit.objects.filter(
+        **_limit_scope(organization=organization, key_prefix=key_prefix), period=period
+    ).delete()
+    if not deleted:
+        raise BillingError(f"There is no {period} cap on {key_prefix or organization.slug}")
 
 
 def period_start(period: str, now: datetime) -> date:
