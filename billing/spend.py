@@ -6,7 +6,7 @@ requests never deadlock. Reservation rows tie the held money to the line item,
 so a crashed worker's hold can be found and released by the sweeper.
 """
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -62,7 +62,7 @@ def spend_limit_delete(*, organization: Organization, key_prefix: str | None, pe
 
 
 def period_start(period: str, now: datetime) -> date:
-    today = now.astimezone(timezone.UTC).date()
+    today = now.astimezone(UTC).date()
     if period == SpendLimit.Period.DAY:
         return today
     if period == SpendLimit.Period.MONTH:
@@ -78,7 +78,7 @@ def period_reset(period: str, start: date) -> datetime | None:
         following = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
     else:
         return None
-    return datetime.combine(following, time.min, tzinfo=timezone.UTC)
+    return datetime.combine(following, time.min, tzinfo=UTC)
 
 
 def _refusal(limit: SpendLimit, counter: SpendCounter, amount: Decimal) -> SpendLimitExceeded:
