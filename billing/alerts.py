@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -17,6 +18,8 @@ from django.utils import timezone
 from accounts.models import Membership
 from billing.models import AlertPolicy, SpendAlert
 from billing.money import format_usd
+
+logger = logging.getLogger("billing.alerts")
 
 SIGNATURE_HEADER = "X-Imagegate-Signature"
 
@@ -51,8 +54,6 @@ def alerts_record(*, changes: list[CounterChange]) -> list[SpendAlert]:
     The caller holds the counter rows locked and spend only grows within a period,
     so each crossing is seen by exactly one settlement; the unique constraint is the backstop.
     """
-    from billing.tasks import alert_deliver
-
     created_alerts = []
     thresholds: dict[int, list[int]] = {}
     for change in changes:
@@ -71,9 +72,20 @@ def alerts_record(*, changes: list[CounterChange]) -> list[SpendAlert]:
                 defaults={"organization_id": change.organization_id, "spent": change.spent_after, "cap": change.cap},
             )
             if created:
-                transaction.on_commit(lambda pk=alert.pk: alert_deliver.delay(pk))
+                transaction.on_commit(lambda pk=alert.pk: _delivery_enqueue(pk))
                 created_alerts.append(alert)
     return created_alerts
+
+
+def _delivery_enqueue(alert_id: int) -> None:
+    from billing.tasks import alert_deliver
+
+    try:
+        alert_deliver.delay(alert_id)
+    except Exception:
+        # The settlement is committed and the alert recorded; a broker hiccup (or, with tasks
+        # inline, the task's own retry signal) must not turn the caller's success into an error.
+        logger.warning("spend alert %s: delivery could not be enqueued or finished inline", alert_id, exc_info=True)
 
 
 def alert_payload(*, alert: SpendAlert) -> dict:
