@@ -205,7 +205,8 @@ class ImageGeneration:
                     headers = {**budget.headers(), "Idempotent-Replayed": "true"}
                     return GatewayResponse(status=replay.status, body=replay.body, headers=headers)
                 claimed = idempotency_key
-            # Rate limits come last among the refusals, so a refused request consumes no images.
+            # Images are consumed only after every check that needs no provider; a spend refusal
+            # or a failed provider call below gives them back.
             rate = await rate_limit_consume(caller=context.caller, n=params.n, token=self.request_id)
         except GatewayError as error:
             await self._refuse(context, error, claimed)
