@@ -147,7 +147,9 @@ def main(args) -> None:
     upstream_port, gateway_port = free_port(), free_port()
     env = {**os.environ, "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1"}
     upstream = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(upstream_port)], cwd=ROOT, env=env
+        [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(upstream_port), "--api-key", "sk-bench"],
+        cwd=ROOT,
+        env=env,
     )
     serve = ["make", "serve", f"PORT={gateway_port}", f"WORKERS={args.workers}"]
     gateway = subprocess.Popen(serve, cwd=ROOT, env=env)
