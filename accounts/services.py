@@ -122,3 +122,24 @@ def _touch_last_used(api_key: ApiKey, now: datetime) -> None:
     if api_key.last_used_at is None or now - api_key.last_used_at >= resolution:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
+
+
+def org_tier_set(
+    *,
+    organization: Organization,
+    tier_slug: str,
+    images_per_minute: int | None = None,
+    images_per_day: int | None = None,
+) -> Organization:
+    """Move an organization to a tier; only Enterprise carries custom numbers, and any other tier clears them."""
+    tier = tier_get(slug=tier_slug)
+    custom = (images_per_minute, images_per_day)
+    if tier.slug != "enterprise" and any(value is not None for value in custom):
+        raise AccountError(f"Custom image limits are for the Enterprise tier only, not '{tier.slug}'")
+    if any(value is not None and value < 1 for value in custom):
+        raise AccountError("Image limits must be at least 1")
+    organization.tier = tier
+    organization.custom_images_per_minute = images_per_minute
+    organization.custom_images_per_day = images_per_day
+    organization.save(update_fields=["tier", "custom_images_per_minute", "custom_images_per_day"])
+    return organization

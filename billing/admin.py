@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from billing.models import ModelSpec, PriceConfig, UsageLineItem
+from billing.models import AlertPolicy, ModelSpec, PriceConfig, SpendAlert, SpendLimit, UsageLineItem
 
 
 @admin.register(ModelSpec)
@@ -31,3 +31,20 @@ class UsageLineItemAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(SpendLimit)
+class SpendLimitAdmin(admin.ModelAdmin):
+    list_display = ["organization", "api_key", "period", "amount", "updated_at"]
+    list_filter = ["period", "organization"]
+
+
+@admin.register(AlertPolicy)
+class AlertPolicyAdmin(admin.ModelAdmin):
+    list_display = ["organization", "thresholds", "email", "webhook_url"]
+
+
+@admin.register(SpendAlert)
+class SpendAlertAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "organization", "spend_limit", "threshold", "spent", "cap", "webhook_delivered_at"]
+    list_filter = ["organization"]

@@ -195,3 +195,113 @@ class UsageExport(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.DONE, self.Status.FAILED}
+class SpendLimit(models.Model):
+    """A cap in USD on an organization (api_key empty) or on one of its keys, for a period."""
+
+    class Period(models.TextChoices):
+        DAY = "day", "Day (UTC)"
+        MONTH = "month", "Month (UTC)"
+        TOTAL = "total", "Total"
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="spend_limits")
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.CASCADE, related_name="spend_limits"
+    )
+    period = models.CharField(max_length=8, choices=Period.choices)
+    amount = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organization", "api_key", "period"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "period"],
+                condition=models.Q(api_key__isnull=True),
+                name="spend_limit_org_period_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["api_key", "period"],
+                condition=models.Q(api_key__isnull=False),
+                name="spend_limit_key_period_unique",
+            ),
+            models.CheckConstraint(condition=models.Q(amount__gte=0), name="spend_limit_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner_label} {self.period} cap ${self.amount}"
+
+    @property
+    def owner_label(self) -> str:
+        if self.api_key_id is not None:
+            return f"API key '{self.api_key.prefix}'"
+        return f"organization '{self.organization.slug}'"
+
+
+class SpendCounter(models.Model):
+    """What one cap has spent and holds reserved in one period (period_start is a UTC date)."""
+
+    spend_limit = models.ForeignKey(SpendLimit, on_delete=models.CASCADE, related_name="counters")
+    period_start = models.DateField()
+    spent = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, default=0)
+    reserved = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["spend_limit", "period_start"], name="spend_counter_unique"),
+            models.CheckConstraint(condition=models.Q(spent__gte=0), name="spend_counter_spent_non_negative"),
+            models.CheckConstraint(condition=models.Q(reserved__gte=0), name="spend_counter_reserved_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.spend_limit_id}@{self.period_start}: spent {self.spent}, reserved {self.reserved}"
+
+
+class SpendReservation(models.Model):
+    """Money held on a counter for a line item whose provider call is under way."""
+
+    line_item = models.ForeignKey(UsageLineItem, on_delete=models.CASCADE, related_name="reservations")
+    counter = models.ForeignKey(SpendCounter, on_delete=models.CASCADE, related_name="reservations")
+    amount = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    created_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.amount} for line item {self.line_item_id}"
+
+
+class AlertPolicy(models.Model):
+    """Where and when an organization hears about its spend; without one, the defaults apply."""
+
+    organization = models.OneToOneField("accounts.Organization", on_delete=models.CASCADE, related_name="alert_policy")
+    # Percentages of each cap; crossing one sends one alert per cap and period.
+    thresholds = models.JSONField(default=list, blank=True)
+    email = models.EmailField(blank=True, help_text="Empty: the organization's owners and admins.")
+    webhook_url = models.URLField(blank=True)
+    webhook_secret = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"alerts for {self.organization_id}"
+
+
+class SpendAlert(models.Model):
+    """A cap's spend crossed a threshold in a period; recorded once, delivered by a Celery task."""
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    spend_limit = models.ForeignKey(SpendLimit, on_delete=models.CASCADE, related_name="alerts")
+    period_start = models.DateField()
+    threshold = models.PositiveSmallIntegerField()
+    spent = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    cap = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    created_at = models.DateTimeField(auto_now_add=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    webhook_delivered_at = models.DateTimeField(null=True, blank=True)
+    webhook_attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["spend_limit", "period_start", "threshold"], name="spend_alert_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.threshold}% of cap {self.spend_limit_id} on {self.period_start}"

@@ -20,10 +20,19 @@ from django.utils import timezone
 from accounts.services import api_key_authenticate
 from billing.models import ModelSpec, PriceConfig, UsageLineItem
 from billing.money import format_usd, quantize_usd
-from billing.services import line_item_close, line_item_create
+from billing.services import line_item_create
+from billing.spend import SpendLimitExceeded, line_item_open, line_item_settle, spend_reservation_replace
 from gateway.db import db_step
 from gateway.errors import Flavor, GatewayError
+from gateway.idempotency import (
+    idempotency_abandon,
+    idempotency_claim,
+    idempotency_complete,
+    idempotency_key_check,
+    request_fingerprint,
+)
 from gateway.images import image_store, signed_image_path
+from gateway.ratelimit import RateDecision, rate_limit_consume, rate_limit_refund
 from gateway.validation import (
     CatalogEntry,
     ImageParams,
@@ -61,6 +70,8 @@ class Caller:
     tier_name: str
     images_per_minute: int
     images_per_day: int
+    key_images_per_minute: int | None = None
+    key_images_per_day: int | None = None
 
     def allows_model(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
@@ -119,6 +130,8 @@ def caller_from_key(plaintext: str) -> Caller | None:
         tier_name=org.tier.name,
         images_per_minute=org.images_per_minute,
         images_per_day=org.images_per_day,
+        key_images_per_minute=api_key.images_per_minute,
+        key_images_per_day=api_key.images_per_day,
     )
 
 
@@ -168,7 +181,9 @@ class ImageGeneration:
         self.received_at = timezone.now()
         self.payload: dict[str, Any] = {}
 
-    async def run(self, *, api_key: str | None, body: bytes | None) -> GatewayResponse:
+    async def run(
+        self, *, api_key: str | None, body: bytes | None, idempotency_key: str | None = None
+    ) -> GatewayResponse:
         """`body` is None when it was over the size limit."""
         if not api_key:
             raise GatewayError(
@@ -190,14 +205,67 @@ class ImageGeneration:
         context = await db_step(load_call_context, api_key, model)
         if context is None:
             raise GatewayError(401, "invalid_api_key", "Invalid API key: unknown, revoked or expired.")
+        claimed: str | None = None
         try:
             if parse_error is not None:
                 raise parse_error
             plan, attempts = self._admit(context, model or "")
+            if idempotency_key is not None:
+                replay = await db_step(
+                    idempotency_claim,
+                    organization_id=context.caller.organization_id,
+                    key=idempotency_key_check(idempotency_key),
+                    fingerprint=request_fingerprint(self.payload),
+                    now=self.received_at,
+                )
+                if replay is not None:
+                    budget = await rate_limit_consume(caller=context.caller, n=0, token=self.request_id)
+                    headers = {**budget.headers(), "Idempotent-Replayed": "true"}
+                    return GatewayResponse(status=replay.status, body=replay.body, headers=headers)
+                claimed = idempotency_key
+            # Images are consumed only after every check that needs no provider; a spend refusal
+            # or a failed provider call below gives them back.
+            rate = await rate_limit_consume(caller=context.caller, n=plan[0].params.n, token=self.request_id)
         except GatewayError as error:
-            await self._record_rejection(context, error)
+            await self._refuse(context, error, claimed)
             raise
-        return await self._generate(context, plan, attempts)
+        try:
+            response = await self._generate(context, plan, attempts)
+        except BaseException as exc:
+            # A refused or failed call gives its images back and frees its idempotency key.
+            await asyncio.shield(self._give_back(context, exc, rate, claimed))
+            raise
+        response.headers.update(rate.headers())
+        if claimed is not None:
+            await db_step(
+                idempotency_complete,
+                organization_id=context.caller.organization_id,
+                key=claimed,
+                status=response.status,
+                body=response.body,
+            )
+        return response
+
+    async def _refuse(self, context: CallContext, error: GatewayError, claimed: str | None) -> None:
+        """A refusal before the provider: record it, free the key, and tell the caller its budget."""
+        if claimed is not None:
+            await db_step(idempotency_abandon, organization_id=context.caller.organization_id, key=claimed)
+        if "x-ratelimit-limit-images-minute" not in error.headers and error.status != 503:
+            try:
+                budget = await rate_limit_consume(caller=context.caller, n=0, token=self.request_id)
+                error.headers.update(budget.headers())
+            except GatewayError:
+                pass  # the limiter itself is unavailable; the refusal stands without budget headers
+        await self._record_rejection(context, error)
+
+    async def _give_back(
+        self, context: CallContext, exc: BaseException, rate: RateDecision, claimed: str | None
+    ) -> None:
+        budget = await rate_limit_refund(decision=rate)
+        if isinstance(exc, GatewayError):
+            exc.headers.update(budget.headers())
+        if claimed is not None:
+            await db_step(idempotency_abandon, organization_id=context.caller.organization_id, key=claimed)
 
     def _admit(self, context: CallContext, model: str) -> tuple[list[PlannedAttempt], AttemptLog]:
         """The attempts to make, in order; a route's candidates that cannot take this request are skipped."""
@@ -281,7 +349,7 @@ class ImageGeneration:
                 return await self._serve_cached(context, first.params, hit, context.cache)
         line_item_id = await self._open(context, first.params, first.unit_price, first.provider.slug)
         try:
-            attempt, result = await self._first_delivery(plan, attempts)
+            attempt, result = await self._first_delivery(context, line_item_id, plan, attempts)
             images = await asyncio.to_thread(self._host_images, result)
         except ProviderError as exc:
             await self._fail(
@@ -334,7 +402,7 @@ class ImageGeneration:
         )
 
     async def _first_delivery(
-        self, plan: list[PlannedAttempt], attempts: AttemptLog
+        self, context: CallContext, line_item_id: int, plan: list[PlannedAttempt], attempts: AttemptLog
     ) -> tuple[PlannedAttempt, ProviderResult]:
         """Try each planned model in order; each attempt is priced at its own `unit_price`.
 
@@ -343,6 +411,8 @@ class ImageGeneration:
         """
         for attempt in plan:
             try:
+                if attempt is not plan[0]:
+                    await self._reserve_for(attempt, context, line_item_id)
                 result = await attempt_run(attempt, request_id=self.request_id, client=http_client())
             except ProviderError as exc:
                 attempts.failed(attempt, exc)
@@ -352,6 +422,20 @@ class ImageGeneration:
                 attempts.succeeded(attempt, result)
                 return attempt, result
         raise AssertionError("a plan always has at least one attempt")
+
+    async def _reserve_for(self, attempt: PlannedAttempt, context: CallContext, line_item_id: int) -> None:
+        """A fallback attempt holds its own price against the caps, in place of the previous attempt's hold."""
+        try:
+            await db_step(
+                spend_reservation_replace,
+                line_item_id=line_item_id,
+                organization_id=context.caller.organization_id,
+                api_key_id=context.caller.api_key_id,
+                amount=quantize_usd(attempt.unit_price * attempt.params.n),
+                now=self.received_at,
+            )
+        except SpendLimitExceeded as refusal:
+            raise ProviderError(refusal.message, code="spend_limit_exceeded", status=402, permanent=True) from None
 
     async def _serve_cached(
         self, context: CallContext, params: ImageParams, hit: CacheHit, cache: CacheSettings
@@ -397,24 +481,31 @@ class ImageGeneration:
         model: str = "",
         n: int = 0,
     ) -> int:
-        """Before the provider is called: the pending line item (and, with governance, the spend reservation)."""
-        return await db_step(
-            line_item_create,
-            request_id=self.request_id,
-            created_at=self.received_at,
-            organization_id=context.caller.organization_id,
-            api_key_id=context.caller.api_key_id,
-            status=UsageLineItem.Status.PENDING,
-            model=model or params.model,
-            provider=provider_slug,
-            size=params.size,
-            quality=params.quality,
-            n=n or params.n,
-            end_user=params.end_user,
-            unit_price=unit_price,
-            cost=Decimal(0),
-            details=self._request_details(),
-        )
+        """Before the provider is called: the pending line item and the spend reservation for all n images."""
+        n = n or params.n
+        try:
+            return await db_step(
+                line_item_open,
+                amount=quantize_usd(unit_price * n),
+                request_id=self.request_id,
+                created_at=self.received_at,
+                organization_id=context.caller.organization_id,
+                api_key_id=context.caller.api_key_id,
+                status=UsageLineItem.Status.PENDING,
+                model=model or params.model,
+                provider=provider_slug,
+                size=params.size,
+                quality=params.quality,
+                n=n,
+                end_user=params.end_user,
+                unit_price=unit_price,
+                cost=Decimal(0),
+                details=self._request_details(),
+            )
+        except SpendLimitExceeded as refusal:
+            error = GatewayError(402, "spend_limit_exceeded", refusal.message)
+            await self._record_rejection(context, error)
+            raise error from None
 
     async def _succeed(
         self,
@@ -429,7 +520,7 @@ class ImageGeneration:
         """The provider delivered: charge what was delivered, to the model that delivered it. Returns the latency."""
         latency_ms = _elapsed_ms(self.started)
         await db_step(
-            line_item_close,
+            line_item_settle,
             line_item_id=line_item_id,
             status=UsageLineItem.Status.SUCCEEDED,
             cost=cost,
@@ -443,9 +534,9 @@ class ImageGeneration:
         return latency_ms
 
     async def _fail(self, line_item_id: int, *, status: int, code: str, details: dict | None = None) -> None:
-        """The provider call failed: the line item costs nothing."""
+        """The provider call failed: the line item costs nothing and its reservation is released."""
         await db_step(
-            line_item_close,
+            line_item_settle,
             line_item_id=line_item_id,
             status=UsageLineItem.Status.FAILED,
             cost=Decimal(0),

@@ -114,6 +114,7 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {
     "hosted-images-delete-expired": {"task": "providers.tasks.hosted_images_delete_expired", "schedule": 3600.0},
+    "spend-reservations-sweep": {"task": "billing.tasks.spend_reservations_sweep", "schedule": 60.0},
 }
 
 # --- Auth, i18n, static ---------------------------------------------------
@@ -181,6 +182,16 @@ BFL_POLL_DEADLINE_SECONDS = env_int("BFL_POLL_DEADLINE_SECONDS", 120)
 IMAGE_RETENTION_SECONDS = env_int("IMAGE_RETENTION_SECONDS", 25 * 3600)
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int("API_KEY_LAST_USED_RESOLUTION_SECONDS", 60)
 LOG_PROMPTS = env_bool("LOG_PROMPTS", False)
+
+# --- Governance: rate limits, spend caps, idempotency, alerts -------------
+# When Redis is unreachable: "open" falls back to a per-process limiter (and logs), "closed" answers 503.
+RATE_LIMIT_ON_REDIS_FAILURE = env_choice("RATE_LIMIT_ON_REDIS_FAILURE", "open", ("open", "closed"))
+# A spend reservation older than this belongs to a crashed worker and is released by the sweeper.
+SPEND_RESERVATION_TIMEOUT_SECONDS = env_int("SPEND_RESERVATION_TIMEOUT_SECONDS", 600)
+SPEND_ALERT_THRESHOLDS = [int(t) for t in env_list("SPEND_ALERT_THRESHOLDS", "80,100")]
+IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "imagegate@localhost")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],

@@ -46,7 +46,11 @@ async def _image_generations(request: HttpRequest, flavor: str) -> HttpResponse:
         return response
     generation = ImageGeneration(request_id=request_id, flavor=flavor, base_url=_base_url(request))
     try:
-        result = await generation.run(api_key=api_key_from_request(request), body=_read_body(request))
+        result = await generation.run(
+            api_key=api_key_from_request(request),
+            body=_read_body(request),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+        )
     except GatewayError as error:
         return error_response(error, flavor=flavor, request_id=request_id)
     response = JsonResponse(result.body, status=result.status)

@@ -55,6 +55,18 @@ def _isolated_media(settings, tmp_path):
     breakers_reset()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(settings):
+    """Rate-limit counters start empty: FLUSHDB of this run's own Redis database (never FLUSHALL)."""
+    from gateway.ratelimit import local_limiter
+
+    if settings.REDIS_URL:
+        from gateway.redis import redis_client
+
+        redis_client().flushdb()
+    local_limiter.reset()
+
+
 @pytest.fixture
 def seeded(transactional_db):
     """The default tiers, catalog and prices, committed."""

@@ -1,0 +1,208 @@
+"""Benchmark: the gateway (every governance step on) against the fake upstream called directly.
+
+Starts the fake OpenAI upstream and `make serve` (PostgreSQL + Redis from DATABASE_URL/REDIS_URL),
+seeds an Enterprise organization with a spend cap, then measures, side by side:
+admitted vs expected under the concurrency scenarios, added latency (p50/p99) one at a time and at
+an open-loop rate, saturated throughput at 50 connections, and server CPU per request.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/imagegate_governance REDIS_URL=redis://127.0.0.1:6379/1 \\
+        .venv/bin/python bench/governance.py --seconds 5 --rate 100
+"""
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = {"model": "dall-e-2", "size": "256x256", "response_format": "b64_json", "prompt": "bench", "n": 1}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def seed(env: dict[str, str]) -> tuple[str, str]:
+    """An Enterprise org with huge rate limits and a cap it will not reach, and a $1.00-capped Free org."""
+    script = """
+from decimal import Decimal
+from accounts.services import api_key_create, org_create, org_tier_set
+from billing.services import price_set
+from billing.spend import spend_limit_set
+from gateway.seed import seed_defaults
+import secrets
+seed_defaults()
+price_set(model="dall-e-2", quality="standard", size="256x256", unit_price=Decimal("0.04"))
+suffix = secrets.token_hex(3)
+big = org_create(slug=f"bench-{suffix}", tier_slug="free")
+org_tier_set(organization=big, tier_slug="enterprise", images_per_minute=10**9, images_per_day=10**9)
+spend_limit_set(organization=big, key_prefix=None, period="day", amount=Decimal("1000000"))
+capped = org_create(slug=f"capped-{suffix}", tier_slug="free")
+org_tier_set(organization=capped, tier_slug="enterprise", images_per_minute=10**9, images_per_day=10**9)
+spend_limit_set(organization=capped, key_prefix=None, period="day", amount=Decimal("1.00"))
+free = org_create(slug=f"free-{suffix}", tier_slug="free")
+print(api_key_create(organization=big).plaintext, api_key_create(organization=capped).plaintext,
+      api_key_create(organization=free).plaintext)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()\n" + script],
+        env={**env, "DJANGO_SETTINGS_MODULE": "gateway.settings"},
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return tuple(out.stdout.split()[-3:])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found + [c for p in found for c in children(p)]
+
+
+async def one_by_one(client, url, headers, seconds) -> list[float]:
+    latencies = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        started = time.perf_counter()
+        response = await client.post(url, json=BODY, headers=headers)
+        latencies.append(time.perf_counter() - started)
+        assert response.status_code == 200, response.text
+    return latencies
+
+
+async def open_loop(client, url, headers, rate, seconds) -> list[float]:
+    latencies = []
+
+    async def send():
+        started = time.perf_counter()
+        response = await client.post(url, json=BODY, headers=headers)
+        latencies.append(time.perf_counter() - started)
+        assert response.status_code == 200, response.text
+
+    tasks = []
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send()))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+async def saturate(client, url, headers, seconds, connections=50) -> int:
+    done = 0
+    end = time.monotonic() + seconds
+
+    async def worker():
+        nonlocal done
+        while time.monotonic() < end:
+            response = await client.post(url, json=BODY, headers=headers)
+            assert response.status_code == 200, response.text
+            done += 1
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return done
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else values[0] * 1000
+
+
+def main(args) -> None:
+    upstream_port, gateway_port = free_port(), free_port()
+    env = {**os.environ, "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1"}
+    upstream = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(upstream_port), "--api-key", "sk-bench"],
+        cwd=ROOT,
+        env=env,
+    )
+    serve = ["make", "serve", f"PORT={gateway_port}", f"WORKERS={args.workers}"]
+    gateway = subprocess.Popen(serve, cwd=ROOT, env=env)
+    try:
+        wait_for(f"http://127.0.0.1:{upstream_port}/")
+        wait_for(f"http://127.0.0.1:{gateway_port}/healthz")
+        keys = seed(env)
+        direct = (f"http://127.0.0.1:{upstream_port}/v1/images/generations", {"Authorization": "Bearer sk-bench"})
+        through = (f"http://127.0.0.1:{gateway_port}/v1/images/generations", {"Authorization": f"Bearer {keys[0]}"})
+        asyncio.run(measure(args, direct, through, keys, children(gateway.pid)))
+    finally:
+        for process in (gateway, upstream):
+            process.terminate()
+            process.wait(timeout=20)
+
+
+async def measure(args, direct, through, keys, workers) -> None:
+    _, capped, free = keys
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        for url, headers in (direct, through):  # warm up connections and worker caches
+            await one_by_one(client, url, headers, 1)
+        admitted = {}
+        for name, key, count in (("free", free, 50), ("capped", capped, 200)):
+            headers = {"Authorization": f"Bearer {key}"}
+            responses = await asyncio.gather(
+                *(client.post(through[0], json=BODY, headers=headers) for _ in range(count))
+            )
+            admitted[name] = sum(r.status_code == 200 for r in responses)
+        print(
+            f"admitted: Free 5/min, 50 concurrent -> {admitted['free']} (expected 5); "
+            f"$1.00 daily cap at $0.04, 200 concurrent -> {admitted['capped']} (expected 25)"
+        )
+        rows = {}
+        for label, (url, headers) in (("direct", direct), ("gateway", through)):
+            serial = await one_by_one(client, url, headers, args.seconds)
+            paced = await open_loop(client, url, headers, args.rate, args.seconds)
+            cpu_before = cpu_seconds(workers)
+            count = await saturate(client, url, headers, args.seconds)
+            cpu = (cpu_seconds(workers) - cpu_before) * 1000 / count
+            rows[label] = (pct(serial, 50), pct(serial, 99), pct(paced, 50), pct(paced, 99), count / args.seconds, cpu)
+    rate = f"{args.rate:.0f}/s p50"
+    print(f"{'':8} {'1-at-a-time p50':>16} {'p99':>8} {rate:>10} {'p99':>8} {'sat. req/s':>11} {'CPU ms/req':>11}")
+    for label, row in rows.items():
+        cpu = f"{row[5]:.2f}" if label == "gateway" else "-"
+        print(f"{label:8} {row[0]:16.2f} {row[1]:8.2f} {row[2]:10.2f} {row[3]:8.2f} {row[4]:11.0f} {cpu:>11}")
+    added = [rows["gateway"][i] - rows["direct"][i] for i in range(4)]
+    print(f"{'added':8} {added[0]:16.2f} {added[1]:8.2f} {added[2]:10.2f} {added[3]:8.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5, help="duration of each measurement")
+    parser.add_argument("--rate", type=float, default=100, help="open-loop requests per second")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    main(parser.parse_args())

@@ -1,0 +1,161 @@
+"""Spend alerts: record a threshold crossing once per cap, period and threshold; deliver it by email and webhook."""
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+import httpx
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Membership
+from billing.models import AlertPolicy, SpendAlert
+from billing.money import format_usd
+
+logger = logging.getLogger("billing.alerts")
+
+SIGNATURE_HEADER = "X-Imagegate-Signature"
+
+
+@dataclass(frozen=True)
+class CounterChange:
+    """A cap counter's spend before and after one settlement."""
+
+    counter_id: int
+    spend_limit_id: int
+    organization_id: int
+    period_start: date
+    cap: Decimal
+    spent_before: Decimal
+    spent_after: Decimal
+
+
+class WebhookDeliveryError(Exception):
+    """The organization's webhook did not accept the alert; the task retries with backoff."""
+
+
+def alert_thresholds(*, organization_id: int) -> list[int]:
+    policy = AlertPolicy.objects.filter(organization_id=organization_id).first()
+    if policy is None or not policy.thresholds:
+        return list(settings.SPEND_ALERT_THRESHOLDS)
+    return sorted(int(t) for t in policy.thresholds)
+
+
+def alerts_record(*, changes: list[CounterChange]) -> list[SpendAlert]:
+    """Record the thresholds this settlement crossed; delivery is enqueued once the transaction commits.
+
+    The caller holds the counter rows locked and spend only grows within a period,
+    so each crossing is seen by exactly one settlement; the unique constraint is the backstop.
+    """
+    created_alerts = []
+    thresholds: dict[int, list[int]] = {}
+    for change in changes:
+        if change.spent_after <= change.spent_before or change.cap <= 0:
+            continue
+        if change.organization_id not in thresholds:
+            thresholds[change.organization_id] = alert_thresholds(organization_id=change.organization_id)
+        for threshold in thresholds[change.organization_id]:
+            boundary = change.cap * threshold / 100
+            if not change.spent_before < boundary <= change.spent_after:
+                continue
+            alert, created = SpendAlert.objects.get_or_create(
+                spend_limit_id=change.spend_limit_id,
+                period_start=change.period_start,
+                threshold=threshold,
+                defaults={"organization_id": change.organization_id, "spent": change.spent_after, "cap": change.cap},
+            )
+            if created:
+                transaction.on_commit(lambda pk=alert.pk: _delivery_enqueue(pk))
+                created_alerts.append(alert)
+    return created_alerts
+
+
+def _delivery_enqueue(alert_id: int) -> None:
+    from billing.tasks import alert_deliver
+
+    try:
+        alert_deliver.delay(alert_id)
+    except Exception:
+        # The settlement is committed and the alert recorded; a broker hiccup (or, with tasks
+        # inline, the task's own retry signal) must not turn the caller's success into an error.
+        logger.warning("spend alert %s: delivery could not be enqueued or finished inline", alert_id, exc_info=True)
+
+
+def alert_payload(*, alert: SpendAlert) -> dict:
+    limit = alert.spend_limit
+    return {
+        "type": "spend_alert",
+        "alert_id": alert.pk,
+        "organization": alert.organization.slug,
+        "threshold_percent": alert.threshold,
+        "cap": {
+            "period": limit.period,
+            "amount_usd": format_usd(alert.cap),
+            "api_key_prefix": limit.api_key.prefix if limit.api_key_id else None,
+        },
+        "spent_usd": format_usd(alert.spent),
+        "period_start": alert.period_start.isoformat(),
+        "created_at": alert.created_at.isoformat(),
+    }
+
+
+def alert_recipients(*, alert: SpendAlert) -> list[str]:
+    policy = AlertPolicy.objects.filter(organization_id=alert.organization_id).first()
+    if policy is not None and policy.email:
+        return [policy.email]
+    roles = [Membership.Role.OWNER, Membership.Role.ADMIN, Membership.Role.FINANCE]
+    emails = Membership.objects.filter(organization_id=alert.organization_id, role__in=roles).values_list(
+        "user__email", flat=True
+    )
+    return sorted({email for email in emails if email})
+
+
+def alert_email_send(*, alert: SpendAlert) -> None:
+    recipients = alert_recipients(alert=alert)
+    if recipients:
+        payload = alert_payload(alert=alert)
+        subject = (
+            f"[imagegate] {payload['organization']}: {alert.threshold}% of the {payload['cap']['period']} "
+            f"spend cap reached"
+        )
+        body = (
+            f"Spent ${payload['spent_usd']} of the ${payload['cap']['amount_usd']} {payload['cap']['period']} cap "
+            f"(period starting {payload['period_start']}, UTC)."
+        )
+        send_mail(subject, body, None, recipients)
+    alert.emailed_at = timezone.now()
+    alert.save(update_fields=["emailed_at"])
+
+
+def webhook_signature(*, secret: str, timestamp: int, body: bytes) -> str:
+    """`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`; the timestamp lets receivers refuse replays."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def alert_webhook_send(*, alert: SpendAlert) -> None:
+    policy = AlertPolicy.objects.filter(organization_id=alert.organization_id).first()
+    if policy is None or not policy.webhook_url:
+        return
+    body = json.dumps(alert_payload(alert=alert)).encode()
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: webhook_signature(secret=policy.webhook_secret, timestamp=int(time.time()), body=body),
+    }
+    alert.webhook_attempts += 1
+    alert.save(update_fields=["webhook_attempts"])
+    try:
+        response = httpx.post(policy.webhook_url, content=body, headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        raise WebhookDeliveryError(f"{exc.__class__.__name__} calling the webhook") from None
+    if not response.is_success:
+        raise WebhookDeliveryError(f"The webhook answered {response.status_code}")
+    alert.webhook_delivered_at = timezone.now()
+    alert.save(update_fields=["webhook_delivered_at"])

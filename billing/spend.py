@@ -1,0 +1,229 @@
+"""Spend caps: reserve before the provider is called, settle or release after.
+
+Every applicable cap's counter row is locked in primary-key order, checked and
+updated in one transaction, so spent + reserved never passes a cap and two
+requests never deadlock. Reservation rows tie the held money to the line item,
+so a crashed worker's hold can be found and released by the sweeper.
+"""
+
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts.models import ApiKey, Organization
+from billing.alerts import CounterChange, alerts_record
+from billing.models import SpendCounter, SpendLimit, SpendReservation, UsageLineItem
+from billing.money import format_usd, quantize_usd
+from billing.services import BillingError, line_item_close, line_item_create
+
+# The one period start of a "total" cap.
+TOTAL_PERIOD_START = date(1970, 1, 1)
+
+
+class SpendLimitExceeded(Exception):
+    """A cap has no room for the request; the message names the cap, what is left and when it resets."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _limit_scope(*, organization: Organization, key_prefix: str | None) -> dict:
+    if key_prefix is None:
+        return {"organization": organization, "api_key": None}
+    api_key = ApiKey.objects.filter(organization=organization, prefix=key_prefix).first()
+    if api_key is None:
+        raise BillingError(f"Organization '{organization.slug}' has no API key with prefix '{key_prefix}'")
+    return {"organization": organization, "api_key": api_key}
+
+
+def spend_limit_set(*, organization: Organization, key_prefix: str | None, period: str, amount: Decimal) -> SpendLimit:
+    """Create or change a cap; a lower cap than what is already spent refuses every request until it resets."""
+    if period not in SpendLimit.Period.values:
+        raise BillingError(f"Unknown period '{period}'. Use day, month or total")
+    limit, _ = SpendLimit.objects.update_or_create(
+        **_limit_scope(organization=organization, key_prefix=key_prefix),
+        period=period,
+        defaults={"amount": quantize_usd(amount)},
+    )
+    return limit
+
+
+def spend_limit_delete(*, organization: Organization, key_prefix: str | None, period: str) -> None:
+    deleted, _ = SpendLimit.objects.filter(
+        **_limit_scope(organization=organization, key_prefix=key_prefix), period=period
+    ).delete()
+    if not deleted:
+        raise BillingError(f"There is no {period} cap on {key_prefix or organization.slug}")
+
+
+def period_start(period: str, now: datetime) -> date:
+    today = now.astimezone(UTC).date()
+    if period == SpendLimit.Period.DAY:
+        return today
+    if period == SpendLimit.Period.MONTH:
+        return today.replace(day=1)
+    return TOTAL_PERIOD_START
+
+
+def period_reset(period: str, start: date) -> datetime | None:
+    """When a period's counter starts afresh (UTC), or None for a total cap."""
+    if period == SpendLimit.Period.DAY:
+        following = start + timedelta(days=1)
+    elif period == SpendLimit.Period.MONTH:
+        following = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    else:
+        return None
+    return datetime.combine(following, time.min, tzinfo=UTC)
+
+
+def _refusal(limit: SpendLimit, counter: SpendCounter, amount: Decimal) -> SpendLimitExceeded:
+    left = max(limit.amount - counter.spent - counter.reserved, Decimal(0))
+    reset = period_reset(limit.period, counter.period_start)
+    when = f"it resets at {reset:%Y-%m-%d %H:%M} UTC" if reset else "it is a total cap and does not reset"
+    period = {"day": "daily", "month": "monthly", "total": "total"}[limit.period]
+    return SpendLimitExceeded(
+        f"Spend limit exceeded: the {period} cap of ${format_usd(limit.amount)} on {limit.owner_label} "
+        f"has ${format_usd(left)} left, and this request needs ${format_usd(amount)}; {when}."
+    )
+
+
+def spend_reserve(
+    *, line_item_id: int, organization_id: int, api_key_id: int | None, amount: Decimal, now: datetime
+) -> None:
+    """Hold `amount` against every cap of the organization and the key, or raise SpendLimitExceeded.
+
+    Must run inside the transaction that creates the line item, so a refusal leaves nothing behind.
+    """
+    amount = quantize_usd(amount)
+    scope = Q(organization_id=organization_id, api_key__isnull=True)
+    if api_key_id is not None:
+        scope |= Q(api_key_id=api_key_id)
+    limits = {limit.pk: limit for limit in SpendLimit.objects.filter(scope).select_related("organization", "api_key")}
+    if not limits:
+        return
+    starts = {pk: period_start(limit.period, now) for pk, limit in limits.items()}
+    # Creating the period's rows first makes the lock below cover every cap, also on a fresh day.
+    SpendCounter.objects.bulk_create(
+        [SpendCounter(spend_limit_id=pk, period_start=start) for pk, start in starts.items()], ignore_conflicts=True
+    )
+    which = Q()
+    for pk, start in starts.items():
+        which |= Q(spend_limit_id=pk, period_start=start)
+    counters = list(SpendCounter.objects.filter(which).order_by("pk").select_for_update())
+    for counter in counters:
+        limit = limits[counter.spend_limit_id]
+        if counter.spent + counter.reserved + amount > limit.amount:
+            raise _refusal(limit, counter, amount)
+    SpendCounter.objects.filter(pk__in=[c.pk for c in counters]).update(reserved=F("reserved") + amount)
+    SpendReservation.objects.bulk_create(
+        [
+            SpendReservation(line_item_id=line_item_id, counter_id=counter.pk, amount=amount, created_at=now)
+            for counter in counters
+        ]
+    )
+
+
+def spend_settle(*, line_item_id: int, amount: Decimal) -> list[CounterChange]:
+    """Turn the line item's reservations into `amount` of spend (at most what was reserved) and drop them."""
+    amount = quantize_usd(amount)
+    reservations = list(SpendReservation.objects.filter(line_item_id=line_item_id))
+    if not reservations:
+        return []
+    by_counter = {reservation.counter_id: reservation for reservation in reservations}
+    counters = (
+        SpendCounter.objects.filter(pk__in=by_counter)
+        .order_by("pk")
+        .select_for_update(of=("self",))
+        .select_related("spend_limit")
+    )
+    changes = []
+    for counter in counters:
+        held = by_counter[counter.pk].amount
+        if amount > held:
+            raise BillingError(f"Cannot charge {amount} against a reservation of {held}")
+        spent_after = counter.spent + amount
+        SpendCounter.objects.filter(pk=counter.pk).update(reserved=F("reserved") - held, spent=F("spent") + amount)
+        changes.append(
+            CounterChange(
+                counter_id=counter.pk,
+                spend_limit_id=counter.spend_limit_id,
+                organization_id=counter.spend_limit.organization_id,
+                period_start=counter.period_start,
+                cap=counter.spend_limit.amount,
+                spent_before=counter.spent,
+                spent_after=spent_after,
+            )
+        )
+    SpendReservation.objects.filter(pk__in=[r.pk for r in reservations]).delete()
+    return changes
+
+
+def spend_release(*, line_item_id: int) -> None:
+    """Give the line item's reservations back: nothing was delivered."""
+    spend_settle(line_item_id=line_item_id, amount=Decimal(0))
+
+
+def line_item_open(
+    *, amount: Decimal, organization_id: int, api_key_id: int | None, created_at: datetime, **fields
+) -> int:
+    """The pending line item and its spend reservation of `amount`, in one transaction."""
+    with transaction.atomic():
+        line_item_id = line_item_create(
+            organization_id=organization_id, api_key_id=api_key_id, created_at=created_at, **fields
+        )
+        spend_reserve(
+            line_item_id=line_item_id,
+            organization_id=organization_id,
+            api_key_id=api_key_id,
+            amount=amount,
+            now=created_at,
+        )
+    return line_item_id
+
+
+def line_item_settle(*, line_item_id: int, status: str, cost: Decimal, **close) -> None:
+    """Close the line item and settle its reservations (charging `cost`), recording any alerts it triggers."""
+    with transaction.atomic():
+        line_item_close(line_item_id=line_item_id, status=status, cost=cost, **close)
+        alerts_record(changes=spend_settle(line_item_id=line_item_id, amount=cost))
+
+
+def spend_reservations_expire(*, now: datetime | None = None) -> int:
+    """Release reservations older than the timeout (their worker died) and mark their line items. Returns how many."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.SPEND_RESERVATION_TIMEOUT_SECONDS)
+    stale = (
+        SpendReservation.objects.filter(created_at__lt=cutoff)
+        .order_by("line_item_id")
+        .values_list("line_item_id", flat=True)
+        .distinct()
+    )
+    released = 0
+    for line_item_id in list(stale):
+        with transaction.atomic():
+            item = UsageLineItem.objects.select_for_update().get(pk=line_item_id)
+            spend_release(line_item_id=line_item_id)
+            if item.status == UsageLineItem.Status.PENDING:
+                item.status = UsageLineItem.Status.FAILED
+                item.error_code = "reservation_expired"
+                item.http_status = 500
+                item.details = {**item.details, "reservation_released_at": now.isoformat()}
+                item.save(update_fields=["status", "error_code", "http_status", "details"])
+        released += 1
+    return released
+
+
+def spend_reservation_replace(
+    *, line_item_id: int, organization_id: int, api_key_id: int | None, amount: Decimal, now: datetime
+) -> None:
+    """Swap the line item's hold for one of `amount` (a fallback model at its own price), all or nothing."""
+    with transaction.atomic():
+        spend_release(line_item_id=line_item_id)
+        spend_reserve(
+            line_item_id=line_item_id, organization_id=organization_id, api_key_id=api_key_id, amount=amount, now=now
+        )

@@ -1,0 +1,77 @@
+"""The limits hold across OS processes: uvicorn with three workers, sharing PostgreSQL and Redis."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.db.models import Sum
+
+from accounts.services import org_tier_set
+from billing.models import SpendReservation, UsageLineItem
+from billing.spend import spend_limit_set
+from tests.conftest import _free_port
+from tests.governance import SMALL_IMAGE, URL, bearer, small_image_price, statuses
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture
+def three_workers(seeded):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "LOCAL_PROVIDER_FALLBACK": "true",
+        "DB_POOL_MAX": "8",
+    }
+    command = [sys.executable, "-m", "uvicorn", "gateway.asgi:application", "--port", str(port), "--workers", "3"]
+    server = subprocess.Popen([*command, "--log-level", "warning"], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn workers did not start")
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+async def fire(url: str, headers: dict[str, str], count: int) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        return list(await asyncio.gather(*(client.post(URL, json=SMALL_IMAGE, headers=headers) for _ in range(count))))
+
+
+@pytest.fixture
+def free_and_capped(make_org, make_key):
+    small_image_price("0.04")
+    free = make_org("acme", tier="free")
+    capped = make_org("globex", tier="free")
+    org_tier_set(organization=capped, tier_slug="enterprise", images_per_minute=100000, images_per_day=100000)
+    spend_limit_set(organization=capped, key_prefix=None, period="day", amount=Decimal("1.00"))
+    return bearer(make_key(free).plaintext), bearer(make_key(capped).plaintext), capped
+
+
+def test_rate_and_spend_limits_are_exact_across_three_worker_processes(three_workers, free_and_capped):
+    free_headers, capped_headers, capped = free_and_capped
+    assert statuses(asyncio.run(fire(three_workers, free_headers, 50))) == {200: 5, 429: 45}
+    assert statuses(asyncio.run(fire(three_workers, capped_headers, 200))) == {200: 25, 402: 175}
+    charged = UsageLineItem.objects.filter(organization=capped, status="succeeded").aggregate(total=Sum("cost"))
+    assert charged["total"] == Decimal("1.00")
+    assert not SpendReservation.objects.exists()

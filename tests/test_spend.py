@@ -1,0 +1,157 @@
+"""Spend caps: reserve before the provider, settle after; never exceeded under concurrency."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.services import org_tier_set
+from billing.models import SpendCounter, SpendReservation, UsageLineItem
+from billing.spend import line_item_open, spend_limit_set, spend_reservations_expire
+from billing.tasks import spend_reservations_sweep
+from tests.governance import SMALL_IMAGE, URL, bearer, post_many, small_image_price, statuses
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def capped(make_org, make_key):
+    """An Enterprise organization (rate limits out of the way) with a $1.00 daily cap, images at $0.04."""
+    small_image_price("0.04")
+    org = make_org("acme", tier="free")
+    org_tier_set(organization=org, tier_slug="enterprise", images_per_minute=100000, images_per_day=100000)
+    spend_limit_set(organization=org, key_prefix=None, period="day", amount=Decimal("1.00"))
+    return org, make_key(org)
+
+
+async def test_two_hundred_concurrent_requests_against_a_one_dollar_cap_admit_exactly_25(gateway_client, capped):
+    org, key = capped
+    responses = await post_many(gateway_client, bearer(key.plaintext), 200)
+    assert statuses(responses) == {200: 25, 402: 175}
+    total = await UsageLineItem.objects.filter(organization=org, status="succeeded").aaggregate(total=Sum("cost"))
+    assert total["total"] == Decimal("1.00")
+    assert not await SpendReservation.objects.aexists()
+    counter = await SpendCounter.objects.aget(spend_limit__organization=org)
+    assert (counter.spent, counter.reserved) == (Decimal("1.00"), Decimal(0))
+
+
+async def test_refusal_names_the_cap_what_is_left_and_the_reset_and_consumes_no_rate_budget(
+    gateway_client, capped, fake_openai
+):
+    org, key = capped
+    headers = bearer(key.plaintext)
+    for _ in range(2):
+        assert (await gateway_client.post(URL, json={**SMALL_IMAGE, "n": 10}, headers=headers)).status_code == 200
+    refused = await gateway_client.post(URL, json={**SMALL_IMAGE, "n": 6}, headers=headers)
+    assert refused.status_code == 402
+    error = refused.json()["error"]
+    assert error["code"] == "spend_limit_exceeded" and error["type"] == "insufficient_quota"
+    tomorrow = (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%d")
+    assert error["message"] == (
+        "Spend limit exceeded: the daily cap of $1.00 on organization 'acme' has $0.20 left, "
+        f"and this request needs $0.24; it resets at {tomorrow} 00:00 UTC."
+    )
+    assert refused.headers["x-ratelimit-remaining-images-day"] == "99980", "no rate-limit budget consumed"
+    assert len(fake_openai.requests) == 2, "the refused request is not sent upstream"
+    item = await UsageLineItem.objects.aget(status="rejected")
+    assert (item.error_code, item.http_status, item.cost) == ("spend_limit_exceeded", 402, Decimal(0))
+
+
+async def test_key_cap_and_organization_cap_both_apply(gateway_client, capped):
+    org, key = capped
+    await _key_cap(org, key.api_key.prefix, "0.08")
+    headers = bearer(key.plaintext)
+    assert statuses(await post_many(gateway_client, headers, 4)) == {200: 2, 402: 2}
+    refused = await gateway_client.post(URL, json=SMALL_IMAGE, headers=headers)
+    assert f"total cap of $0.08 on API key '{key.api_key.prefix}' has $0.00 left" in refused.text
+    assert "does not reset" in refused.text
+
+
+async def _key_cap(org, prefix, usd):
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(spend_limit_set)(organization=org, key_prefix=prefix, period="total", amount=Decimal(usd))
+
+
+async def test_failed_provider_call_releases_its_reservation(gateway_client, capped, fake_openai):
+    org, key = capped
+    response = await gateway_client.post(
+        URL, json={**SMALL_IMAGE, "prompt": "[policy]", "n": 5}, headers=bearer(key.plaintext)
+    )
+    assert response.status_code == 400
+    counter = await SpendCounter.objects.aget(spend_limit__organization=org)
+    assert (counter.spent, counter.reserved) == (Decimal(0), Decimal(0))
+    assert not await SpendReservation.objects.aexists()
+
+
+def test_sweeper_releases_a_crashed_workers_reservation_and_marks_the_line_item(capped):
+    org, key = capped
+    long_ago = timezone.now() - timedelta(minutes=11)
+    line_item_id = line_item_open(
+        amount=Decimal("0.40"),
+        organization_id=org.pk,
+        api_key_id=key.api_key.pk,
+        created_at=long_ago,
+        request_id="req-crashed",
+        status=UsageLineItem.Status.PENDING,
+        n=10,
+    )
+    fresh_id = line_item_open(
+        amount=Decimal("0.40"),
+        organization_id=org.pk,
+        api_key_id=key.api_key.pk,
+        created_at=timezone.now(),
+        request_id="req-in-flight",
+        status=UsageLineItem.Status.PENDING,
+        n=10,
+    )
+    counter = SpendCounter.objects.get()
+    assert counter.reserved == Decimal("0.80")
+    assert spend_reservations_sweep.apply().get() == 1
+    counter.refresh_from_db()
+    assert counter.reserved == Decimal("0.40"), "the in-flight reservation stays"
+    crashed = UsageLineItem.objects.get(pk=line_item_id)
+    assert (crashed.status, crashed.error_code, crashed.cost) == ("failed", "reservation_expired", Decimal(0))
+    assert SpendReservation.objects.get().line_item_id == fresh_id
+    assert spend_reservations_expire() == 0
+
+
+def test_set_spend_limit_command(capped, make_org, make_key):
+    org, key = capped
+    call_command("set_spend_limit", "--org", "acme", "--key", key.api_key.prefix, "--period", "month", "--usd", "5")
+    assert org.spend_limits.get(api_key=key.api_key).amount == Decimal(5)
+    call_command("set_spend_limit", "--org", "acme", "--key", key.api_key.prefix, "--period", "month", "--delete")
+    assert not org.spend_limits.filter(api_key=key.api_key).exists()
+    other = make_key(make_org("globex"))
+    from django.core.management.base import CommandError
+
+    for argv, message in [
+        (["--org", "acme", "--period", "day", "--usd", "-1"], "must be a non-negative amount"),
+        (["--org", "acme", "--period", "day"], "Give either --usd AMOUNT or --delete"),
+        (["--org", "nope", "--period", "day", "--usd", "1"], "Unknown organization 'nope'"),
+        (["--org", "acme", "--key", other.api_key.prefix, "--period", "day", "--usd", "1"], "has no API key"),
+        (["--org", "acme", "--period", "total", "--delete"], "There is no total cap on acme"),
+    ]:
+        with pytest.raises(CommandError, match=message):
+            call_command("set_spend_limit", *argv)
+
+
+def test_set_tier_command(make_org):
+    from django.core.management.base import CommandError
+
+    org = make_org("acme", tier="free")
+    call_command(
+        "set_tier", "--org", "acme", "--tier", "enterprise", "--images-per-minute", "120", "--images-per-day", "9000"
+    )
+    org.refresh_from_db()
+    assert (org.tier.slug, org.images_per_minute, org.images_per_day) == ("enterprise", 120, 9000)
+    call_command("set_tier", "--org", "acme", "--tier", "pro")
+    org.refresh_from_db()
+    assert (org.images_per_minute, org.images_per_day) == (30, 1000)
+    with pytest.raises(CommandError, match="Enterprise tier only"):
+        call_command("set_tier", "--org", "acme", "--tier", "free", "--images-per-minute", "9")
+    with pytest.raises(CommandError, match="at least 1"):
+        call_command("set_tier", "--org", "acme", "--tier", "enterprise", "--images-per-day", "0")
