@@ -1,16 +1,17 @@
 from django.contrib import admin
 
+from accounts.admin import AuditedModelAdmin
 from billing.models import ModelSpec, PriceConfig, UsageLineItem
 
 
 @admin.register(ModelSpec)
-class ModelSpecAdmin(admin.ModelAdmin):
+class ModelSpecAdmin(AuditedModelAdmin):
     list_display = ["name", "provider", "supports_images", "max_n", "max_prompt_length", "is_active"]
     list_filter = ["provider", "supports_images", "is_active"]
 
 
 @admin.register(PriceConfig)
-class PriceConfigAdmin(admin.ModelAdmin):
+class PriceConfigAdmin(AuditedModelAdmin):
     list_display = ["model", "quality", "size", "unit_price", "updated_at"]
     list_filter = ["model"]
 

@@ -96,6 +96,9 @@ class UsageLineItem(models.Model):
             models.Index(fields=["api_key", "-created_at"], name="usage_key_time"),
             models.Index(fields=["organization", "model", "created_at"], name="usage_org_model_time"),
             models.Index(fields=["organization", "status", "created_at"], name="usage_org_status_time"),
+            # The dashboard's end-user filter and staff's all-organizations view, keyset-paginated.
+            models.Index(fields=["organization", "end_user", "-created_at", "-id"], name="usage_org_user_time"),
+            models.Index(fields=["-created_at", "-id"], name="usage_time"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(cost__gte=0), name="usage_cost_non_negative"),

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from gateway import views
 
@@ -10,4 +10,7 @@ urlpatterns = [
     path("api/images/generations", views.flat_image_generations, name="api-image-generations"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    # The dashboard: person/org pages, then usage, pricing, limits and audit.
+    path("", include("accounts.urls")),
+    path("", include("billing.urls")),
 ]

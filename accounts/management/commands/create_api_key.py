@@ -3,6 +3,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from accounts.audit import Actor
 from accounts.services import AccountError, api_key_create, org_get
 from billing.models import ModelSpec
 
@@ -39,7 +40,13 @@ class Command(BaseCommand):
         except AccountError as exc:
             raise CommandError(str(exc)) from None
         expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
-        created = api_key_create(organization=organization, name=name, expires_at=expires_at, allowed_models=allowed)
+        created = api_key_create(
+            organization=organization,
+            name=name,
+            expires_at=expires_at,
+            allowed_models=allowed,
+            actor=Actor.command(),
+        )
         key = created.api_key
         self.stdout.write(
             f"Created API key {key.prefix}… for '{organization.slug}'"
