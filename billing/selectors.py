@@ -1,7 +1,7 @@
 """Reads for the dashboard: usage pages (keyset-paginated), the overview's figures and chart."""
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Q, QuerySet, Sum
@@ -32,7 +32,7 @@ def cursor_decode(text: str) -> tuple[datetime, int]:
         raise CursorError("The page cursor is malformed; start again from the newest items.")
     seconds, rest = divmod(int(micros), 1_000_000)
     try:
-        created_at = datetime.fromtimestamp(seconds, tz=timezone.UTC).replace(microsecond=rest)
+        created_at = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest)
     except (OverflowError, ValueError):
         raise CursorError("The page cursor is out of range; start again from the newest items.") from None
     return created_at, int(pk)
@@ -55,7 +55,7 @@ class UsageFilters:
 
 
 def _day_start(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.UTC)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def usage_filtered(filters: UsageFilters) -> QuerySet[UsageLineItem]:
