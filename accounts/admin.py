@@ -40,33 +40,22 @@ class AuditedModelAdmin(admin.ModelAdmin):
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)
         actor = Actor.admin(request.user)
-        for obj in formset.new_objects:
-            name = obj._meta.model_name
-            audit_record(
-                actor=actor,
-                action=f"{name}.create",
-                instance=obj,
-                organization=_organization_of(obj),
-                after=audit_snapshot(obj),
-            )
-        for obj, _fields in formset.changed_objects:
-            name = obj._meta.model_name
-            audit_record(
-                actor=actor,
-                action=f"{name}.update",
-                instance=obj,
-                organization=_organization_of(obj),
-                after=audit_snapshot(obj),
-            )
-        for obj in formset.deleted_objects:
-            name = obj._meta.model_name
-            audit_record(
-                actor=actor,
-                action=f"{name}.delete",
-                instance=obj,
-                organization=_organization_of(obj),
-                before=audit_snapshot(obj),
-            )
+        changed = [obj for obj, _fields in formset.changed_objects]
+        for objects, verb in (
+            (formset.new_objects, "create"),
+            (changed, "update"),
+            (formset.deleted_objects, "delete"),
+        ):
+            for obj in objects:
+                snapshot = audit_snapshot(obj)
+                audit_record(
+                    actor=actor,
+                    action=f"{obj._meta.model_name}.{verb}",
+                    instance=obj,
+                    organization=_organization_of(obj),
+                    before=snapshot if verb == "delete" else None,
+                    after=None if verb == "delete" else snapshot,
+                )
 
     def delete_queryset(self, request, queryset):
         # The bulk "delete selected" action bypasses delete_model; record each row too.
@@ -74,13 +63,8 @@ class AuditedModelAdmin(admin.ModelAdmin):
             self.delete_model(request, obj)
 
 
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    """The audit log is read-only everywhere."""
-
-    list_display = ["created_at", "source", "actor_label", "organization", "action", "object_repr"]
-    list_filter = ["source", "action"]
-    search_fields = ["object_repr", "actor_label"]
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """For records nobody edits after the fact: the ledger and the audit log."""
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -90,6 +74,15 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyModelAdmin):
+    """The audit log is read-only everywhere."""
+
+    list_display = ["created_at", "source", "actor_label", "organization", "action", "object_repr"]
+    list_filter = ["source", "action"]
+    search_fields = ["object_repr", "actor_label"]
 
 
 @admin.register(Tier)

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 
 from accounts.models import AuditEvent, Organization
 
@@ -90,3 +90,23 @@ def audit_record(
         before=before,
         after=after,
     )
+
+
+def audited_update(
+    *, actor: Actor, action: str, instance: models.Model, changes: dict[str, Any], organization=None
+) -> models.Model:
+    """Set `changes` on `instance`, save those fields, and record before → after, in one transaction."""
+    with transaction.atomic():
+        before = audit_snapshot(instance)
+        for name, value in changes.items():
+            setattr(instance, name, value)
+        instance.save(update_fields=sorted(changes))
+        audit_record(
+            actor=actor,
+            action=action,
+            instance=instance,
+            organization=organization,
+            before=before,
+            after=audit_snapshot(instance),
+        )
+    return instance

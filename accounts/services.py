@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from accounts.audit import Actor, audit_record, audit_snapshot
+from accounts.audit import Actor, audit_record, audit_snapshot, audited_update
 from accounts.models import ApiKey, Membership, Organization, Tier
 
 API_KEY_MARKER = "igw-"
@@ -122,19 +122,18 @@ def api_key_revoke(*, prefix: str, organization: Organization | None = None, act
     if api_key is None:
         raise AccountError(f"No API key with prefix '{prefix}'")
     if api_key.revoked_at is None:
-        with transaction.atomic():
-            before = audit_snapshot(api_key)
-            api_key.revoked_at = timezone.now()
+        changes = {"revoked_at": timezone.now()}
+        if actor is None:
+            api_key.revoked_at = changes["revoked_at"]
             api_key.save(update_fields=["revoked_at"])
-            if actor is not None:
-                audit_record(
-                    actor=actor,
-                    action="api_key.revoke",
-                    instance=api_key,
-                    organization=api_key.organization,
-                    before=before,
-                    after=audit_snapshot(api_key),
-                )
+        else:
+            audited_update(
+                actor=actor,
+                action="api_key.revoke",
+                instance=api_key,
+                changes=changes,
+                organization=api_key.organization,
+            )
     return api_key
 
 
@@ -149,22 +148,16 @@ def api_key_update(
     images_per_day: int | None,
 ) -> ApiKey:
     """Change a key's name, expiry, models and per-key image limits; effective on its next request."""
-    with transaction.atomic():
-        before = audit_snapshot(api_key)
-        api_key.name = name
-        api_key.expires_at = expires_at
-        api_key.allowed_models = sorted(set(allowed_models))
-        api_key.images_per_minute = images_per_minute
-        api_key.images_per_day = images_per_day
-        api_key.save(update_fields=["name", "expires_at", "allowed_models", "images_per_minute", "images_per_day"])
-        audit_record(
-            actor=actor,
-            action="api_key.update",
-            instance=api_key,
-            organization=api_key.organization,
-            before=before,
-            after=audit_snapshot(api_key),
-        )
+    changes = {
+        "name": name,
+        "expires_at": expires_at,
+        "allowed_models": sorted(set(allowed_models)),
+        "images_per_minute": images_per_minute,
+        "images_per_day": images_per_day,
+    }
+    audited_update(
+        actor=actor, action="api_key.update", instance=api_key, changes=changes, organization=api_key.organization
+    )
     return api_key
 
 
@@ -179,20 +172,14 @@ def org_tier_set(
     """Move an organization to a tier; custom numbers are kept only on Enterprise."""
     if tier.slug != ENTERPRISE_TIER and (custom_images_per_minute or custom_images_per_day):
         raise AccountError("Custom image limits are only available on the Enterprise tier")
-    with transaction.atomic():
-        before = audit_snapshot(organization)
-        organization.tier = tier
-        organization.custom_images_per_minute = custom_images_per_minute
-        organization.custom_images_per_day = custom_images_per_day
-        organization.save(update_fields=["tier", "custom_images_per_minute", "custom_images_per_day"])
-        audit_record(
-            actor=actor,
-            action="organization.tier",
-            instance=organization,
-            organization=organization,
-            before=before,
-            after=audit_snapshot(organization),
-        )
+    changes = {
+        "tier": tier,
+        "custom_images_per_minute": custom_images_per_minute,
+        "custom_images_per_day": custom_images_per_day,
+    }
+    audited_update(
+        actor=actor, action="organization.tier", instance=organization, changes=changes, organization=organization
+    )
     return organization
 
 
@@ -248,18 +235,13 @@ def member_role_set(*, membership: Membership, actor: Actor, role: str) -> Membe
         raise AccountError(f"Unknown role '{role}'. Roles: {', '.join(Membership.Role.values)}")
     if role != Membership.Role.OWNER and _last_owner(membership):
         raise AccountError("The organization needs at least one owner; make someone else owner first")
-    with transaction.atomic():
-        before = audit_snapshot(membership)
-        membership.role = role
-        membership.save(update_fields=["role"])
-        audit_record(
-            actor=actor,
-            action="member.role",
-            instance=membership,
-            organization=membership.organization,
-            before=before,
-            after=audit_snapshot(membership),
-        )
+    audited_update(
+        actor=actor,
+        action="member.role",
+        instance=membership,
+        changes={"role": role},
+        organization=membership.organization,
+    )
     return membership
 
 

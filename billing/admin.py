@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from accounts.admin import AuditedModelAdmin
+from accounts.admin import AuditedModelAdmin, ReadOnlyModelAdmin
 from billing.models import ModelSpec, PriceConfig, UsageLineItem
 
 
@@ -17,18 +17,9 @@ class PriceConfigAdmin(AuditedModelAdmin):
 
 
 @admin.register(UsageLineItem)
-class UsageLineItemAdmin(admin.ModelAdmin):
+class UsageLineItemAdmin(ReadOnlyModelAdmin):
     """The ledger is append-only from the admin's point of view."""
 
     list_display = ["created_at", "request_id", "organization", "model", "size", "quality", "n", "cost", "status"]
     list_filter = ["status", "model", "organization"]
     search_fields = ["request_id", "end_user"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from accounts.audit import Actor, audit_record, audit_snapshot
+from accounts.audit import Actor, audit_record, audit_snapshot, audited_update
 from billing.models import ModelSpec, PriceConfig, UsageLineItem
 from billing.money import quantize_usd
 
@@ -74,12 +74,7 @@ def model_spec_update(*, spec: ModelSpec, actor: Actor, **changes) -> ModelSpec:
     unknown = set(changes) - CATALOG_EDITABLE_FIELDS
     if unknown:
         raise BillingError(f"Not editable: {', '.join(sorted(unknown))}")
-    with transaction.atomic():
-        before = audit_snapshot(spec)
-        for name, value in changes.items():
-            setattr(spec, name, value)
-        spec.save(update_fields=sorted(changes))
-        audit_record(actor=actor, action="model.update", instance=spec, before=before, after=audit_snapshot(spec))
+    audited_update(actor=actor, action="model.update", instance=spec, changes=changes)
     return spec
 
 
