@@ -9,7 +9,7 @@ WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/imagegate
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run serve test lint install worker beat clean
+.PHONY: run serve test lint install worker beat clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,13 @@ beat: $(VENV)/.installed
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 
-test: $(VENV)/.test-installed
+## Browser tests drive Debian's Chromium (browser downloads are not possible); install it when missing and we can.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium is not installed and cannot be installed here: the browser tests will be skipped"
+
+test: $(VENV)/.test-installed chromium
 	@export DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)}; \
 	$(BIN)/python -m gateway.preflight && \
 	$(BIN)/ruff check . && \

@@ -104,3 +104,44 @@ class ApiKey(models.Model):
 
     def allows_model(self, model_name: str) -> bool:
         return not self.allowed_models or model_name in self.allowed_models
+
+
+class AuditEvent(models.Model):
+    """One change made by a person or an operator, with the object's state before and after.
+
+    Written by `accounts.audit.audit_record` from the dashboard, the operator commands
+    and the Django admin; never edited afterwards.
+    """
+
+    class Source(models.TextChoices):
+        DASHBOARD = "dashboard", "Dashboard"
+        COMMAND = "command", "Operator command"
+        ADMIN = "admin", "Django admin"
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept as text too, so the log still says who after the user is deleted.
+    actor_label = models.CharField(max_length=150)
+    # Null for platform-wide changes (prices, catalog, tiers).
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events"
+    )
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "-created_at", "-id"], name="audit_org_time"),
+            models.Index(fields=["-created_at", "-id"], name="audit_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.object_repr}"

@@ -7,12 +7,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.tokens import default_token_generator
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
-from accounts.models import ApiKey, Organization, Tier
+from accounts.audit import Actor, audit_record, audit_snapshot, audited_update
+from accounts.models import ApiKey, Membership, Organization, Tier
 
 API_KEY_MARKER = "igw-"
+ENTERPRISE_TIER = "enterprise"
 # Characters of the secret part shown as the key's prefix (after the marker).
 PREFIX_SECRET_CHARS = 8
 
@@ -35,11 +42,21 @@ class CreatedApiKey:
     plaintext: str
 
 
-def org_create(*, slug: str, name: str = "", tier_slug: str = "free") -> Organization:
+def org_create(*, slug: str, name: str = "", tier_slug: str = "free", actor: Actor | None = None) -> Organization:
     if Organization.objects.filter(slug=slug).exists():
         raise AccountError(f"Organization '{slug}' already exists")
     tier = tier_get(slug=tier_slug)
-    return Organization.objects.create(slug=slug, name=name or slug, tier=tier)
+    with transaction.atomic():
+        organization = Organization.objects.create(slug=slug, name=name or slug, tier=tier)
+        if actor is not None:
+            audit_record(
+                actor=actor,
+                action="organization.create",
+                instance=organization,
+                organization=organization,
+                after=audit_snapshot(organization),
+            )
+    return organization
 
 
 def tier_get(*, slug: str) -> Tier:
@@ -63,8 +80,11 @@ def api_key_create(
     name: str = "",
     expires_at: datetime | None = None,
     allowed_models: list[str] | None = None,
+    images_per_minute: int | None = None,
+    images_per_day: int | None = None,
     created_by=None,
     usage_scope: str = ApiKey.UsageScope.OWN,
+    actor: Actor | None = None,
 ) -> CreatedApiKey:
     """Mint a key; the plaintext is returned once and never stored."""
     if usage_scope not in ApiKey.UsageScope.values:
@@ -82,23 +102,143 @@ def api_key_create(
             key_hash=hash_api_key(plaintext),
             allowed_models=sorted(set(allowed_models or [])),
             expires_at=expires_at,
+            images_per_minute=images_per_minute,
+            images_per_day=images_per_day,
             created_by=created_by,
             usage_scope=usage_scope,
         )
+        if actor is not None:
+            audit_record(
+                actor=actor,
+                action="api_key.create",
+                instance=api_key,
+                organization=organization,
+                after=audit_snapshot(api_key),
+            )
     return CreatedApiKey(api_key=api_key, plaintext=plaintext)
 
 
-def api_key_revoke(*, prefix: str, organization: Organization | None = None) -> ApiKey:
-    keys = ApiKey.objects.filter(prefix=prefix)
+def api_key_revoke(*, prefix: str, organization: Organization | None = None, actor: Actor | None = None) -> ApiKey:
+    keys = ApiKey.objects.select_related("organization").filter(prefix=prefix)
     if organization is not None:
         keys = keys.filter(organization=organization)
     api_key = keys.first()
     if api_key is None:
         raise AccountError(f"No API key with prefix '{prefix}'")
     if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+        changes = {"revoked_at": timezone.now()}
+        if actor is None:
+            api_key.revoked_at = changes["revoked_at"]
+            api_key.save(update_fields=["revoked_at"])
+        else:
+            audited_update(
+                actor=actor,
+                action="api_key.revoke",
+                instance=api_key,
+                changes=changes,
+                organization=api_key.organization,
+            )
     return api_key
+
+
+def api_key_update(
+    *,
+    api_key: ApiKey,
+    actor: Actor,
+    name: str,
+    expires_at: datetime | None,
+    allowed_models: list[str],
+    images_per_minute: int | None,
+    images_per_day: int | None,
+) -> ApiKey:
+    """Change a key's name, expiry, models and per-key image limits; effective on its next request."""
+    changes = {
+        "name": name,
+        "expires_at": expires_at,
+        "allowed_models": sorted(set(allowed_models)),
+        "images_per_minute": images_per_minute,
+        "images_per_day": images_per_day,
+    }
+    audited_update(
+        actor=actor, action="api_key.update", instance=api_key, changes=changes, organization=api_key.organization
+    )
+    return api_key
+
+
+@dataclass(frozen=True)
+class AddedMember:
+    membership: Membership
+    # Set only when the person was created now: where they choose their password.
+    set_password_path: str | None
+
+
+def password_set_path(user) -> str:
+    """A one-time link (Django's reset token) that lets `user` choose a password."""
+    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
+    return reverse("password-set", kwargs={"uidb64": uidb64, "token": default_token_generator.make_token(user)})
+
+
+def member_add(*, organization: Organization, actor: Actor, username: str, email: str = "", role: str) -> AddedMember:
+    """Add an existing person by username, or create them with an unusable password and a set-password link."""
+    if role not in Membership.Role.values:
+        raise AccountError(f"Unknown role '{role}'. Roles: {', '.join(Membership.Role.values)}")
+    username = username.strip() or email.strip()
+    if not username:
+        raise AccountError("Give a username or an email address")
+    user_model = get_user_model()
+    with transaction.atomic():
+        user = user_model.objects.filter(username=username).first()
+        set_password = None
+        if user is None:
+            user = user_model.objects.create_user(username=username, email=email.strip())
+            set_password = password_set_path(user)
+        elif Membership.objects.filter(user=user, organization=organization).exists():
+            raise AccountError(f"{username} is already a member of {organization.slug}")
+        membership = Membership.objects.create(user=user, organization=organization, role=role)
+        audit_record(
+            actor=actor,
+            action="member.add",
+            instance=membership,
+            organization=organization,
+            after=audit_snapshot(membership),
+        )
+    return AddedMember(membership=membership, set_password_path=set_password)
+
+
+def _last_owner(membership: Membership) -> bool:
+    if membership.role != Membership.Role.OWNER:
+        return False
+    owners = Membership.objects.filter(organization_id=membership.organization_id, role=Membership.Role.OWNER)
+    return owners.count() == 1
+
+
+def member_role_set(*, membership: Membership, actor: Actor, role: str) -> Membership:
+    if role not in Membership.Role.values:
+        raise AccountError(f"Unknown role '{role}'. Roles: {', '.join(Membership.Role.values)}")
+    if role != Membership.Role.OWNER and _last_owner(membership):
+        raise AccountError("The organization needs at least one owner; make someone else owner first")
+    audited_update(
+        actor=actor,
+        action="member.role",
+        instance=membership,
+        changes={"role": role},
+        organization=membership.organization,
+    )
+    return membership
+
+
+def member_remove(*, membership: Membership, actor: Actor) -> None:
+    if _last_owner(membership):
+        raise AccountError("The organization needs at least one owner; make someone else owner first")
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action="member.remove",
+            instance=membership,
+            organization=membership.organization,
+            before=audit_snapshot(membership),
+        )
+        membership.delete()
 
 
 def api_key_authenticate(plaintext: str) -> ApiKey | None:
@@ -130,16 +270,20 @@ def org_tier_set(
     tier_slug: str,
     images_per_minute: int | None = None,
     images_per_day: int | None = None,
+    actor: Actor | None = None,
 ) -> Organization:
     """Move an organization to a tier; only Enterprise carries custom numbers, and any other tier clears them."""
     tier = tier_get(slug=tier_slug)
     custom = (images_per_minute, images_per_day)
-    if tier.slug != "enterprise" and any(value is not None for value in custom):
+    if tier.slug != ENTERPRISE_TIER and any(value is not None for value in custom):
         raise AccountError(f"Custom image limits are for the Enterprise tier only, not '{tier.slug}'")
     if any(value is not None and value < 1 for value in custom):
         raise AccountError("Image limits must be at least 1")
-    organization.tier = tier
-    organization.custom_images_per_minute = images_per_minute
-    organization.custom_images_per_day = images_per_day
-    organization.save(update_fields=["tier", "custom_images_per_minute", "custom_images_per_day"])
-    return organization
+    changes = {"tier": tier, "custom_images_per_minute": images_per_minute, "custom_images_per_day": images_per_day}
+    return audited_update(
+        actor=actor or Actor.command(),
+        action="organization.tier",
+        instance=organization,
+        changes=changes,
+        organization=organization,
+    )

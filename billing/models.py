@@ -97,6 +97,9 @@ class UsageLineItem(models.Model):
             models.Index(fields=["api_key", "-created_at"], name="usage_key_time"),
             models.Index(fields=["organization", "model", "created_at"], name="usage_org_model_time"),
             models.Index(fields=["organization", "status", "created_at"], name="usage_org_status_time"),
+            # The dashboard's end-user filter and staff's all-organizations view, keyset-paginated.
+            models.Index(fields=["organization", "end_user", "-created_at", "-id"], name="usage_org_user_time"),
+            models.Index(fields=["-created_at", "-id"], name="usage_time"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(cost__gte=0), name="usage_cost_non_negative"),
@@ -195,6 +198,8 @@ class UsageExport(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.DONE, self.Status.FAILED}
+
+
 class SpendLimit(models.Model):
     """A cap in USD on an organization (api_key empty) or on one of its keys, for a period."""
 

@@ -13,4 +13,7 @@ urlpatterns = [
     # Finance: usage API (+ OpenAPI schema and docs), exports and statements.
     path("api/", include("billing.api_urls")),
     path("", include("billing.reports_urls")),
+    # The dashboard: person/org pages, then usage, pricing, limits and audit.
+    path("", include("accounts.urls")),
+    path("", include("billing.urls")),
 ]

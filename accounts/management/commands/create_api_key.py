@@ -3,6 +3,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from accounts.audit import Actor
 from accounts.models import ApiKey
 from accounts.services import AccountError, api_key_create, org_get
 from billing.models import ModelSpec
@@ -52,6 +53,7 @@ class Command(BaseCommand):
             expires_at=expires_at,
             allowed_models=allowed,
             usage_scope=usage_scope,
+            actor=Actor.command(),
         )
         key = created.api_key
         self.stdout.write(

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.text import slugify
 
+from accounts.audit import Actor
 from accounts.services import AccountError, org_create
 
 
@@ -16,7 +17,7 @@ class Command(BaseCommand):
         if slugify(slug) != slug:
             raise CommandError(f"'{slug}' is not a valid slug: use lowercase letters, digits and hyphens")
         try:
-            org = org_create(slug=slug, name=name, tier_slug=tier)
+            org = org_create(slug=slug, name=name, tier_slug=tier, actor=Actor.command())
         except AccountError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Created organization '{org.slug}' ({org.name}) on the {org.tier.name} tier.")

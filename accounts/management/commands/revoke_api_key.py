@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.audit import Actor
 from accounts.services import AccountError, api_key_revoke
 
 
@@ -11,7 +12,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, prefix, **options):
         try:
-            api_key = api_key_revoke(prefix=prefix.rstrip("…").strip())
+            api_key = api_key_revoke(prefix=prefix.rstrip("…").strip(), actor=Actor.command())
         except AccountError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Revoked API key {api_key.prefix}… of '{api_key.organization.slug}'.")

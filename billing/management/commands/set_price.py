@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.audit import Actor
 from billing.money import format_usd, parse_usd
 from billing.services import BillingError, price_delete, price_set
 
@@ -22,14 +23,14 @@ class Command(BaseCommand):
             raise CommandError("Give either a USD price or --delete, not both and not neither")
         try:
             if delete:
-                price_delete(model=model, quality=quality, size=size)
+                price_delete(model=model, quality=quality, size=size, actor=Actor.command())
                 self.stdout.write(f"Removed the price for {model} ({quality}, {size}).")
                 return
             try:
                 amount = parse_usd(usd)
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
-            config = price_set(model=model, quality=quality, size=size, unit_price=amount)
+            config = price_set(model=model, quality=quality, size=size, unit_price=amount, actor=Actor.command())
         except BillingError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"{model} ({quality}, {size}) now costs ${format_usd(config.unit_price)} per image.")

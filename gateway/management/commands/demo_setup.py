@@ -18,6 +18,7 @@ class Command(BaseCommand):
         self.stdout.write(
             "\n"
             f"  Gateway:      http://127.0.0.1:{port}/v1/images/generations\n"
+            f"  Dashboard:    http://127.0.0.1:{port}/  user '{ADMIN_USERNAME}'  password {password}\n"
             f"  Admin login:  http://127.0.0.1:{port}/admin/  user '{ADMIN_USERNAME}'  password {password}\n"
             f"  Demo API key: {created.plaintext}\n"
             "\n"

@@ -1,0 +1,73 @@
+"""Dashboard forms for usage filters, prices and the model catalog."""
+
+from django import forms
+
+from billing.models import UsageLineItem
+from billing.money import parse_usd
+
+
+class UsageFilterForm(forms.Form):
+    """The usage table's filters; they live in the query string so a filtered view can be shared."""
+
+    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    key = forms.CharField(required=False, max_length=16, label="Key prefix")
+    model = forms.CharField(required=False, max_length=100)
+    provider = forms.CharField(required=False, max_length=32)
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *UsageLineItem.Status.choices])
+    end_user = forms.CharField(required=False, max_length=256, label="End user")
+    org = forms.SlugField(required=False, label="Organization")
+    cursor = forms.CharField(required=False, max_length=40, widget=forms.HiddenInput)
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("date_from"), cleaned.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", "Must be on or after the start date.")
+        return cleaned
+
+
+class PriceForm(forms.Form):
+    model = forms.CharField(max_length=100)
+    quality = forms.CharField(max_length=16)
+    size = forms.CharField(max_length=16)
+    unit_price = forms.CharField(max_length=24, label="Price per image (USD)")
+
+    def clean_unit_price(self):
+        try:
+            return parse_usd(self.cleaned_data["unit_price"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class CommaListField(forms.CharField):
+    """A list of short tokens typed as 'a, b, c'."""
+
+    def to_python(self, value):
+        text = super().to_python(value)
+        return [token.strip() for token in text.split(",") if token.strip()]
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+
+class ModelSpecForm(forms.Form):
+    provider = forms.CharField(max_length=32)
+    upstream_model = forms.CharField(max_length=100, required=False)
+    sizes = CommaListField(required=False, help_text="Comma-separated, e.g. 1024x1024, 1792x1024")
+    qualities = CommaListField(required=False, help_text="Comma-separated, e.g. standard, hd")
+    max_n = forms.IntegerField(min_value=1, max_value=100, label="Max n")
+    max_prompt_length = forms.IntegerField(min_value=0, max_value=1_000_000, label="Prompt limit")
+    is_active = forms.BooleanField(required=False, label="Active")
+
+    def clean_sizes(self):
+        sizes = self.cleaned_data["sizes"]
+        bad = [size for size in sizes if not _is_size(size)]
+        if bad:
+            raise forms.ValidationError(f"Not a WIDTHxHEIGHT size: {', '.join(bad)}")
+        return sizes
+
+
+def _is_size(text: str) -> bool:
+    width, sep, height = text.partition("x")
+    return bool(sep) and width.isdigit() and height.isdigit()

@@ -1,0 +1,26 @@
+"""Template filters for the dashboard: money shown exactly, and dictionary lookups for audit diffs."""
+
+from decimal import Decimal
+
+from django import template
+
+from billing.money import format_usd
+
+register = template.Library()
+
+
+@register.filter
+def usd(amount: Decimal | None) -> str:
+    """'$0.04' — the exact Decimal, never through a float."""
+    return "—" if amount is None else f"${format_usd(amount)}"
+
+
+@register.filter
+def usd_amount(amount: Decimal) -> str:
+    """The exact amount without the dollar sign, for form inputs."""
+    return format_usd(amount)
+
+
+@register.filter
+def dict_get(mapping: dict | None, key: str):
+    return (mapping or {}).get(key)

@@ -1,0 +1,375 @@
+"""Dashboard pages about money and usage: overview, usage, limits, audit log, and staff pricing/catalog."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.access import OrgAccess, org_access_get
+from accounts.audit import Actor
+from accounts.dashboard import (
+    after_change,
+    confirmed,
+    render_confirmation,
+    render_panel,
+    require_finance,
+    require_manage,
+    require_staff,
+)
+from accounts.forms import KeyLimitsForm, TierForm
+from accounts.models import ApiKey, AuditEvent, Organization
+from accounts.services import AccountError, api_key_update, org_tier_set
+from billing.forms import ModelSpecForm, PriceForm, UsageFilterForm
+from billing.models import ModelSpec, PriceConfig, UsageLineItem
+from billing.money import format_usd
+from billing.selectors import CursorError, UsageFilters, overview_get, usage_page
+from billing.services import BillingError, model_spec_update, price_delete, price_set
+from gateway.images import CONTENT_TYPES, signed_image_path
+
+AUDIT_PAGE_SIZE = 50
+
+
+@login_required
+@require_GET
+def overview(request: HttpRequest, slug: str) -> HttpResponse:
+    access = org_access_get(request.user, slug)
+    created_by = request.user if access.own_usage_only else None
+    data = overview_get(organization=access.organization, created_by=created_by)
+    return render_panel(request, "billing/partials/overview.html", {"access": access, "overview": data})
+
+
+# --- Usage ---------------------------------------------------------------------
+
+
+def _usage_response(request: HttpRequest, filters: UsageFilters, context: dict) -> HttpResponse:
+    """The usage panel, or only its table when htmx refreshes it after a filter change."""
+    form = UsageFilterForm(request.GET)
+    page = None
+    status = 200
+    if form.is_valid():
+        data = form.cleaned_data
+        filters.date_from, filters.date_to = data["date_from"], data["date_to"]
+        filters.key_prefix, filters.model, filters.provider = data["key"], data["model"], data["provider"]
+        filters.status, filters.end_user = data["status"], data["end_user"]
+        try:
+            page = usage_page(filters, cursor=data["cursor"])
+        except CursorError as exc:
+            form.add_error("cursor", str(exc))
+    if page is None:
+        status = 400
+    query = request.GET.copy()
+    query.pop("cursor", None)
+    context = {**context, "form": form, "page": page, "query": query.urlencode()}
+    if request.htmx and request.htmx.target == "usage-table":
+        return render_panel(request, "billing/partials/usage_table.html", context, status=status)
+    return render_panel(request, "billing/partials/usage.html", context, status=status)
+
+
+@login_required
+@require_GET
+def usage(request: HttpRequest, slug: str) -> HttpResponse:
+    access = org_access_get(request.user, slug)
+    filters = UsageFilters(organization=access.organization, created_by=request.user if access.own_usage_only else None)
+    context = {"access": access, "usage_url": reverse("usage", kwargs={"slug": slug})}
+    return _usage_response(request, filters, context)
+
+
+@login_required
+@require_GET
+def staff_usage(request: HttpRequest) -> HttpResponse:
+    """Every organization's usage, newest first, with an organization filter."""
+    require_staff(request)
+    slug = request.GET.get("org", "")
+    organization = get_object_or_404(Organization, slug=slug) if slug else None
+    context = {
+        "staff_view": True,
+        "usage_url": reverse("staff-usage"),
+        "all_organizations": Organization.objects.order_by("slug"),
+    }
+    return _usage_response(request, UsageFilters(organization=organization), context)
+
+
+def _stored_images(item: UsageLineItem) -> list[str]:
+    """Signed URLs of the images of `item` that are still stored (they expire under retention)."""
+    if item.status != UsageLineItem.Status.SUCCEEDED or item.details.get("response_format") == "b64_json":
+        return []
+    day = item.created_at.strftime("%Y/%m/%d")
+    urls = []
+    for index in range(item.n):
+        for extension in CONTENT_TYPES:
+            name = f"images/{day}/{item.request_id}-{index}.{extension}"
+            if default_storage.exists(name):
+                urls.append(signed_image_path(name))
+                break
+    return urls
+
+
+@login_required
+@require_GET
+def usage_detail(request: HttpRequest, slug: str, request_id: str) -> HttpResponse:
+    access = org_access_get(request.user, slug)
+    items = UsageLineItem.objects.select_related("api_key").filter(organization=access.organization)
+    if access.own_usage_only:
+        items = items.filter(api_key__created_by=request.user)
+    item = get_object_or_404(items, request_id=request_id)
+    context = {
+        "access": access,
+        "item": item,
+        "details": sorted(item.details.items()),
+        "attempts": item.details.get("attempts", []),
+        "images": _stored_images(item),
+    }
+    return render_panel(request, "billing/partials/usage_detail.html", context)
+
+
+# --- Limits --------------------------------------------------------------------
+
+
+def _limits_context(access: OrgAccess, **extra) -> dict:
+    organization = access.organization
+    tier_form = TierForm(
+        initial={
+            "tier": organization.tier_id,
+            "custom_images_per_minute": organization.custom_images_per_minute,
+            "custom_images_per_day": organization.custom_images_per_day,
+        }
+    )
+    keys = ApiKey.objects.filter(organization=organization, revoked_at__isnull=True)
+    return {"access": access, "tier_form": tier_form, "keys": keys, **extra}
+
+
+@login_required
+@require_GET
+def limits(request: HttpRequest, slug: str) -> HttpResponse:
+    access = org_access_get(request.user, slug)
+    return render_panel(request, "billing/partials/limits.html", _limits_context(access))
+
+
+@login_required
+@require_POST
+def limits_tier(request: HttpRequest, slug: str) -> HttpResponse:
+    """Platform staff move an organization between tiers and set Enterprise numbers."""
+    access = org_access_get(request.user, slug)
+    require_staff(request)
+    form = TierForm(request.POST)
+    if form.is_valid():
+        try:
+            org_tier_set(
+                organization=access.organization,
+                actor=Actor.dashboard(request.user),
+                tier_slug=form.cleaned_data["tier"].slug,
+                images_per_minute=form.cleaned_data["custom_images_per_minute"],
+                images_per_day=form.cleaned_data["custom_images_per_day"],
+            )
+        except AccountError as exc:
+            form.add_error("tier", str(exc))
+        else:
+            messages.success(request, f"{access.organization.name} is now on {form.cleaned_data['tier'].name}.")
+            return after_change(request, reverse("limits", kwargs={"slug": slug}))
+    context = _limits_context(access, tier_form=form)
+    return render_panel(request, "billing/partials/limits.html", context, status=422)
+
+
+@login_required
+@require_POST
+def limits_key(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
+    access = org_access_get(request.user, slug)
+    api_key = get_object_or_404(ApiKey, pk=key_id, organization=access.organization)
+    require_manage(access)
+    form = KeyLimitsForm(request.POST)
+    if form.is_valid():
+        api_key_update(
+            api_key=api_key,
+            actor=Actor.dashboard(request.user),
+            name=api_key.name,
+            expires_at=api_key.expires_at,
+            allowed_models=api_key.allowed_models,
+            images_per_minute=form.cleaned_data["images_per_minute"],
+            images_per_day=form.cleaned_data["images_per_day"],
+        )
+        messages.success(request, f"Saved the limits of {api_key.prefix}….")
+        return after_change(request, reverse("limits", kwargs={"slug": slug}))
+    context = _limits_context(access, key_form=form, key_form_id=api_key.pk)
+    return render_panel(request, "billing/partials/limits.html", context, status=422)
+
+
+# --- Audit log -----------------------------------------------------------------
+
+
+def _audit_response(request: HttpRequest, events: QuerySet[AuditEvent], context: dict) -> HttpResponse:
+    action = request.GET.get("action", "").strip()
+    source = request.GET.get("source", "").strip()
+    actor = request.GET.get("actor", "").strip()
+    before = request.GET.get("before", "")
+    if action:
+        events = events.filter(action__startswith=action)
+    if source:
+        events = events.filter(source=source)
+    if actor:
+        events = events.filter(actor_label=actor)
+    if before.isdigit():
+        events = events.filter(pk__lt=int(before))
+    rows = list(events.select_related("organization").order_by("-id")[: AUDIT_PAGE_SIZE + 1])
+    query = request.GET.copy()
+    query.pop("before", None)
+    context = {
+        **context,
+        "events": rows[:AUDIT_PAGE_SIZE],
+        "next_before": rows[AUDIT_PAGE_SIZE - 1].pk if len(rows) > AUDIT_PAGE_SIZE else None,
+        "filters": {"action": action, "source": source, "actor": actor},
+        "sources": AuditEvent.Source.choices,
+        "query": query.urlencode(),
+    }
+    return render_panel(request, "billing/partials/audit.html", context)
+
+
+@login_required
+@require_GET
+def audit(request: HttpRequest, slug: str) -> HttpResponse:
+    access = org_access_get(request.user, slug)
+    require_finance(access)
+    events = AuditEvent.objects.filter(organization=access.organization)
+    return _audit_response(request, events, {"access": access, "audit_url": reverse("audit", kwargs={"slug": slug})})
+
+
+@login_required
+@require_GET
+def staff_audit(request: HttpRequest) -> HttpResponse:
+    """Every event, platform-wide changes (prices, catalog, tiers) included."""
+    require_staff(request)
+    return _audit_response(request, AuditEvent.objects.all(), {"staff_view": True, "audit_url": reverse("staff-audit")})
+
+
+# --- Staff: pricing and catalog ------------------------------------------------
+
+
+def _pricing_context(**extra) -> dict:
+    """Every (quality, size) the catalog allows for each image model, priced or not."""
+    prices = {(p.model_id, p.quality, p.size): p for p in PriceConfig.objects.all()}
+    models = []
+    for spec in ModelSpec.objects.filter(supports_images=True).order_by("name"):
+        rows = [
+            {"quality": quality, "size": size, "config": prices.get((spec.pk, quality, size))}
+            for quality in spec.qualities or ["standard"]
+            for size in spec.sizes
+        ]
+        models.append({"spec": spec, "rows": rows})
+    return {"models": models, "staff_view": True, **extra}
+
+
+@login_required
+@require_GET
+def pricing(request: HttpRequest) -> HttpResponse:
+    require_staff(request)
+    return render_panel(request, "billing/partials/pricing.html", _pricing_context())
+
+
+@login_required
+@require_POST
+def pricing_set(request: HttpRequest) -> HttpResponse:
+    """Create or change one price, after a confirmation; new requests are priced by it at once."""
+    require_staff(request)
+    form = PriceForm(request.POST)
+    pricing_url = reverse("pricing")
+    if not form.is_valid():
+        return render_panel(request, "billing/partials/pricing.html", _pricing_context(price_form=form), status=422)
+    data = form.cleaned_data
+    current = PriceConfig.objects.filter(model__name=data["model"], quality=data["quality"], size=data["size"]).first()
+    if not confirmed(request):
+        return render_confirmation(
+            request,
+            title=f"{'Change' if current else 'Add'} the price of {data['model']} ({data['quality']}, {data['size']})?",
+            changes=[
+                (
+                    "Price per image",
+                    f"${format_usd(current.unit_price)}" if current else "not priced",
+                    f"${format_usd(data['unit_price'])}",
+                )
+            ],
+            warning="Applies to new requests only; recorded line items keep their price.",
+            cancel_url=pricing_url,
+            context={"staff_view": True},
+        )
+    try:
+        price_set(**data, actor=Actor.dashboard(request.user))
+    except BillingError as exc:
+        form.add_error("unit_price", str(exc))
+        return render_panel(request, "billing/partials/pricing.html", _pricing_context(price_form=form), status=422)
+    messages.success(
+        request, f"{data['model']} ({data['quality']}, {data['size']}) costs ${format_usd(data['unit_price'])}."
+    )
+    return after_change(request, pricing_url)
+
+
+@login_required
+@require_POST
+def pricing_delete(request: HttpRequest, price_id: int) -> HttpResponse:
+    require_staff(request)
+    config = get_object_or_404(PriceConfig.objects.select_related("model"), pk=price_id)
+    pricing_url = reverse("pricing")
+    label = f"{config.model.name} ({config.quality}, {config.size})"
+    if not confirmed(request):
+        return render_confirmation(
+            request,
+            title=f"Remove the price of {label}?",
+            changes=[("Price per image", f"${format_usd(config.unit_price)}", "not priced")],
+            warning="New requests for this combination are refused with IMAGE_CONFIG_NOT_FOUND.",
+            cancel_url=pricing_url,
+            context={"staff_view": True},
+        )
+    price_delete(model=config.model.name, quality=config.quality, size=config.size, actor=Actor.dashboard(request.user))
+    messages.success(request, f"Removed the price of {label}.")
+    return after_change(request, pricing_url)
+
+
+def _catalog_context(**extra) -> dict:
+    forms = extra.pop("forms", {})
+    specs = ModelSpec.objects.order_by("name")
+    rows = [
+        (spec, forms.get(spec.pk) or ModelSpecForm(initial=_spec_initial(spec), prefix=f"m{spec.pk}")) for spec in specs
+    ]
+    return {"rows": rows, "staff_view": True, **extra}
+
+
+def _spec_initial(spec: ModelSpec) -> dict:
+    return {name: getattr(spec, name) for name in ModelSpecForm.base_fields}
+
+
+@login_required
+@require_GET
+def catalog(request: HttpRequest) -> HttpResponse:
+    require_staff(request)
+    return render_panel(request, "billing/partials/catalog.html", _catalog_context())
+
+
+@login_required
+@require_POST
+def catalog_update(request: HttpRequest, spec_id: int) -> HttpResponse:
+    require_staff(request)
+    spec = get_object_or_404(ModelSpec, pk=spec_id)
+    form = ModelSpecForm(request.POST, prefix=f"m{spec.pk}")
+    if not form.is_valid():
+        return render_panel(
+            request, "billing/partials/catalog.html", _catalog_context(forms={spec.pk: form}), status=422
+        )
+    before = _spec_initial(spec)
+    changes = {name: value for name, value in form.cleaned_data.items() if before[name] != value}
+    catalog_url = reverse("catalog")
+    if not changes:
+        return after_change(request, catalog_url)
+    if not confirmed(request):
+        return render_confirmation(
+            request,
+            title=f"Change the catalog entry of {spec.name}?",
+            changes=[(name, str(before[name]), str(value)) for name, value in changes.items()],
+            warning="Applies to new requests only.",
+            cancel_url=catalog_url,
+            context={"staff_view": True},
+        )
+    model_spec_update(spec=spec, actor=Actor.dashboard(request.user), **changes)
+    messages.success(request, f"Saved {spec.name}.")
+    return after_change(request, catalog_url)

@@ -1,0 +1,94 @@
+"""The people of the dashboard tests (healthchecks' pattern), as fixtures.
+
+alice owns acme; bob is a plain member of acme; fiona is acme's finance person;
+charlie owns globex and is an outsider to acme; stella is platform staff.
+"""
+
+from datetime import timedelta
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from accounts.models import Membership
+from billing.services import line_item_create
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def _user(username: str, **extra):
+    return get_user_model().objects.create_user(username, f"{username}@example.com", PASSWORD, **extra)
+
+
+def line_item(organization, api_key, *, request_id: str, minutes_ago: int = 0, **fields) -> int:
+    defaults = {
+        "status": "succeeded",
+        "model": "dall-e-3",
+        "provider": "openai",
+        "size": "1024x1024",
+        "quality": "standard",
+        "n": 1,
+        "unit_price": Decimal("0.04"),
+        "cost": Decimal("0.04"),
+        "latency_ms": 1200,
+    }
+    return line_item_create(
+        request_id=request_id,
+        created_at=timezone.now() - timedelta(minutes=minutes_ago),
+        organization_id=organization.pk,
+        api_key_id=api_key.pk if api_key else None,
+        **{**defaults, **fields},
+    )
+
+
+@pytest.fixture
+def people(make_org, make_key):
+    acme = make_org("acme", tier="pro")
+    globex = make_org("globex", tier="free")
+    alice, bob, fiona, charlie = (_user(name) for name in ("alice", "bob", "fiona", "charlie"))
+    stella = _user("stella", is_staff=True)
+    Membership.objects.create(user=alice, organization=acme, role=Membership.Role.OWNER)
+    Membership.objects.create(user=bob, organization=acme, role=Membership.Role.MEMBER)
+    Membership.objects.create(user=fiona, organization=acme, role=Membership.Role.FINANCE)
+    Membership.objects.create(user=charlie, organization=globex, role=Membership.Role.OWNER)
+    alice_key = make_key(acme, name="alice backend", created_by=alice).api_key
+    bob_key = make_key(acme, name="bob laptop", created_by=bob).api_key
+    globex_key = make_key(globex, name="globex secret", created_by=charlie).api_key
+    line_item(acme, alice_key, request_id="req-alice-1", minutes_ago=5, end_user="user-42")
+    line_item(acme, bob_key, request_id="req-bob-1", minutes_ago=4, model="dall-e-2", cost=Decimal("0.02"))
+    line_item(
+        acme,
+        alice_key,
+        request_id="req-alice-err",
+        minutes_ago=3,
+        status="failed",
+        cost=Decimal(0),
+        error_code="upstream_error",
+        http_status=502,
+    )
+    line_item(globex, globex_key, request_id="req-globex-1", minutes_ago=2, end_user="globex-user")
+    return SimpleNamespace(
+        acme=acme,
+        globex=globex,
+        alice=alice,
+        bob=bob,
+        fiona=fiona,
+        charlie=charlie,
+        stella=stella,
+        alice_key=alice_key,
+        bob_key=bob_key,
+        globex_key=globex_key,
+    )
+
+
+@pytest.fixture
+def as_user(client):
+    """as_user(person) → a Django test client signed in as that person."""
+
+    def sign_in(user):
+        client.force_login(user)
+        return client
+
+    return sign_in
