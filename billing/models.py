@@ -310,3 +310,17 @@ class SpendAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.threshold}% of cap {self.spend_limit_id} on {self.period_start}"
+
+
+class CatalogRevision(models.Model):
+    """A token renewed whenever the model catalog, a price or a route changes (billing.signals).
+
+    Gateway processes keep the catalog in memory and reload it when the revision
+    they read alongside the API key differs, so a price change applies to the very
+    next request in every process without a catalog query per request.
+    """
+
+    revision = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"catalog revision {self.revision}"

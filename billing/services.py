@@ -132,38 +132,25 @@ def line_item_close(
     model: str | None = None,
     unit_price: Decimal | None = None,
     details: dict | None = None,
-) -> None:
-    """Settle a pending line item: what it finally cost and how it ended.
+) -> bool:
+    """Settle a pending line item: what it finally cost and how it ended, in one update.
 
-    `model`, `provider` and `unit_price` change when a fallback route was served by another model than the first.
+    `details` replaces what was stored (the caller holds what it opened the item with);
+    `model`, `provider` and `unit_price` change when a fallback route was served by another
+    model than the first. Returns False when the item was no longer pending: the sweeper
+    already released it as abandoned.
     """
     if status != UsageLineItem.Status.SUCCEEDED and cost:
         raise BillingError("Only a succeeded request can cost anything")
-    with transaction.atomic():
-        item = UsageLineItem.objects.select_for_update().get(pk=line_item_id)
-        item.status = status
-        item.cost = quantize_usd(cost)
-        item.http_status = http_status
-        item.latency_ms = latency_ms
-        item.error_code = error_code
-        if provider is not None:
-            item.provider = provider
-        if model is not None:
-            item.model = model
-        if unit_price is not None:
-            item.unit_price = quantize_usd(unit_price)
-        if details:
-            item.details = {**item.details, **details}
-        item.save(
-            update_fields=[
-                "status",
-                "cost",
-                "http_status",
-                "latency_ms",
-                "error_code",
-                "provider",
-                "model",
-                "unit_price",
-                "details",
-            ]
-        )
+    changes: dict = {
+        "status": status,
+        "cost": quantize_usd(cost),
+        "http_status": http_status,
+        "latency_ms": latency_ms,
+        "error_code": error_code,
+    }
+    optional = {"provider": provider, "model": model, "details": details}
+    changes |= {name: value for name, value in optional.items() if value is not None}
+    if unit_price is not None:
+        changes["unit_price"] = quantize_usd(unit_price)
+    return bool(UsageLineItem.objects.filter(pk=line_item_id, status=UsageLineItem.Status.PENDING).update(**changes))

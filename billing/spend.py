@@ -6,12 +6,13 @@ requests never deadlock. Reservation rows tie the held money to the line item,
 so a crashed worker's hold can be found and released by the sweeper.
 """
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
@@ -92,12 +93,44 @@ def _refusal(limit: SpendLimit, counter: SpendCounter, amount: Decimal) -> Spend
     )
 
 
+def _spent_so_far(limit: SpendLimit, start: date) -> Decimal:
+    """What the cap's owner has already been charged this period, for a counter created mid-period."""
+    items = UsageLineItem.objects.filter(organization_id=limit.organization_id, status=UsageLineItem.Status.SUCCEEDED)
+    if limit.api_key_id is not None:
+        items = items.filter(api_key_id=limit.api_key_id)
+    if limit.period != SpendLimit.Period.TOTAL:
+        items = items.filter(created_at__gte=datetime.combine(start, time.min, tzinfo=UTC))
+    return items.aggregate(total=Sum("cost"))["total"] or Decimal(0)
+
+
+def _counters_locked(limits: dict[int, SpendLimit], starts: dict[int, date]) -> list[SpendCounter]:
+    """This period's counter of every cap, locked in primary-key order; missing ones are created first."""
+    which = Q()
+    for pk, start in starts.items():
+        which |= Q(spend_limit_id=pk, period_start=start)
+    counters = list(SpendCounter.objects.filter(which).order_by("pk").select_for_update())
+    missing = set(starts) - {counter.spend_limit_id for counter in counters}
+    if not missing:
+        return counters
+    # A cap set mid-period counts what was already spent in it. Two requests creating the
+    # same counter at once insert the same figure; the loser's insert is ignored.
+    SpendCounter.objects.bulk_create(
+        [
+            SpendCounter(spend_limit_id=pk, period_start=starts[pk], spent=_spent_so_far(limits[pk], starts[pk]))
+            for pk in missing
+        ],
+        ignore_conflicts=True,
+    )
+    return list(SpendCounter.objects.filter(which).order_by("pk").select_for_update())
+
+
 def spend_reserve(
     *, line_item_id: int, organization_id: int, api_key_id: int | None, amount: Decimal, now: datetime
-) -> None:
+) -> bool:
     """Hold `amount` against every cap of the organization and the key, or raise SpendLimitExceeded.
 
     Must run inside the transaction that creates the line item, so a refusal leaves nothing behind.
+    Returns whether anything was held (False: no cap applies).
     """
     amount = quantize_usd(amount)
     scope = Q(organization_id=organization_id, api_key__isnull=True)
@@ -105,16 +138,9 @@ def spend_reserve(
         scope |= Q(api_key_id=api_key_id)
     limits = {limit.pk: limit for limit in SpendLimit.objects.filter(scope).select_related("organization", "api_key")}
     if not limits:
-        return
+        return False
     starts = {pk: period_start(limit.period, now) for pk, limit in limits.items()}
-    # Creating the period's rows first makes the lock below cover every cap, also on a fresh day.
-    SpendCounter.objects.bulk_create(
-        [SpendCounter(spend_limit_id=pk, period_start=start) for pk, start in starts.items()], ignore_conflicts=True
-    )
-    which = Q()
-    for pk, start in starts.items():
-        which |= Q(spend_limit_id=pk, period_start=start)
-    counters = list(SpendCounter.objects.filter(which).order_by("pk").select_for_update())
+    counters = _counters_locked(limits, starts)
     for counter in counters:
         limit = limits[counter.spend_limit_id]
         if counter.spent + counter.reserved + amount > limit.amount:
@@ -126,6 +152,7 @@ def spend_reserve(
             for counter in counters
         ]
     )
+    return True
 
 
 def spend_settle(*, line_item_id: int, amount: Decimal) -> list[CounterChange]:
@@ -168,33 +195,43 @@ def spend_release(*, line_item_id: int) -> None:
     spend_settle(line_item_id=line_item_id, amount=Decimal(0))
 
 
+@dataclass(frozen=True)
+class OpenedLineItem:
+    id: int
+    # Whether a spend reservation is held for it; without one, settling is a single update.
+    reserved: bool
+
+
 def line_item_open(
     *, amount: Decimal, organization_id: int, api_key_id: int | None, created_at: datetime, **fields
-) -> int:
+) -> OpenedLineItem:
     """The pending line item and its spend reservation of `amount`, in one transaction."""
     with transaction.atomic():
         line_item_id = line_item_create(
             organization_id=organization_id, api_key_id=api_key_id, created_at=created_at, **fields
         )
-        spend_reserve(
+        reserved = spend_reserve(
             line_item_id=line_item_id,
             organization_id=organization_id,
             api_key_id=api_key_id,
             amount=amount,
             now=created_at,
         )
-    return line_item_id
+    return OpenedLineItem(id=line_item_id, reserved=reserved)
 
 
-def line_item_settle(*, line_item_id: int, status: str, cost: Decimal, **close) -> None:
+def line_item_settle(*, line_item_id: int, status: str, cost: Decimal, reserved: bool = True, **close) -> None:
     """Close the line item and settle its reservations (charging `cost`), recording any alerts it triggers."""
+    if not reserved:
+        line_item_close(line_item_id=line_item_id, status=status, cost=cost, **close)
+        return
     with transaction.atomic():
         line_item_close(line_item_id=line_item_id, status=status, cost=cost, **close)
         alerts_record(changes=spend_settle(line_item_id=line_item_id, amount=cost))
 
 
 def spend_reservations_expire(*, now: datetime | None = None) -> int:
-    """Release reservations older than the timeout (their worker died) and mark their line items. Returns how many."""
+    """Release reservations older than the timeout (their worker died) and close their line items. Returns how many."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.SPEND_RESERVATION_TIMEOUT_SECONDS)
     stale = (
@@ -215,15 +252,22 @@ def spend_reservations_expire(*, now: datetime | None = None) -> int:
                 item.details = {**item.details, "reservation_released_at": now.isoformat()}
                 item.save(update_fields=["status", "error_code", "http_status", "details"])
         released += 1
-    return released
+    # Pending items with no cap behind them hold no reservation; close them the same way.
+    abandoned = UsageLineItem.objects.filter(status=UsageLineItem.Status.PENDING, created_at__lt=cutoff).update(
+        status=UsageLineItem.Status.FAILED, error_code="reservation_expired", http_status=500
+    )
+    return released + abandoned
 
 
 def spend_reservation_replace(
     *, line_item_id: int, organization_id: int, api_key_id: int | None, amount: Decimal, now: datetime
-) -> None:
-    """Swap the line item's hold for one of `amount` (a fallback model at its own price), all or nothing."""
+) -> bool:
+    """Swap the line item's hold for one of `amount` (a fallback model at its own price), all or nothing.
+
+    Returns whether a hold is in place afterwards.
+    """
     with transaction.atomic():
         spend_release(line_item_id=line_item_id)
-        spend_reserve(
+        return spend_reserve(
             line_item_id=line_item_id, organization_id=organization_id, api_key_id=api_key_id, amount=amount, now=now
         )

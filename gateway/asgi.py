@@ -6,4 +6,15 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 # Static files (admin and dashboard CSS/JS) are served straight from the app
 # folders, so a deployment needs no collectstatic step and no CDN.
-application = ASGIStaticFilesHandler(get_asgi_application())
+django_application = ASGIStaticFilesHandler(get_asgi_application())
+
+from gateway.endpoint import IMAGE_ENDPOINTS, image_endpoint  # noqa: E402  (needs the apps loaded)
+
+
+async def application(scope, receive, send):
+    """The image endpoints take the lean path (gateway.endpoint); everything else is Django."""
+    flavor = IMAGE_ENDPOINTS.get(scope.get("path", "")) if scope["type"] == "http" else None
+    if flavor is not None:
+        await image_endpoint(scope, receive, send, flavor)
+    else:
+        await django_application(scope, receive, send)

@@ -3,10 +3,14 @@
 from django.http import HttpRequest
 
 
-def api_key_from_request(request: HttpRequest) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, credentials = header.partition(" ")
+def api_key_from_headers(*, authorization: str, x_api_key: str) -> str | None:
+    scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
-    x_api_key = request.headers.get("X-API-Key", "").strip()
-    return x_api_key or None
+    return x_api_key.strip() or None
+
+
+def api_key_from_request(request: HttpRequest) -> str | None:
+    return api_key_from_headers(
+        authorization=request.headers.get("Authorization", ""), x_api_key=request.headers.get("X-API-Key", "")
+    )

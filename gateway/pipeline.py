@@ -17,11 +17,17 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from accounts.services import api_key_authenticate
-from billing.models import ModelSpec, PriceConfig, UsageLineItem
+from billing.models import UsageLineItem
 from billing.money import format_usd, quantize_usd
 from billing.services import line_item_create
-from billing.spend import SpendLimitExceeded, line_item_open, line_item_settle, spend_reservation_replace
+from billing.spend import (
+    OpenedLineItem,
+    SpendLimitExceeded,
+    line_item_open,
+    line_item_settle,
+    spend_reservation_replace,
+)
+from gateway.context import CallContext, load_call_context
 from gateway.db import db_step
 from gateway.errors import Flavor, GatewayError
 from gateway.idempotency import (
@@ -47,49 +53,14 @@ from providers.cache import (
     CacheHit,
     CacheSettings,
     cache_key,
-    cache_settings_for,
     cached_response_find,
     cached_response_store,
 )
 from providers.http import http_client
 from providers.registry import ProviderNotConfigured, provider_for
-from providers.routing import AttemptLog, PlannedAttempt, attempt_run, route_specs
+from providers.routing import AttemptLog, PlannedAttempt, attempt_run
 
 logger = logging.getLogger("gateway.pipeline")
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling, as far as the pipeline needs to know, detached from the ORM."""
-
-    api_key_id: int
-    api_key_prefix: str
-    allowed_models: tuple[str, ...]
-    organization_id: int
-    organization_slug: str
-    tier_name: str
-    images_per_minute: int
-    images_per_day: int
-    key_images_per_minute: int | None = None
-    key_images_per_day: int | None = None
-
-    def allows_model(self, model: str) -> bool:
-        return not self.allowed_models or model in self.allowed_models
-
-
-@dataclass
-class CallContext:
-    """Everything phase one loaded: the caller, the catalog entry and its prices.
-
-    For a fallback route, `entry`/`prices` are its first model and `fallbacks` the rest, in order.
-    """
-
-    caller: Caller
-    entry: CatalogEntry | None
-    prices: dict[tuple[str, str], Decimal] = field(default_factory=dict)
-    route: str = ""
-    fallbacks: list[tuple[CatalogEntry, dict[tuple[str, str], Decimal]]] = field(default_factory=list)
-    cache: CacheSettings | None = None
 
 
 @dataclass
@@ -97,61 +68,6 @@ class GatewayResponse:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
-
-
-def catalog_entry(spec: ModelSpec) -> CatalogEntry:
-    return CatalogEntry(
-        name=spec.name,
-        provider=spec.provider,
-        upstream_model=spec.upstream_model or spec.name,
-        supports_images=spec.supports_images,
-        suggested_model=spec.suggested_model,
-        sizes=tuple(spec.sizes),
-        qualities=tuple(spec.qualities),
-        styles=tuple(spec.styles),
-        default_size=spec.default_size or (spec.sizes[0] if spec.sizes else "1024x1024"),
-        default_quality=spec.default_quality or (spec.qualities[0] if spec.qualities else "standard"),
-        max_n=spec.max_n,
-        max_prompt_length=spec.max_prompt_length,
-    )
-
-
-def caller_from_key(plaintext: str) -> Caller | None:
-    api_key = api_key_authenticate(plaintext)
-    if api_key is None:
-        return None
-    org = api_key.organization
-    return Caller(
-        api_key_id=api_key.pk,
-        api_key_prefix=api_key.prefix,
-        allowed_models=tuple(api_key.allowed_models),
-        organization_id=org.pk,
-        organization_slug=org.slug,
-        tier_name=org.tier.name,
-        images_per_minute=org.images_per_minute,
-        images_per_day=org.images_per_day,
-        key_images_per_minute=api_key.images_per_minute,
-        key_images_per_day=api_key.images_per_day,
-    )
-
-
-def load_call_context(plaintext: str, model: str | None) -> CallContext | None:
-    """Phase one, in one database step: the key, the model's catalog entry and its prices."""
-    caller = caller_from_key(plaintext)
-    if caller is None:
-        return None
-    context = CallContext(caller=caller, entry=None, cache=cache_settings_for(organization_id=caller.organization_id))
-    if model is not None:
-        context.route, specs = route_specs(name=model)
-        prices: dict[int, dict[tuple[str, str], Decimal]] = {spec.pk: {} for spec in specs}
-        for model_id, quality, size, price in PriceConfig.objects.filter(model__in=specs).values_list(
-            "model_id", "quality", "size", "unit_price"
-        ):
-            prices[model_id][(quality, size)] = price
-        candidates = [(catalog_entry(spec), prices[spec.pk]) for spec in specs]
-        if candidates:
-            (context.entry, context.prices), *context.fallbacks = candidates
-    return context
 
 
 def _elapsed_ms(started: float) -> int:
@@ -180,6 +96,9 @@ class ImageGeneration:
         self.started = time.monotonic()
         self.received_at = timezone.now()
         self.payload: dict[str, Any] = {}
+        # Set by _open: the pending line item, and the details it was opened with.
+        self.line_item: OpenedLineItem | None = None
+        self.line_item_details: dict[str, Any] = {}
 
     async def run(
         self, *, api_key: str | None, body: bytes | None, idempotency_key: str | None = None
@@ -347,13 +266,14 @@ class ImageGeneration:
             hit = await db_step(cached_response_find, organization_id=context.caller.organization_id, key=key)
             if hit is not None:
                 return await self._serve_cached(context, first.params, hit, context.cache)
-        line_item_id = await self._open(context, first.params, first.unit_price, first.provider.slug)
+        await self._open(context, first.params, first.unit_price, first.provider.slug)
         try:
-            attempt, result = await self._first_delivery(context, line_item_id, plan, attempts)
-            images = await asyncio.to_thread(self._host_images, result)
+            attempt, result = await self._first_delivery(context, plan, attempts)
+            # Stored when a URL or the cache needs them; b64_json alone is answered from memory.
+            hosted = first.params.response_format == "url" or context.cache is not None
+            images = await asyncio.to_thread(self._host_images, result) if hosted else []
         except ProviderError as exc:
             await self._fail(
-                line_item_id,
                 status=exc.status,
                 code=exc.code,
                 details={
@@ -365,13 +285,12 @@ class ImageGeneration:
             raise GatewayError(exc.status, exc.code, exc.message, headers=_retry_headers(exc)) from exc
         except BaseException:
             # Anything unexpected (or a cancelled request) still settles the line item at zero.
-            await asyncio.shield(self._fail(line_item_id, status=500, code="internal_error"))
+            await asyncio.shield(self._fail(status=500, code="internal_error"))
             raise
         params = attempt.params
-        delivered = len(images)
+        delivered = len(result.images)
         cost = quantize_usd(attempt.unit_price * delivered)
         latency_ms = await self._succeed(
-            line_item_id,
             cost=cost,
             model=params.model,
             provider=attempt.provider.slug,
@@ -382,7 +301,7 @@ class ImageGeneration:
                 "attempts": attempts.records,
             },
         )
-        if context.cache is not None:
+        if context.cache is not None and images:
             await db_step(
                 cached_response_store,
                 organization_id=context.caller.organization_id,
@@ -396,13 +315,16 @@ class ImageGeneration:
         perf = self._perf(attempt.provider.slug, params, delivered, cost, latency_ms)
         if len(attempts.records) > 1:
             perf["attempts"] = attempts.records
-        data = await asyncio.to_thread(self._image_data, images, params.response_format)
+        if hosted:
+            data = await asyncio.to_thread(self._image_data, images, params.response_format)
+        else:
+            data = [_inline_image(image.data, image.revised_prompt) for image in result.images]
         return GatewayResponse(
             status=200, body={"created": int(self.received_at.timestamp()), "data": data, "perf": perf}
         )
 
     async def _first_delivery(
-        self, context: CallContext, line_item_id: int, plan: list[PlannedAttempt], attempts: AttemptLog
+        self, context: CallContext, plan: list[PlannedAttempt], attempts: AttemptLog
     ) -> tuple[PlannedAttempt, ProviderResult]:
         """Try each planned model in order; each attempt is priced at its own `unit_price`.
 
@@ -412,7 +334,7 @@ class ImageGeneration:
         for attempt in plan:
             try:
                 if attempt is not plan[0]:
-                    await self._reserve_for(attempt, context, line_item_id)
+                    await self._reserve_for(attempt, context)
                 result = await attempt_run(attempt, request_id=self.request_id, client=http_client())
             except ProviderError as exc:
                 attempts.failed(attempt, exc)
@@ -423,12 +345,13 @@ class ImageGeneration:
                 return attempt, result
         raise AssertionError("a plan always has at least one attempt")
 
-    async def _reserve_for(self, attempt: PlannedAttempt, context: CallContext, line_item_id: int) -> None:
+    async def _reserve_for(self, attempt: PlannedAttempt, context: CallContext) -> None:
         """A fallback attempt holds its own price against the caps, in place of the previous attempt's hold."""
+        assert self.line_item is not None
         try:
-            await db_step(
+            reserved = await db_step(
                 spend_reservation_replace,
-                line_item_id=line_item_id,
+                line_item_id=self.line_item.id,
                 organization_id=context.caller.organization_id,
                 api_key_id=context.caller.api_key_id,
                 amount=quantize_usd(attempt.unit_price * attempt.params.n),
@@ -436,17 +359,15 @@ class ImageGeneration:
             )
         except SpendLimitExceeded as refusal:
             raise ProviderError(refusal.message, code="spend_limit_exceeded", status=402, permanent=True) from None
+        self.line_item = OpenedLineItem(id=self.line_item.id, reserved=reserved)
 
     async def _serve_cached(
         self, context: CallContext, params: ImageParams, hit: CacheHit, cache: CacheSettings
     ) -> GatewayResponse:
         """Serve stored images again, with no provider call, at the organization's cache price."""
         cost = quantize_usd(cache.price_per_image * len(hit.images))
-        line_item_id = await self._open(
-            context, params, cache.price_per_image, hit.provider, model=hit.model, n=len(hit.images)
-        )
+        await self._open(context, params, cache.price_per_image, hit.provider, model=hit.model, n=len(hit.images))
         latency_ms = await self._succeed(
-            line_item_id,
             cost=cost,
             details={"cached": True, "cache_source_request_id": hit.source_request_id},
         )
@@ -480,11 +401,12 @@ class ImageGeneration:
         *,
         model: str = "",
         n: int = 0,
-    ) -> int:
+    ) -> None:
         """Before the provider is called: the pending line item and the spend reservation for all n images."""
         n = n or params.n
+        self.line_item_details = self._request_details()
         try:
-            return await db_step(
+            self.line_item = await db_step(
                 line_item_open,
                 amount=quantize_usd(unit_price * n),
                 request_id=self.request_id,
@@ -500,7 +422,7 @@ class ImageGeneration:
                 end_user=params.end_user,
                 unit_price=unit_price,
                 cost=Decimal(0),
-                details=self._request_details(),
+                details=self.line_item_details,
             )
         except SpendLimitExceeded as refusal:
             error = GatewayError(402, "spend_limit_exceeded", refusal.message)
@@ -509,7 +431,6 @@ class ImageGeneration:
 
     async def _succeed(
         self,
-        line_item_id: int,
         *,
         cost: Decimal,
         details: dict,
@@ -519,9 +440,7 @@ class ImageGeneration:
     ) -> int:
         """The provider delivered: charge what was delivered, to the model that delivered it. Returns the latency."""
         latency_ms = _elapsed_ms(self.started)
-        await db_step(
-            line_item_settle,
-            line_item_id=line_item_id,
+        await self._settle(
             status=UsageLineItem.Status.SUCCEEDED,
             cost=cost,
             http_status=200,
@@ -533,17 +452,25 @@ class ImageGeneration:
         )
         return latency_ms
 
-    async def _fail(self, line_item_id: int, *, status: int, code: str, details: dict | None = None) -> None:
+    async def _fail(self, *, status: int, code: str, details: dict | None = None) -> None:
         """The provider call failed: the line item costs nothing and its reservation is released."""
-        await db_step(
-            line_item_settle,
-            line_item_id=line_item_id,
+        await self._settle(
             status=UsageLineItem.Status.FAILED,
             cost=Decimal(0),
             http_status=status,
             latency_ms=_elapsed_ms(self.started),
             error_code=code,
-            details=details,
+            details=details or {},
+        )
+
+    async def _settle(self, *, details: dict, **close: Any) -> None:
+        assert self.line_item is not None
+        await db_step(
+            line_item_settle,
+            line_item_id=self.line_item.id,
+            reserved=self.line_item.reserved,
+            details={**self.line_item_details, **details},
+            **close,
         )
 
     def _host_images(self, result: ProviderResult) -> list[CachedImage]:
@@ -565,18 +492,24 @@ class ImageGeneration:
 
     def _image_data(self, images: list[CachedImage], response_format: str) -> list[dict[str, str]]:
         """The `data` array: each hosted image behind a signed URL, or inlined as base64."""
-        items = []
-        for image in images:
-            item: dict[str, str] = {}
-            if response_format == "b64_json":
+        if response_format == "b64_json":
+            items = []
+            for image in images:
                 with default_storage.open(image.name, "rb") as stored:
-                    item["b64_json"] = base64.b64encode(stored.read()).decode()
-            else:
-                item["url"] = self.base_url + signed_image_path(image.name)
-            if image.revised_prompt:
-                item["revised_prompt"] = image.revised_prompt
-            items.append(item)
-        return items
+                    items.append(_inline_image(stored.read(), image.revised_prompt))
+            return items
+        return [
+            {"url": self.base_url + signed_image_path(image.name)}
+            | ({"revised_prompt": image.revised_prompt} if image.revised_prompt else {})
+            for image in images
+        ]
+
+
+def _inline_image(data: bytes, revised_prompt: str | None) -> dict[str, str]:
+    item = {"b64_json": base64.b64encode(data).decode()}
+    if revised_prompt:
+        item["revised_prompt"] = revised_prompt
+    return item
 
 
 def _retry_headers(error: ProviderError) -> dict[str, str]:

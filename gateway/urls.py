@@ -4,10 +4,8 @@ from django.urls import include, path
 from gateway import views
 
 urlpatterns = [
-    path("v1/images/generations", views.openai_image_generations, name="v1-image-generations"),
     path("v1/models", views.list_models, name="v1-models"),
     path("v1/images/files/<path:name>", views.image_file, name="image-file"),
-    path("api/images/generations", views.flat_image_generations, name="api-image-generations"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     # Finance: usage API (+ OpenAPI schema and docs), exports and statements.

@@ -3,72 +3,17 @@
 import time
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.core.files.storage import default_storage
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from billing.models import ModelSpec
 from gateway.auth import api_key_from_request
+from gateway.context import caller_from_key
 from gateway.db import db_step
 from gateway.errors import Flavor, GatewayError, error_response
 from gateway.images import CONTENT_TYPES, signature_valid
-from gateway.pipeline import ImageGeneration, caller_from_key
-
-
-def _base_url(request: HttpRequest) -> str:
-    return settings.PUBLIC_BASE_URL or f"{request.scheme}://{request.get_host()}"
-
-
-def _read_body(request: HttpRequest) -> bytes | None:
-    """The body, or None when it is over the limit (answered with 413 after authentication)."""
-    try:
-        declared = int(request.headers.get("Content-Length") or 0)
-    except ValueError:
-        declared = 0
-    if declared > settings.MAX_REQUEST_BODY_BYTES:
-        return None
-    try:
-        body = request.body
-    except RequestDataTooBig:
-        return None
-    return None if len(body) > settings.MAX_REQUEST_BODY_BYTES else body
-
-
-async def _image_generations(request: HttpRequest, flavor: str) -> HttpResponse:
-    request_id = request.request_id
-    if request.method != "POST":
-        error = GatewayError(405, "method_not_allowed", "Use POST for image generations.")
-        response = error_response(error, flavor=flavor, request_id=request_id)
-        response["Allow"] = "POST"
-        return response
-    generation = ImageGeneration(request_id=request_id, flavor=flavor, base_url=_base_url(request))
-    try:
-        result = await generation.run(
-            api_key=api_key_from_request(request),
-            body=_read_body(request),
-            idempotency_key=request.headers.get("Idempotency-Key"),
-        )
-    except GatewayError as error:
-        return error_response(error, flavor=flavor, request_id=request_id)
-    response = JsonResponse(result.body, status=result.status)
-    for name, value in result.headers.items():
-        response[name] = value
-    return response
-
-
-@csrf_exempt
-async def openai_image_generations(request: HttpRequest) -> HttpResponse:
-    """POST /v1/images/generations, OpenAI's Images API."""
-    return await _image_generations(request, Flavor.OPENAI)
-
-
-@csrf_exempt
-async def flat_image_generations(request: HttpRequest) -> HttpResponse:
-    """POST /api/images/generations, for clients of ZIRI-style gateways (provider required, flat errors)."""
-    return await _image_generations(request, Flavor.FLAT)
 
 
 def _models_for_key(plaintext: str | None) -> list[dict] | None:

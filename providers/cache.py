@@ -14,7 +14,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from gateway.validation import ImageParams
-from providers.models import CachedResponse, ResponseCachePolicy
+from providers.models import CachedResponse
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,6 @@ class CacheHit:
     provider: str
     source_request_id: str
     images: list[CachedImage]
-
-
-def cache_settings_for(*, organization_id: int) -> CacheSettings | None:
-    """The organization's cache settings, or None when it has not opted in."""
-    policy = ResponseCachePolicy.objects.filter(organization_id=organization_id, enabled=True).first()
-    if policy is None:
-        return None
-    return CacheSettings(ttl=policy.ttl, price_per_image=policy.price_per_image)
 
 
 def cache_key(*, organization_id: int, model: str, params: ImageParams) -> str:

@@ -12,11 +12,9 @@ from typing import Any
 
 import httpx
 
-from billing.models import ModelSpec
 from gateway.validation import ImageParams
 from providers.base import ImageJob, Provider, ProviderError, ProviderResult
 from providers.breaker import breaker_for, circuit_open_error
-from providers.models import FallbackRoute
 
 
 @dataclass(frozen=True)
@@ -69,18 +67,6 @@ class AttemptLog:
     @staticmethod
     def _describe(attempt: PlannedAttempt) -> dict[str, Any]:
         return {"model": attempt.params.model, "provider": attempt.provider.slug, "unit_price": str(attempt.unit_price)}
-
-
-def route_specs(*, name: str) -> tuple[str, list[ModelSpec]]:
-    """(route name or "", the catalog models to try in order) for a requested model name."""
-    spec = ModelSpec.objects.filter(name=name, is_active=True).first()
-    if spec is not None:
-        return "", [spec]
-    route = FallbackRoute.objects.filter(name=name, is_active=True).first()
-    if route is None:
-        return "", []
-    specs = {spec.name: spec for spec in ModelSpec.objects.filter(name__in=route.chain, is_active=True)}
-    return route.name, [specs[model] for model in route.chain if model in specs]
 
 
 async def attempt_run(attempt: PlannedAttempt, *, request_id: str, client: httpx.AsyncClient) -> ProviderResult:

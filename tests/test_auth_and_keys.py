@@ -49,12 +49,14 @@ async def test_expired_key_is_refused(gateway_client, acme, make_key):
     await _assert_invalid_key(await gateway_client.post(URL, json=BODY, headers={"X-API-Key": key.plaintext}))
 
 
-async def test_session_cookie_never_authenticates(gateway_client, admin_user):
-    from django.test import AsyncClient
+async def test_session_cookie_never_authenticates(gateway_client, admin_user, settings):
+    from django.test import Client
 
-    client = AsyncClient()
-    await sync_to_async(client.force_login)(admin_user)
-    response = await client.post(URL, data=BODY, content_type="application/json")
+    browser = Client()
+    await sync_to_async(browser.force_login)(admin_user)
+    gateway_client.cookies.set(settings.SESSION_COOKIE_NAME, browser.cookies[settings.SESSION_COOKIE_NAME].value)
+    assert (await gateway_client.get("/staff/usage/")).status_code == 200, "the session is a valid one"
+    response = await gateway_client.post(URL, json=BODY)
     assert response.status_code == 401
 
 

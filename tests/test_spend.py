@@ -98,7 +98,7 @@ def test_sweeper_releases_a_crashed_workers_reservation_and_marks_the_line_item(
         request_id="req-crashed",
         status=UsageLineItem.Status.PENDING,
         n=10,
-    )
+    ).id
     fresh_id = line_item_open(
         amount=Decimal("0.40"),
         organization_id=org.pk,
@@ -107,7 +107,7 @@ def test_sweeper_releases_a_crashed_workers_reservation_and_marks_the_line_item(
         request_id="req-in-flight",
         status=UsageLineItem.Status.PENDING,
         n=10,
-    )
+    ).id
     counter = SpendCounter.objects.get()
     assert counter.reserved == Decimal("0.80")
     assert spend_reservations_sweep.apply().get() == 1

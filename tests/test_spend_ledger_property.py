@@ -44,7 +44,7 @@ def test_ledger_invariants_hold(seeded):
                     request_id=f"{self.org.slug}-{self.count}",
                     status=UsageLineItem.Status.PENDING,
                     n=n,
-                )
+                ).id
             except SpendLimitExceeded:
                 return
             self.open[item] = n
