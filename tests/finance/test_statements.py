@@ -76,7 +76,8 @@ def test_statement_pages_and_csv(client, people, ledger):
     total = [row for row in rows if row["section"] == "total"]
     assert total == [
         {"section": "total", "label": "2026-03", "model": "", "size": "", "quality": "", "unit_price": "",
-         "requests": "5", "images": "7", "failures": "1", "amount": "0.254002"}
+         "requests": "5", "images": "7", "failures": "1", "amount": "0.254002",
+         "period": "", "cap": "", "threshold": ""}
     ]  # fmt: skip
     for section in ("model", "key", "end_user", "day"):
         assert sum(Decimal(row["amount"]) for row in rows if row["section"] == section) == Decimal("0.254002")
