@@ -14,7 +14,7 @@ from django.db import models, transaction
 from accounts.models import AuditEvent, Organization
 
 # Never copied into the log, whatever the model: secrets and their hashes.
-SECRET_FIELDS = {"key_hash", "password"}
+SECRET_FIELDS = {"key_hash", "password", "webhook_secret"}
 
 
 @dataclass(frozen=True)

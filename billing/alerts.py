@@ -140,6 +140,15 @@ def webhook_signature(*, secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
+def _webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> None:
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        raise WebhookDeliveryError(f"{exc.__class__.__name__} calling the webhook") from None
+    if not response.is_success:
+        raise WebhookDeliveryError(f"The webhook answered {response.status_code}")
+
+
 def alert_webhook_send(*, alert: SpendAlert) -> None:
     policy = AlertPolicy.objects.filter(organization_id=alert.organization_id).first()
     if policy is None or not policy.webhook_url:
@@ -152,10 +161,12 @@ def alert_webhook_send(*, alert: SpendAlert) -> None:
     alert.webhook_attempts += 1
     alert.save(update_fields=["webhook_attempts"])
     try:
-        response = httpx.post(policy.webhook_url, content=body, headers=headers, timeout=10)
-    except httpx.HTTPError as exc:
-        raise WebhookDeliveryError(f"{exc.__class__.__name__} calling the webhook") from None
-    if not response.is_success:
-        raise WebhookDeliveryError(f"The webhook answered {response.status_code}")
+        _webhook_post(url=policy.webhook_url, body=body, headers=headers)
+    except WebhookDeliveryError as exc:
+        # Kept on the alert so the Alerts page can say why delivery is still pending.
+        alert.webhook_last_error = str(exc)[:300]
+        alert.save(update_fields=["webhook_last_error"])
+        raise
     alert.webhook_delivered_at = timezone.now()
-    alert.save(update_fields=["webhook_delivered_at"])
+    alert.webhook_last_error = ""
+    alert.save(update_fields=["webhook_delivered_at", "webhook_last_error"])

@@ -1,8 +1,9 @@
-"""Dashboard forms for usage filters, prices and the model catalog."""
+"""Dashboard forms for usage filters, prices, the model catalog, spend caps and alert policies."""
 
 from django import forms
 
-from billing.models import UsageLineItem
+from accounts.models import ApiKey
+from billing.models import SpendLimit, UsageLineItem
 from billing.money import parse_usd
 
 
@@ -71,3 +72,52 @@ class ModelSpecForm(forms.Form):
 def _is_size(text: str) -> bool:
     width, sep, height = text.partition("x")
     return bool(sep) and width.isdigit() and height.isdigit()
+
+
+class SpendLimitForm(forms.Form):
+    """A USD cap on the organization (empty scope) or on one of its active keys, for a period."""
+
+    scope = forms.ChoiceField(required=False, label="Applies to")
+    period = forms.ChoiceField(choices=SpendLimit.Period.choices)
+    amount = forms.CharField(max_length=24, label="Cap (USD)", help_text="For example 25 or 0.50.")
+
+    def __init__(self, *args, organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        keys = ApiKey.objects.filter(organization=organization, revoked_at__isnull=True).order_by("prefix")
+        self.fields["scope"].choices = [("", "The whole organization")] + [
+            (key.prefix, f"Key {key.prefix}… {key.name}".strip()) for key in keys
+        ]
+
+    def clean_amount(self):
+        try:
+            return parse_usd(self.cleaned_data["amount"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    @property
+    def key_prefix(self) -> str | None:
+        return self.cleaned_data["scope"] or None
+
+
+class ThresholdsField(forms.CharField):
+    """Percentages of a cap typed as '50, 80, 100'."""
+
+    def to_python(self, value):
+        tokens = [token.strip().rstrip("%") for token in super().to_python(value).split(",") if token.strip()]
+        bad = [token for token in tokens if not token.isdigit() or not 1 <= int(token) <= 100]
+        if bad:
+            raise forms.ValidationError(f"Thresholds are whole percentages from 1 to 100, not: {', '.join(bad)}")
+        return sorted({int(token) for token in tokens})
+
+    def prepare_value(self, value):
+        return ", ".join(str(threshold) for threshold in value) if isinstance(value, list) else value
+
+
+class AlertPolicyForm(forms.Form):
+    thresholds = ThresholdsField(
+        required=False, label="Alert at (% of each cap)", help_text="Comma-separated, e.g. 50, 80, 100."
+    )
+    email = forms.EmailField(required=False, label="Alert email", help_text="Empty: owners, admins and finance.")
+    webhook_url = forms.URLField(
+        required=False, label="Webhook URL", assume_scheme="https", help_text="Receives a signed JSON POST per alert."
+    )

@@ -301,6 +301,7 @@ class SpendAlert(models.Model):
     emailed_at = models.DateTimeField(null=True, blank=True)
     webhook_delivered_at = models.DateTimeField(null=True, blank=True)
     webhook_attempts = models.PositiveSmallIntegerField(default=0)
+    webhook_last_error = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from accounts.access import org_access_get
+from accounts.access import OrgAccess, org_access_get
+from accounts.dashboard import render_panel
 from accounts.models import Organization
 from billing.exports import (
     FilterError,
@@ -27,17 +28,18 @@ from billing.exports import (
     usage_line_items,
 )
 from billing.models import UsageExport, UsageLineItem
-from billing.statements import month_parse, statement_build, statement_csv_lines, statement_months
+from billing.statements import Statement, month_parse, statement_build, statement_csv_lines, statement_months
 
 # Lines handed to the server per await while streaming: fewer hops, still flat memory.
 STREAM_BATCH_LINES = 2000
+EXPORTS_TEMPLATE = "billing/partials/exports.html"
 
 
-def _finance_org(request: HttpRequest, slug: str) -> Organization:
+def _finance_access(request: HttpRequest, slug: str) -> OrgAccess:
     access = org_access_get(request.user, slug)
     if not access.can_read_finance:
         raise PermissionDenied("Only owners, admins and finance members can read the organization's spend.")
-    return access.organization
+    return access
 
 
 def _staff_only(request: HttpRequest) -> None:
@@ -80,11 +82,11 @@ def _exports_page(request: HttpRequest, *, organization: Organization | None, te
         "params": request.POST or {},
     }
     if request.method != "POST":
-        return render(request, "billing/exports.html", context)
+        return render_panel(request, EXPORTS_TEMPLATE, context)
     try:
         usage_filter = usage_filter_parse(request.POST)
     except FilterError as exc:
-        return render(request, "billing/exports.html", {**context, "error": str(exc)}, status=400)
+        return render_panel(request, EXPORTS_TEMPLATE, {**context, "error": str(exc)}, status=400)
     items = usage_line_items(usage_filter=usage_filter, organization=organization)
     if export_is_large(items=items):
         usage_export_create(organization=organization, usage_filter=usage_filter, requested_by=request.user)
@@ -98,6 +100,7 @@ def _export_filename(organization: Organization | None, usage_filter: UsageFilte
 
 
 def _export_status(request: HttpRequest, export: UsageExport, download_url: str) -> HttpResponse:
+    # Always the fragment: htmx loads it into the exports table and polls it.
     return render(request, "billing/partials/export_status.html", {"export": export, "download_url": download_url})
 
 
@@ -112,14 +115,14 @@ def _export_download(export: UsageExport) -> FileResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def org_exports(request: HttpRequest, slug: str) -> HttpResponse:
-    organization = _finance_org(request, slug)
-    return _exports_page(request, organization=organization, template_context={"staff": False})
+    access = _finance_access(request, slug)
+    return _exports_page(request, organization=access.organization, template_context={"staff": False, "access": access})
 
 
 @login_required
 @require_GET
 def org_export_status(request: HttpRequest, slug: str, export_id: int) -> HttpResponse:
-    organization = _finance_org(request, slug)
+    organization = _finance_access(request, slug).organization
     export = get_object_or_404(UsageExport, pk=export_id, organization=organization)
     return _export_status(request, export, reverse("org-export-download", args=[slug, export.pk]))
 
@@ -127,7 +130,7 @@ def org_export_status(request: HttpRequest, slug: str, export_id: int) -> HttpRe
 @login_required
 @require_GET
 def org_export_download(request: HttpRequest, slug: str, export_id: int) -> FileResponse:
-    organization = _finance_org(request, slug)
+    organization = _finance_access(request, slug).organization
     return _export_download(get_object_or_404(UsageExport, pk=export_id, organization=organization))
 
 
@@ -137,7 +140,7 @@ def staff_exports(request: HttpRequest) -> HttpResponse:
     _staff_only(request)
     slug = request.POST.get("organization", "")
     organization = get_object_or_404(Organization, slug=slug) if slug else None
-    context = {"staff": True, "organizations": Organization.objects.order_by("slug")}
+    context = {"staff": True, "staff_view": True, "organizations": Organization.objects.order_by("slug")}
     return _exports_page(request, organization=organization, template_context=context)
 
 
@@ -159,31 +162,33 @@ def staff_export_download(request: HttpRequest, export_id: int) -> FileResponse:
 @login_required
 @require_GET
 def org_statements(request: HttpRequest, slug: str) -> HttpResponse:
-    organization = _finance_org(request, slug)
-    months = statement_months(organization=organization)
-    return render(request, "billing/statements.html", {"organization": organization, "months": months})
+    access = _finance_access(request, slug)
+    months = statement_months(organization=access.organization)
+    context = {"access": access, "organization": access.organization, "months": months}
+    return render_panel(request, "billing/partials/statements.html", context)
 
 
-def _statement_for(request: HttpRequest, slug: str, month: str):
-    organization = _finance_org(request, slug)
+def _statement_for(request: HttpRequest, slug: str, month: str) -> tuple[OrgAccess, Statement]:
+    access = _finance_access(request, slug)
     try:
         first_day = month_parse(month)
     except ValueError:
         raise Http404("No such month") from None
-    return statement_build(organization=organization, month=first_day)
+    return access, statement_build(organization=access.organization, month=first_day)
 
 
 @login_required
 @require_GET
 def org_statement(request: HttpRequest, slug: str, month: str) -> HttpResponse:
-    statement = _statement_for(request, slug, month)
-    return render(request, "billing/statement.html", {"statement": statement, "organization": statement.organization})
+    access, statement = _statement_for(request, slug, month)
+    context = {"access": access, "statement": statement, "organization": statement.organization}
+    return render_panel(request, "billing/partials/statement.html", context)
 
 
 @login_required
 @require_GET
 def org_statement_csv(request: HttpRequest, slug: str, month: str) -> HttpResponse:
-    statement = _statement_for(request, slug, month)
+    _, statement = _statement_for(request, slug, month)
     response = HttpResponse("".join(statement_csv_lines(statement)), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="statement-{slug}-{statement.first:%Y-%m}.csv"'
     return response

@@ -5,21 +5,23 @@ so a closed month's statement does not change when prices change later. Days
 whose rollups are final are read from the rollups; the rest of the month, and the
 end-user breakdown (rollups have no end user), come from the line items.
 
-The month's spend caps and alerts (governance) are not part of the statement yet:
-they belong in their own section once the governance models exist.
+The month's spend caps and the alerts that fired close the statement; a cap is
+shown at its current amount, while each alert keeps the cap it fired against.
 """
 
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
 from billing.exports import csv_cell, csv_rows_to_text
-from billing.models import DailyUsageRollup, UsageLineItem
+from billing.limits import MonthCap, month_caps_get, month_spend_alerts
+from billing.models import DailyUsageRollup, SpendAlert, SpendLimit, UsageLineItem
 from billing.money import CURRENCY, format_usd
 from billing.rollups import (
     Totals,
@@ -31,7 +33,22 @@ from billing.rollups import (
     totals_sum,
 )
 
-CSV_COLUMNS = ("section", "label", "model", "size", "quality", "unit_price", "requests", "images", "failures", "amount")
+CSV_COLUMNS = (
+    "section",
+    "label",
+    "model",
+    "size",
+    "quality",
+    "unit_price",
+    "requests",
+    "images",
+    "failures",
+    "amount",
+    # Only on the "cap" and "alert" rows: the cap's period and amount, and the alert's threshold.
+    "period",
+    "cap",
+    "threshold",
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,8 @@ class Statement:
     by_day: list[LabelledLine]
     total: Totals
     days_from_rollups: int
+    caps: list[MonthCap]
+    alerts: list[SpendAlert]
 
     @property
     def is_closed(self) -> bool:
@@ -154,6 +173,8 @@ def statement_build(*, organization: Organization, month: date) -> Statement:
         by_day=[LabelledLine(day.isoformat(), totals) for day, totals in sorted(by_day.items())],
         total=totals_sum(aggregates.values()),
         days_from_rollups=len(final_days),
+        caps=month_caps_get(organization=organization, first=first, last=last),
+        alerts=month_spend_alerts(organization=organization, first=first, last=last),
     )
 
 
@@ -187,4 +208,18 @@ def statement_csv_lines(statement: Statement) -> Iterator[str]:
         for line in lines:
             rows.append([section, csv_cell(line.label), "", "", "", ""] + _totals_cells(line.totals))
     rows.append(["total", f"{statement.first:%Y-%m}", "", "", "", ""] + _totals_cells(statement.total))
-    return csv_rows_to_text(rows)
+    for cap in statement.caps:
+        rows.append(
+            _cap_row("cap", csv_cell(cap.limit.owner_label), spent=cap.spent, limit=cap.limit, cap=cap.limit.amount)
+        )
+    for alert in statement.alerts:
+        label = f"{alert.created_at:%Y-%m-%dT%H:%M:%SZ} {csv_cell(alert.spend_limit.owner_label)}"
+        rows.append(_cap_row("alert", label, spent=alert.spent, limit=alert.spend_limit, cap=alert.cap))
+        rows[-1][-1] = str(alert.threshold)
+    width = len(CSV_COLUMNS)
+    return csv_rows_to_text(row + [""] * (width - len(row)) for row in rows)
+
+
+def _cap_row(section: str, label: str, *, spent: Decimal, limit: SpendLimit, cap: Decimal) -> list[str]:
+    """A cap or alert row: the spend in `amount`, then the cap's period and amount (and room for a threshold)."""
+    return [section, label, "", "", "", "", "", "", "", format_usd(spent), limit.period, format_usd(cap), ""]

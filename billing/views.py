@@ -1,4 +1,7 @@
-"""Dashboard pages about money and usage: overview, usage, limits, audit log, and staff pricing/catalog."""
+"""Dashboard pages about money and usage: overview, usage, audit log, and staff pricing/catalog.
+
+The Limits and Alerts pages are in billing.limits_views.
+"""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -9,7 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.access import OrgAccess, org_access_get
+from accounts.access import org_access_get
 from accounts.audit import Actor
 from accounts.dashboard import (
     after_change,
@@ -17,13 +20,11 @@ from accounts.dashboard import (
     render_confirmation,
     render_panel,
     require_finance,
-    require_manage,
     require_staff,
 )
-from accounts.forms import KeyLimitsForm, TierForm
-from accounts.models import ApiKey, AuditEvent, Organization
-from accounts.services import AccountError, api_key_update, org_tier_set
+from accounts.models import AuditEvent, Organization
 from billing.forms import ModelSpecForm, PriceForm, UsageFilterForm
+from billing.limits import cap_bars_get
 from billing.models import ModelSpec, PriceConfig, UsageLineItem
 from billing.money import format_usd
 from billing.selectors import CursorError, UsageFilters, overview_get, usage_page
@@ -38,8 +39,12 @@ AUDIT_PAGE_SIZE = 50
 def overview(request: HttpRequest, slug: str) -> HttpResponse:
     access = org_access_get(request.user, slug)
     created_by = request.user if access.own_usage_only else None
-    data = overview_get(organization=access.organization, created_by=created_by)
-    return render_panel(request, "billing/partials/overview.html", {"access": access, "overview": data})
+    context = {
+        "access": access,
+        "overview": overview_get(organization=access.organization, created_by=created_by),
+        "cap_bars": cap_bars_get(organization=access.organization, created_by=created_by),
+    }
+    return render_panel(request, "billing/partials/overview.html", context)
 
 
 # --- Usage ---------------------------------------------------------------------
@@ -116,85 +121,18 @@ def usage_detail(request: HttpRequest, slug: str, request_id: str) -> HttpRespon
     if access.own_usage_only:
         items = items.filter(api_key__created_by=request.user)
     item = get_object_or_404(items, request_id=request_id)
+    # Attempts and the cache hit get their own table and note; the rest is listed as recorded.
+    shown_apart = {"attempts", "cached", "cache_source_request_id"}
     context = {
         "access": access,
         "item": item,
-        "details": sorted(item.details.items()),
+        "details": sorted((name, value) for name, value in item.details.items() if name not in shown_apart),
         "attempts": item.details.get("attempts", []),
+        "cached": item.details.get("cached") is True,
+        "cache_source": item.details.get("cache_source_request_id", ""),
         "images": _stored_images(item),
     }
     return render_panel(request, "billing/partials/usage_detail.html", context)
-
-
-# --- Limits --------------------------------------------------------------------
-
-
-def _limits_context(access: OrgAccess, **extra) -> dict:
-    organization = access.organization
-    tier_form = TierForm(
-        initial={
-            "tier": organization.tier_id,
-            "custom_images_per_minute": organization.custom_images_per_minute,
-            "custom_images_per_day": organization.custom_images_per_day,
-        }
-    )
-    keys = ApiKey.objects.filter(organization=organization, revoked_at__isnull=True)
-    return {"access": access, "tier_form": tier_form, "keys": keys, **extra}
-
-
-@login_required
-@require_GET
-def limits(request: HttpRequest, slug: str) -> HttpResponse:
-    access = org_access_get(request.user, slug)
-    return render_panel(request, "billing/partials/limits.html", _limits_context(access))
-
-
-@login_required
-@require_POST
-def limits_tier(request: HttpRequest, slug: str) -> HttpResponse:
-    """Platform staff move an organization between tiers and set Enterprise numbers."""
-    access = org_access_get(request.user, slug)
-    require_staff(request)
-    form = TierForm(request.POST)
-    if form.is_valid():
-        try:
-            org_tier_set(
-                organization=access.organization,
-                actor=Actor.dashboard(request.user),
-                tier_slug=form.cleaned_data["tier"].slug,
-                images_per_minute=form.cleaned_data["custom_images_per_minute"],
-                images_per_day=form.cleaned_data["custom_images_per_day"],
-            )
-        except AccountError as exc:
-            form.add_error("tier", str(exc))
-        else:
-            messages.success(request, f"{access.organization.name} is now on {form.cleaned_data['tier'].name}.")
-            return after_change(request, reverse("limits", kwargs={"slug": slug}))
-    context = _limits_context(access, tier_form=form)
-    return render_panel(request, "billing/partials/limits.html", context, status=422)
-
-
-@login_required
-@require_POST
-def limits_key(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
-    access = org_access_get(request.user, slug)
-    api_key = get_object_or_404(ApiKey, pk=key_id, organization=access.organization)
-    require_manage(access)
-    form = KeyLimitsForm(request.POST)
-    if form.is_valid():
-        api_key_update(
-            api_key=api_key,
-            actor=Actor.dashboard(request.user),
-            name=api_key.name,
-            expires_at=api_key.expires_at,
-            allowed_models=api_key.allowed_models,
-            images_per_minute=form.cleaned_data["images_per_minute"],
-            images_per_day=form.cleaned_data["images_per_day"],
-        )
-        messages.success(request, f"Saved the limits of {api_key.prefix}….")
-        return after_change(request, reverse("limits", kwargs={"slug": slug}))
-    context = _limits_context(access, key_form=form, key_form_id=api_key.pk)
-    return render_panel(request, "billing/partials/limits.html", context, status=422)
 
 
 # --- Audit log -----------------------------------------------------------------

@@ -86,9 +86,11 @@ async def test_crossing_80_and_100_percent_alerts_once_each(gateway_client, aler
         (True, False, 1),
         (True, True, 1),
     ]
+    assert alerts[0].webhook_last_error == "The webhook answered 500"
     await sync_to_async(alert_deliver.apply)(args=[alerts[0].pk])
     await alerts[0].arefresh_from_db()
     assert alerts[0].webhook_delivered_at is not None and alerts[0].webhook_attempts == 2
+    assert alerts[0].webhook_last_error == ""
     assert [m.to for m in mail.outbox] == [["alice@acme.test"], ["alice@acme.test"]], "never emailed twice"
     assert "80% of the day spend cap reached" in mail.outbox[0].subject
     assert len(receiver.received) == 3

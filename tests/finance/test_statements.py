@@ -7,9 +7,10 @@ from decimal import Decimal
 
 import time_machine
 
-from billing.models import UsageLineItem
+from billing.models import SpendAlert, SpendCounter, UsageLineItem
 from billing.rollups import rollup_rebuild_range
 from billing.services import price_set
+from billing.spend import spend_limit_set
 from billing.statements import statement_build
 
 
@@ -76,7 +77,8 @@ def test_statement_pages_and_csv(client, people, ledger):
     total = [row for row in rows if row["section"] == "total"]
     assert total == [
         {"section": "total", "label": "2026-03", "model": "", "size": "", "quality": "", "unit_price": "",
-         "requests": "5", "images": "7", "failures": "1", "amount": "0.254002"}
+         "requests": "5", "images": "7", "failures": "1", "amount": "0.254002",
+         "period": "", "cap": "", "threshold": ""}
     ]  # fmt: skip
     for section in ("model", "key", "end_user", "day"):
         assert sum(Decimal(row["amount"]) for row in rows if row["section"] == section) == Decimal("0.254002")
@@ -92,3 +94,51 @@ def test_statements_are_closed_to_outsiders_and_members(client, people, ledger):
     client.force_login(people["charlie"])
     rows = client.get("/orgs/globex/statements/2026-03.csv").content.decode()
     assert "globex-secret-user" in rows and "u-1" not in rows
+
+
+@time_machine.travel(datetime(2026, 4, 20, tzinfo=UTC), tick=False)
+def test_statement_shows_the_caps_and_alerts_of_the_month(client, people, orgs, keys, ledger):
+    acme = orgs["acme"]
+    day_cap = spend_limit_set(organization=acme, key_prefix=None, period="day", amount=Decimal("0.20"))
+    month_cap = spend_limit_set(organization=acme, key_prefix=None, period="month", amount=Decimal("5"))
+    for day, spent in ((date(2026, 3, 2), "0.12"), (date(2026, 3, 15), "0.19"), (date(2026, 4, 1), "0.20")):
+        SpendCounter.objects.create(spend_limit=day_cap, period_start=day, spent=Decimal(spent))
+    SpendCounter.objects.create(spend_limit=month_cap, period_start=date(2026, 3, 1), spent=Decimal("0.254002"))
+    with time_machine.travel(datetime(2026, 3, 15, 9, 30, tzinfo=UTC), tick=False):
+        SpendAlert.objects.create(
+            organization=acme, spend_limit=day_cap, period_start=date(2026, 3, 15), threshold=80,
+            spent=Decimal("0.17"), cap=Decimal("0.20"),
+        )  # fmt: skip
+    with time_machine.travel(datetime(2026, 4, 1, 9, 30, tzinfo=UTC), tick=False):
+        SpendAlert.objects.create(
+            organization=acme, spend_limit=day_cap, period_start=date(2026, 4, 1), threshold=100,
+            spent=Decimal("0.20"), cap=Decimal("0.20"),
+        )  # fmt: skip
+
+    statement = statement_build(organization=acme, month=date(2026, 3, 1))
+    caps = {cap.limit.period: cap for cap in statement.caps}
+    assert (caps["day"].spent, caps["day"].peak_day, caps["day"].peak_spent) == (
+        Decimal("0.31"),
+        date(2026, 3, 15),
+        Decimal("0.19"),
+    )
+    assert caps["month"].spent == Decimal("0.254002") and caps["month"].peak_day is None
+    assert [(alert.threshold, alert.spent) for alert in statement.alerts] == [(80, Decimal("0.17"))]
+
+    client.force_login(people["fiona"])
+    html = client.get("/orgs/acme/statements/2026-03/").content.decode()
+    caps_table = html[html.index('id="statement-caps"') : html.index('id="statement-alerts"')]
+    assert "2026-03-15: 0.19" in caps_table and "0.254002" in caps_table
+    alerts_table = html[html.index('id="statement-alerts"') :]
+    assert "2026-03-15 09:30:00" in alerts_table and "80%" in alerts_table and "2026-04-01" not in alerts_table
+    rows = list(csv.DictReader(io.StringIO(client.get("/orgs/acme/statements/2026-03.csv").content.decode())))
+    assert [(r["label"], r["amount"], r["period"], r["cap"]) for r in rows if r["section"] == "cap"] == [
+        ("organization 'acme'", "0.31", "day", "0.20"),
+        ("organization 'acme'", "0.254002", "month", "5.00"),
+    ]
+    assert [(r["label"], r["amount"], r["cap"], r["threshold"]) for r in rows if r["section"] == "alert"] == [
+        ("2026-03-15T09:30:00Z organization 'acme'", "0.17", "0.20", "80")
+    ]
+    client.force_login(people["charlie"])
+    globex = client.get("/orgs/globex/statements/2026-03.csv").content.decode()
+    assert "acme" not in globex and "\r\ncap," not in globex and "\r\nalert," not in globex

@@ -1,11 +1,12 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.audit import Actor
 from accounts.services import AccountError, org_get, org_tier_set
 
 
 class Command(BaseCommand):
     help = (
-        "Move an organization to a tier; Enterprise may carry custom image limits. "
+        "Move an organization to a tier; Enterprise may carry custom image limits. The change is audited. "
         "Example: set_tier --org acme --tier enterprise --images-per-minute 120 --images-per-day 20000"
     )
 
@@ -22,6 +23,7 @@ class Command(BaseCommand):
                 tier_slug=tier,
                 images_per_minute=images_per_minute,
                 images_per_day=images_per_day,
+                actor=Actor.command(),
             )
         except AccountError as exc:
             raise CommandError(str(exc)) from None

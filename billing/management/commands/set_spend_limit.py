@@ -1,15 +1,17 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.audit import Actor
 from accounts.services import AccountError, org_get
+from billing.limits import spend_limit_remove, spend_limit_save
 from billing.money import format_usd, parse_usd
 from billing.services import BillingError
-from billing.spend import spend_limit_delete, spend_limit_set
 
 
 class Command(BaseCommand):
     help = (
         "Set a USD spend cap on an organization, or on one of its keys with --key, for a period "
-        "(day and month are UTC); remove it with --delete. Example: set_spend_limit --org acme --period day --usd 25"
+        "(day and month are UTC); remove it with --delete. Every change is recorded in the audit log. "
+        "Example: set_spend_limit --org acme --period day --usd 25"
     )
 
     def add_arguments(self, parser):
@@ -25,14 +27,16 @@ class Command(BaseCommand):
         try:
             organization = org_get(slug=org)
             if delete:
-                spend_limit_delete(organization=organization, key_prefix=key, period=period)
+                spend_limit_remove(organization=organization, key_prefix=key, period=period, actor=Actor.command())
                 self.stdout.write(f"Removed the {period} cap on {key or organization.slug}.")
                 return
             try:
                 amount = parse_usd(usd)
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
-            limit = spend_limit_set(organization=organization, key_prefix=key, period=period, amount=amount)
+            limit = spend_limit_save(
+                organization=organization, key_prefix=key, period=period, amount=amount, actor=Actor.command()
+            )
         except (AccountError, BillingError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"The {period} cap on {limit.owner_label} is now ${format_usd(limit.amount)}.")

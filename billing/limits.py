@@ -1,0 +1,200 @@
+"""Spend caps and alert policies as people change them (dashboard, commands), audited; and what the pages show of them.
+
+billing.spend owns the caps' arithmetic on the request path; this module is the door
+for people. Every change records an AuditEvent in the same transaction, and takes
+effect on the next request, because spend_reserve reads the caps on every request.
+"""
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from accounts.audit import Actor, audit_record, audit_snapshot
+from accounts.models import Organization
+from billing.models import AlertPolicy, SpendAlert, SpendCounter, SpendLimit
+from billing.spend import period_reset, period_start, spend_limit_delete, spend_limit_set
+
+ZERO = Decimal(0)
+
+
+def _limit_find(*, organization: Organization, key_prefix: str | None, period: str) -> SpendLimit | None:
+    limits = SpendLimit.objects.filter(organization=organization, period=period)
+    if key_prefix is None:
+        return limits.filter(api_key__isnull=True).first()
+    return limits.filter(api_key__prefix=key_prefix).first()
+
+
+def spend_limit_save(
+    *, organization: Organization, key_prefix: str | None, period: str, amount: Decimal, actor: Actor
+) -> SpendLimit:
+    """Create or change the cap of a scope (the organization, or one key) and period."""
+    with transaction.atomic():
+        existing = _limit_find(organization=organization, key_prefix=key_prefix, period=period)
+        before = audit_snapshot(existing) if existing else None
+        limit = spend_limit_set(organization=organization, key_prefix=key_prefix, period=period, amount=amount)
+        audit_record(
+            actor=actor,
+            action="spend_limit.update" if existing else "spend_limit.create",
+            instance=limit,
+            organization=organization,
+            before=before,
+            after=audit_snapshot(limit),
+        )
+    return limit
+
+
+def spend_limit_remove(*, organization: Organization, key_prefix: str | None, period: str, actor: Actor) -> None:
+    with transaction.atomic():
+        limit = _limit_find(organization=organization, key_prefix=key_prefix, period=period)
+        if limit is not None:
+            # Recorded before the row goes, while it still has its id and its key.
+            audit_record(
+                actor=actor,
+                action="spend_limit.delete",
+                instance=limit,
+                organization=organization,
+                before=audit_snapshot(limit),
+            )
+        spend_limit_delete(organization=organization, key_prefix=key_prefix, period=period)
+
+
+def alert_policy_save(
+    *, organization: Organization, thresholds: list[int], email: str, webhook_url: str, actor: Actor
+) -> AlertPolicy:
+    """Set the thresholds (empty: the platform defaults), the alert email and the webhook URL.
+
+    A webhook gets a signing secret the first time one is set; the receiver verifies
+    X-Imagegate-Signature with it. The secret is never copied into the audit log.
+    """
+    with transaction.atomic():
+        policy, created = AlertPolicy.objects.select_for_update().get_or_create(organization=organization)
+        before = None if created else audit_snapshot(policy)
+        policy.thresholds = sorted(set(thresholds))
+        policy.email = email
+        policy.webhook_url = webhook_url
+        if webhook_url and not policy.webhook_secret:
+            policy.webhook_secret = f"whsec_{secrets.token_hex(24)}"
+        policy.save()
+        audit_record(
+            actor=actor,
+            action="alert_policy.create" if created else "alert_policy.update",
+            instance=policy,
+            organization=organization,
+            before=before,
+            after=audit_snapshot(policy),
+        )
+    return policy
+
+
+# --- Reads for the pages ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CapBar:
+    """One cap's current period: what is spent (settled) and held for requests under way."""
+
+    limit: SpendLimit
+    period_start: date
+    spent: Decimal
+    reserved: Decimal
+    resets_at: datetime | None
+
+    @property
+    def percent(self) -> int:
+        if self.limit.amount <= 0:
+            return 100
+        return min(100, int((self.spent + self.reserved) * 100 / self.limit.amount))
+
+    @property
+    def left(self) -> Decimal:
+        return max(self.limit.amount - self.spent - self.reserved, ZERO)
+
+
+def org_spend_limits(*, organization: Organization, created_by=None) -> QuerySet[SpendLimit]:
+    """The organization's caps, organization-wide first; `created_by` narrows to the caps of that person's keys."""
+    limits = SpendLimit.objects.filter(organization=organization).select_related("organization", "api_key")
+    if created_by is not None:
+        limits = limits.filter(api_key__created_by=created_by)
+    # Organization-wide caps (no key) first, then each key's.
+    return limits.order_by(F("api_key__prefix").asc(nulls_first=True), "period")
+
+
+def cap_bars_get(*, organization: Organization, created_by=None, now: datetime | None = None) -> list[CapBar]:
+    """Every applicable cap against its counter of the current period (what spend_reserve enforces)."""
+    now = now or timezone.now()
+    limits = list(org_spend_limits(organization=organization, created_by=created_by))
+    starts = {limit.pk: period_start(limit.period, now) for limit in limits}
+    which = Q(pk__in=[])
+    for pk, start in starts.items():
+        which |= Q(spend_limit_id=pk, period_start=start)
+    counters = {counter.spend_limit_id: counter for counter in SpendCounter.objects.filter(which)}
+    bars = []
+    for limit in limits:
+        counter = counters.get(limit.pk)
+        bars.append(
+            CapBar(
+                limit=limit,
+                period_start=starts[limit.pk],
+                spent=counter.spent if counter else ZERO,
+                reserved=counter.reserved if counter else ZERO,
+                resets_at=period_reset(limit.period, starts[limit.pk]),
+            )
+        )
+    return bars
+
+
+def org_alerts(*, organization: Organization) -> QuerySet[SpendAlert]:
+    return SpendAlert.objects.filter(organization=organization).select_related("spend_limit__api_key")
+
+
+def month_spend_alerts(*, organization: Organization, first: date, last: date) -> list[SpendAlert]:
+    """The alerts that fired in a month (UTC), oldest first."""
+    alerts = org_alerts(organization=organization).filter(
+        created_at__gte=datetime.combine(first, time.min, tzinfo=UTC),
+        created_at__lt=datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC),
+    )
+    return list(alerts.order_by("created_at", "pk"))
+
+
+def key_prefix_or_none(limit: SpendLimit) -> str | None:
+    return limit.api_key.prefix if limit.api_key_id else None
+
+
+@dataclass(frozen=True)
+class MonthCap:
+    """What one cap saw in a month: the month's spend under it (a total cap: spend to date) and its peak day."""
+
+    limit: SpendLimit
+    spent: Decimal
+    peak_day: date | None
+    peak_spent: Decimal
+
+
+def month_caps_get(*, organization: Organization, first: date, last: date) -> list[MonthCap]:
+    """The organization's caps with their counters of the month; the amount is the cap's current one
+    (its history is in the audit log, and each alert keeps the cap it fired against)."""
+    limits = list(org_spend_limits(organization=organization))
+    counters = SpendCounter.objects.filter(spend_limit__in=limits).filter(
+        Q(period_start__gte=first, period_start__lte=last) | Q(spend_limit__period=SpendLimit.Period.TOTAL)
+    )
+    by_limit: dict[int, list[SpendCounter]] = {}
+    for counter in counters:
+        by_limit.setdefault(counter.spend_limit_id, []).append(counter)
+    caps = []
+    for limit in limits:
+        rows = by_limit.get(limit.pk, [])
+        peak = max(rows, key=lambda counter: counter.spent, default=None)
+        caps.append(
+            MonthCap(
+                limit=limit,
+                spent=sum((counter.spent for counter in rows), ZERO),
+                peak_day=peak.period_start if peak and limit.period == SpendLimit.Period.DAY else None,
+                peak_spent=peak.spent if peak else ZERO,
+            )
+        )
+    return caps
