@@ -7,7 +7,8 @@ from django.db import transaction
 
 from accounts.audit import Actor, audit_record, audit_snapshot, audited_update
 from billing.models import ModelSpec, PriceConfig, UsageLineItem
-from billing.money import quantize_usd
+from billing.money import CURRENCY, quantize_usd
+from gateway.db import HotStatements
 
 CATALOG_EDITABLE_FIELDS = {
     "provider",
@@ -98,26 +99,29 @@ def line_item_create(
     latency_ms: int = 0,
     details: dict | None = None,
 ) -> int:
-    item = UsageLineItem.objects.create(
-        request_id=request_id,
-        created_at=created_at,
-        organization_id=organization_id,
-        api_key_id=api_key_id,
-        status=status,
-        model=model,
-        provider=provider,
-        size=size,
-        quality=quality,
-        n=n,
-        end_user=end_user,
-        unit_price=quantize_usd(unit_price),
-        cost=quantize_usd(cost),
-        error_code=error_code,
-        http_status=http_status,
-        latency_ms=latency_ms,
-        details=details or {},
+    return HotStatements.insert(
+        UsageLineItem,
+        {
+            "request_id": request_id,
+            "created_at": created_at,
+            "organization": organization_id,
+            "api_key": api_key_id,
+            "status": status,
+            "model": model,
+            "provider": provider,
+            "size": size,
+            "quality": quality,
+            "n": n,
+            "end_user": end_user,
+            "unit_price": quantize_usd(unit_price),
+            "cost": quantize_usd(cost),
+            "currency": CURRENCY,
+            "error_code": error_code,
+            "http_status": http_status,
+            "latency_ms": latency_ms,
+            "details": details or {},
+        },
     )
-    return item.pk
 
 
 def line_item_close(

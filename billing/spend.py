@@ -93,17 +93,27 @@ def _refusal(limit: SpendLimit, counter: SpendCounter, amount: Decimal) -> Spend
     )
 
 
-def _spent_so_far(limit: SpendLimit, start: date) -> Decimal:
-    """What the cap's owner has already been charged this period, for a counter created mid-period."""
-    items = UsageLineItem.objects.filter(organization_id=limit.organization_id, status=UsageLineItem.Status.SUCCEEDED)
+def _spent_so_far(limit: SpendLimit, start: date, *, reserving_for: int) -> Decimal:
+    """What the cap's owner has spent this period, for a counter created mid-period.
+
+    Requests still in flight (admitted before the cap existed, so holding no reservation)
+    are counted at their full price: a cap may then err on the safe side, never over.
+    """
+    items = UsageLineItem.objects.filter(organization_id=limit.organization_id).exclude(pk=reserving_for)
     if limit.api_key_id is not None:
         items = items.filter(api_key_id=limit.api_key_id)
     if limit.period != SpendLimit.Period.TOTAL:
         items = items.filter(created_at__gte=datetime.combine(start, time.min, tzinfo=UTC))
-    return items.aggregate(total=Sum("cost"))["total"] or Decimal(0)
+    totals = items.aggregate(
+        spent=Sum("cost", filter=Q(status=UsageLineItem.Status.SUCCEEDED)),
+        pending=Sum(F("unit_price") * F("n"), filter=Q(status=UsageLineItem.Status.PENDING)),
+    )
+    return quantize_usd((totals["spent"] or Decimal(0)) + (totals["pending"] or Decimal(0)))
 
 
-def _counters_locked(limits: dict[int, SpendLimit], starts: dict[int, date]) -> list[SpendCounter]:
+def _counters_locked(
+    limits: dict[int, SpendLimit], starts: dict[int, date], *, reserving_for: int
+) -> list[SpendCounter]:
     """This period's counter of every cap, locked in primary-key order; missing ones are created first."""
     which = Q()
     for pk, start in starts.items():
@@ -116,7 +126,11 @@ def _counters_locked(limits: dict[int, SpendLimit], starts: dict[int, date]) -> 
     # same counter at once insert the same figure; the loser's insert is ignored.
     SpendCounter.objects.bulk_create(
         [
-            SpendCounter(spend_limit_id=pk, period_start=starts[pk], spent=_spent_so_far(limits[pk], starts[pk]))
+            SpendCounter(
+                spend_limit_id=pk,
+                period_start=starts[pk],
+                spent=_spent_so_far(limits[pk], starts[pk], reserving_for=reserving_for),
+            )
             for pk in missing
         ],
         ignore_conflicts=True,
@@ -140,7 +154,7 @@ def spend_reserve(
     if not limits:
         return False
     starts = {pk: period_start(limit.period, now) for pk, limit in limits.items()}
-    counters = _counters_locked(limits, starts)
+    counters = _counters_locked(limits, starts, reserving_for=line_item_id)
     for counter in counters:
         limit = limits[counter.spend_limit_id]
         if counter.spent + counter.reserved + amount > limit.amount:
@@ -203,9 +217,25 @@ class OpenedLineItem:
 
 
 def line_item_open(
-    *, amount: Decimal, organization_id: int, api_key_id: int | None, created_at: datetime, **fields
+    *,
+    amount: Decimal,
+    organization_id: int,
+    api_key_id: int | None,
+    created_at: datetime,
+    check_caps: bool = True,
+    **fields,
 ) -> OpenedLineItem:
-    """The pending line item and its spend reservation of `amount`, in one transaction."""
+    """The pending line item and its spend reservation of `amount`, in one transaction.
+
+    With `check_caps=False` (no cap applied when the caller was looked up a moment ago)
+    the item is recorded alone, in one statement. A cap created in that moment still
+    counts this request: a new counter starts from the period's spend including pending items.
+    """
+    if not check_caps:
+        line_item_id = line_item_create(
+            organization_id=organization_id, api_key_id=api_key_id, created_at=created_at, **fields
+        )
+        return OpenedLineItem(id=line_item_id, reserved=False)
     with transaction.atomic():
         line_item_id = line_item_create(
             organization_id=organization_id, api_key_id=api_key_id, created_at=created_at, **fields

@@ -1,7 +1,7 @@
 """Phase one of a call: who is calling and what the catalog says, in one database step.
 
 The API key, its organization, tier and cache policy come back in one query,
-together with the catalog revision. The catalog itself (models, prices, routes)
+together with the catalog revision and whether any spend cap applies. The catalog itself (models, prices, routes)
 is held per process and reloaded only when that revision moves, so an
 unchanged catalog costs no query at all.
 """
@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Subquery
 from django.utils import timezone
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Organization, Tier
 from accounts.services import api_key_lookup_prefix, api_key_touch, api_key_verify
-from billing.models import CatalogRevision, ModelSpec, PriceConfig
+from billing.models import CatalogRevision, ModelSpec, PriceConfig, SpendLimit
+from gateway.db import HotStatements
 from gateway.validation import CatalogEntry
 from providers.cache import CacheSettings
-from providers.models import FallbackRoute
+from providers.models import FallbackRoute, ResponseCachePolicy
 
 Prices = dict[tuple[str, str], Decimal]
 # A backstop for catalog edits that send no signal (QuerySet.update, raw SQL).
@@ -41,6 +41,8 @@ class Caller:
     images_per_day: int
     key_images_per_minute: int | None = None
     key_images_per_day: int | None = None
+    # Whether a spend cap applies to this organization or key: without one, no reservation is made.
+    has_spend_limits: bool = True
 
     def allows_model(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
@@ -130,8 +132,22 @@ def catalog_snapshot(revision: int | None) -> CatalogSnapshot:
     return snapshot
 
 
-_CALLER_FIELDS = (
-    "pk",
+def _caller_fields() -> list:
+    """The columns of the caller query, as model fields (for their converters); None for computed values."""
+    key, org, tier = ApiKey._meta, Organization._meta, Tier._meta
+    policy = ResponseCachePolicy._meta
+    return [
+        *(key.get_field(name) for name in _KEY_COLUMNS),
+        *(org.get_field(name) for name in _ORG_COLUMNS),
+        *(tier.get_field(name) for name in _TIER_COLUMNS),
+        *(policy.get_field(name) for name in _POLICY_COLUMNS),
+        CatalogRevision._meta.get_field("revision"),
+        None,
+    ]
+
+
+_KEY_COLUMNS = (
+    "id",
     "prefix",
     "key_hash",
     "allowed_models",
@@ -140,63 +156,79 @@ _CALLER_FIELDS = (
     "expires_at",
     "revoked_at",
     "last_used_at",
-    "organization_id",
-    "organization__slug",
-    "organization__custom_images_per_minute",
-    "organization__custom_images_per_day",
-    "organization__tier__name",
-    "organization__tier__images_per_minute",
-    "organization__tier__images_per_day",
-    "organization__cache_policy__enabled",
-    "organization__cache_policy__ttl",
-    "organization__cache_policy__price_per_image",
-    "catalog_revision",
 )
+_ORG_COLUMNS = ("id", "slug", "custom_images_per_minute", "custom_images_per_day")
+_TIER_COLUMNS = ("name", "images_per_minute", "images_per_day")
+_POLICY_COLUMNS = ("enabled", "ttl", "price_per_image")
+
+
+def _caller_sql(quote) -> str:
+    """The key with its organization, tier and cache policy, the catalog revision, and whether any cap applies."""
+
+    def table(model) -> str:
+        return quote(model._meta.db_table)
+
+    def columns(alias: str, model, names) -> list[str]:
+        return [f"{alias}.{quote(model._meta.get_field(name).column)}" for name in names]
+
+    # Identifiers come from model metadata and are quoted; the key prefix is a parameter.
+    selected = [
+        *columns("k", ApiKey, _KEY_COLUMNS),
+        *columns("o", Organization, _ORG_COLUMNS),
+        *columns("t", Tier, _TIER_COLUMNS),
+        *columns("p", ResponseCachePolicy, _POLICY_COLUMNS),
+        f"(SELECT r.{quote('revision')} FROM {table(CatalogRevision)} r WHERE r.{quote('id')} = 1)",  # noqa: S608
+        f"EXISTS (SELECT 1 FROM {table(SpendLimit)} s WHERE s.{quote('organization_id')} = o.{quote('id')} "  # noqa: S608
+        f"AND (s.{quote('api_key_id')} IS NULL OR s.{quote('api_key_id')} = k.{quote('id')}))",
+    ]
+    return (
+        f"SELECT {', '.join(selected)} FROM {table(ApiKey)} k "  # noqa: S608
+        f"JOIN {table(Organization)} o ON o.{quote('id')} = k.{quote('organization_id')} "
+        f"JOIN {table(Tier)} t ON t.{quote('id')} = o.{quote('tier_id')} "
+        f"LEFT JOIN {table(ResponseCachePolicy)} p ON p.{quote('organization_id')} = o.{quote('id')} "
+        f"WHERE k.{quote('prefix')} = %s"
+    )
 
 
 def _caller_row(plaintext: str) -> tuple[Caller, CacheSettings | None, int | None] | None:
     prefix = api_key_lookup_prefix(plaintext)
     if prefix is None:
         return None
-    row = (
-        ApiKey.objects.filter(prefix=prefix)
-        .annotate(catalog_revision=Subquery(CatalogRevision.objects.filter(pk=1).values("revision")[:1]))
-        .values_list(*_CALLER_FIELDS)
-        .first()
-    )
+    row = HotStatements.select_one("caller", _caller_sql, _caller_fields(), [prefix])
     if row is None:
         return None
-    values = dict(zip(_CALLER_FIELDS, row, strict=True))
+    key = dict(zip(_KEY_COLUMNS, row[0:9], strict=True))
+    org = dict(zip(_ORG_COLUMNS, row[9:13], strict=True))
+    tier = dict(zip(_TIER_COLUMNS, row[13:16], strict=True))
+    policy = dict(zip(_POLICY_COLUMNS, row[16:19], strict=True))
+    revision, has_spend_limits = row[19], bool(row[20])
     now = timezone.now()
     if not api_key_verify(
         plaintext=plaintext,
-        key_hash=values["key_hash"],
-        revoked_at=values["revoked_at"],
-        expires_at=values["expires_at"],
+        key_hash=key["key_hash"],
+        revoked_at=key["revoked_at"],
+        expires_at=key["expires_at"],
         now=now,
     ):
         return None
-    api_key_touch(api_key_id=values["pk"], last_used_at=values["last_used_at"], now=now)
+    api_key_touch(api_key_id=key["id"], last_used_at=key["last_used_at"], now=now)
     caller = Caller(
-        api_key_id=values["pk"],
-        api_key_prefix=values["prefix"],
-        allowed_models=tuple(values["allowed_models"] or ()),
-        organization_id=values["organization_id"],
-        organization_slug=values["organization__slug"],
-        tier_name=values["organization__tier__name"],
-        images_per_minute=values["organization__custom_images_per_minute"]
-        or values["organization__tier__images_per_minute"],
-        images_per_day=values["organization__custom_images_per_day"] or values["organization__tier__images_per_day"],
-        key_images_per_minute=values["images_per_minute"],
-        key_images_per_day=values["images_per_day"],
+        api_key_id=key["id"],
+        api_key_prefix=key["prefix"],
+        allowed_models=tuple(key["allowed_models"] or ()),
+        organization_id=org["id"],
+        organization_slug=org["slug"],
+        tier_name=tier["name"],
+        images_per_minute=org["custom_images_per_minute"] or tier["images_per_minute"],
+        images_per_day=org["custom_images_per_day"] or tier["images_per_day"],
+        key_images_per_minute=key["images_per_minute"],
+        key_images_per_day=key["images_per_day"],
+        has_spend_limits=has_spend_limits,
     )
     cache = None
-    if values["organization__cache_policy__enabled"]:
-        cache = CacheSettings(
-            ttl=values["organization__cache_policy__ttl"] or timedelta(0),
-            price_per_image=values["organization__cache_policy__price_per_image"],
-        )
-    return caller, cache, values["catalog_revision"]
+    if policy["enabled"]:
+        cache = CacheSettings(ttl=policy["ttl"] or timedelta(0), price_per_image=policy["price_per_image"])
+    return caller, cache, revision
 
 
 def caller_from_key(plaintext: str) -> Caller | None:

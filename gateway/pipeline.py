@@ -348,6 +348,8 @@ class ImageGeneration:
     async def _reserve_for(self, attempt: PlannedAttempt, context: CallContext) -> None:
         """A fallback attempt holds its own price against the caps, in place of the previous attempt's hold."""
         assert self.line_item is not None
+        if not context.caller.has_spend_limits:
+            return
         try:
             reserved = await db_step(
                 spend_reservation_replace,
@@ -409,6 +411,7 @@ class ImageGeneration:
             self.line_item = await db_step(
                 line_item_open,
                 amount=quantize_usd(unit_price * n),
+                check_caps=context.caller.has_spend_limits,
                 request_id=self.request_id,
                 created_at=self.received_at,
                 organization_id=context.caller.organization_id,

@@ -155,3 +155,23 @@ def test_set_tier_command(make_org):
         call_command("set_tier", "--org", "acme", "--tier", "free", "--images-per-minute", "9")
     with pytest.raises(CommandError, match="at least 1"):
         call_command("set_tier", "--org", "acme", "--tier", "enterprise", "--images-per-day", "0")
+
+
+async def test_a_cap_set_after_spending_counts_what_was_already_spent_this_period(gateway_client, make_org, make_key):
+    from asgiref.sync import sync_to_async
+
+    def setup():
+        small_image_price("0.04")
+        org = make_org("latecap", tier="free")
+        org_tier_set(organization=org, tier_slug="enterprise", images_per_minute=100000, images_per_day=100000)
+        return org, make_key(org)
+
+    org, key = await sync_to_async(setup)()
+    headers = bearer(key.plaintext)
+    assert statuses(await post_many(gateway_client, headers, 5)) == {200: 5}, "$0.20 spent before any cap"
+    await sync_to_async(spend_limit_set)(organization=org, key_prefix=None, period="day", amount=Decimal("0.30"))
+    assert statuses(await post_many(gateway_client, headers, 5)) == {200: 2, 402: 3}
+    total = await UsageLineItem.objects.filter(organization=org, status="succeeded").aaggregate(total=Sum("cost"))
+    assert total["total"] == Decimal("0.28")
+    counter = await SpendCounter.objects.aget(spend_limit__organization=org)
+    assert (counter.spent, counter.reserved) == (Decimal("0.28"), Decimal(0))
