@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -58,6 +59,9 @@ def alerts_record(*, changes: list[CounterChange]) -> list[SpendAlert]:
     thresholds: dict[int, list[int]] = {}
     for change in changes:
         if change.spent_after <= change.spent_before or change.cap <= 0:
+            continue
+        # Thresholds are whole percentages: a change within one percent crosses none, so skip the lookup.
+        if math.floor(change.spent_before * 100 / change.cap) == math.floor(change.spent_after * 100 / change.cap):
             continue
         if change.organization_id not in thresholds:
             thresholds[change.organization_id] = alert_thresholds(organization_id=change.organization_id)

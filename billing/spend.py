@@ -16,6 +16,7 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
+from billing import spend_sql
 from billing.alerts import CounterChange, alerts_record
 from billing.models import SpendCounter, SpendLimit, SpendReservation, UsageLineItem
 from billing.money import format_usd, quantize_usd
@@ -111,31 +112,22 @@ def _spent_so_far(limit: SpendLimit, start: date, *, reserving_for: int) -> Deci
     return quantize_usd((totals["spent"] or Decimal(0)) + (totals["pending"] or Decimal(0)))
 
 
-def _counters_locked(
-    limits: dict[int, SpendLimit], starts: dict[int, date], *, reserving_for: int
-) -> list[SpendCounter]:
-    """This period's counter of every cap, locked in primary-key order; missing ones are created first."""
-    which = Q()
-    for pk, start in starts.items():
-        which |= Q(spend_limit_id=pk, period_start=start)
-    counters = list(SpendCounter.objects.filter(which).order_by("pk").select_for_update())
-    missing = set(starts) - {counter.spend_limit_id for counter in counters}
-    if not missing:
-        return counters
-    # A cap set mid-period counts what was already spent in it. Two requests creating the
-    # same counter at once insert the same figure; the loser's insert is ignored.
+def _counters_created(limits: dict[int, SpendLimit], starts: dict[int, date], *, reserving_for: int) -> None:
+    """Create this period's missing counters. A cap set mid-period counts what was already spent in it.
+
+    Two requests creating the same counter at once insert the same figure; the loser's insert is ignored.
+    """
     SpendCounter.objects.bulk_create(
         [
             SpendCounter(
                 spend_limit_id=pk,
-                period_start=starts[pk],
-                spent=_spent_so_far(limits[pk], starts[pk], reserving_for=reserving_for),
+                period_start=start,
+                spent=_spent_so_far(limits[pk], start, reserving_for=reserving_for),
             )
-            for pk in missing
+            for pk, start in starts.items()
         ],
         ignore_conflicts=True,
     )
-    return list(SpendCounter.objects.filter(which).order_by("pk").select_for_update())
 
 
 def spend_reserve(
@@ -147,61 +139,53 @@ def spend_reserve(
     Returns whether anything was held (False: no cap applies).
     """
     amount = quantize_usd(amount)
-    scope = Q(organization_id=organization_id, api_key__isnull=True)
-    if api_key_id is not None:
-        scope |= Q(api_key_id=api_key_id)
-    limits = {limit.pk: limit for limit in SpendLimit.objects.filter(scope).select_related("organization", "api_key")}
-    if not limits:
+    applicable = spend_sql.limits_applicable(organization_id=organization_id, api_key_id=api_key_id)
+    if not applicable:
         return False
-    starts = {pk: period_start(limit.period, now) for pk, limit in limits.items()}
-    counters = _counters_locked(limits, starts, reserving_for=line_item_id)
-    for counter in counters:
-        limit = limits[counter.spend_limit_id]
-        if counter.spent + counter.reserved + amount > limit.amount:
-            raise _refusal(limit, counter, amount)
-    SpendCounter.objects.filter(pk__in=[c.pk for c in counters]).update(reserved=F("reserved") + amount)
-    SpendReservation.objects.bulk_create(
-        [
-            SpendReservation(line_item_id=line_item_id, counter_id=counter.pk, amount=amount, created_at=now)
-            for counter in counters
-        ]
-    )
+    starts = {pk: period_start(period, now) for pk, period, _ in applicable}
+    caps = {pk: cap for pk, _, cap in applicable}
+    counters = spend_sql.counters_locked(list(starts.items()))
+    if len(counters) < len(starts):
+        limits = SpendLimit.objects.in_bulk(list(starts))
+        _counters_created(limits, starts, reserving_for=line_item_id)
+        counters = spend_sql.counters_locked(list(starts.items()))
+    for counter_id, limit_id, spent, reserved in counters:
+        if spent + reserved + amount > caps[limit_id]:
+            counter = SpendCounter.objects.select_related("spend_limit__organization", "spend_limit__api_key").get(
+                pk=counter_id
+            )
+            raise _refusal(counter.spend_limit, counter, amount)
+    counter_ids = [counter[0] for counter in counters]
+    spend_sql.counters_hold(counter_ids=counter_ids, amount=amount)
+    spend_sql.reservations_insert(line_item_id=line_item_id, counter_ids=counter_ids, amount=amount, now=now)
     return True
 
 
 def spend_settle(*, line_item_id: int, amount: Decimal) -> list[CounterChange]:
     """Turn the line item's reservations into `amount` of spend (at most what was reserved) and drop them."""
     amount = quantize_usd(amount)
-    reservations = list(SpendReservation.objects.filter(line_item_id=line_item_id))
-    if not reservations:
-        return []
-    by_counter = {reservation.counter_id: reservation for reservation in reservations}
-    counters = (
-        SpendCounter.objects.filter(pk__in=by_counter)
-        .order_by("pk")
-        .select_for_update(of=("self",))
-        .select_related("spend_limit")
-    )
+    reservations = spend_sql.reservations_take(line_item_id=line_item_id)
     changes = []
-    for counter in counters:
-        held = by_counter[counter.pk].amount
+    for counter_id, held in reservations:  # by counter id: the same lock order as reserving
         if amount > held:
             raise BillingError(f"Cannot charge {amount} against a reservation of {held}")
-        spent_after = counter.spent + amount
-        SpendCounter.objects.filter(pk=counter.pk).update(reserved=F("reserved") - held, spent=F("spent") + amount)
-        changes.append(
-            CounterChange(
-                counter_id=counter.pk,
-                spend_limit_id=counter.spend_limit_id,
-                organization_id=counter.spend_limit.organization_id,
-                period_start=counter.period_start,
-                cap=counter.spend_limit.amount,
-                spent_before=counter.spent,
-                spent_after=spent_after,
-            )
+        limit_id, start, spent_after = spend_sql.counter_settle(counter_id=counter_id, held=held, charged=amount)
+        changes.append((counter_id, limit_id, start, spent_after))
+    if not amount or not changes:
+        return []
+    limits = spend_sql.limits_by_id(sorted({limit_id for _, limit_id, _, _ in changes}))
+    return [
+        CounterChange(
+            counter_id=counter_id,
+            spend_limit_id=limit_id,
+            organization_id=limits[limit_id][0],
+            period_start=start,
+            cap=limits[limit_id][1],
+            spent_before=spent_after - amount,
+            spent_after=spent_after,
         )
-    SpendReservation.objects.filter(pk__in=[r.pk for r in reservations]).delete()
-    return changes
+        for counter_id, limit_id, start, spent_after in changes
+    ]
 
 
 def spend_release(*, line_item_id: int) -> None:

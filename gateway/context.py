@@ -194,9 +194,10 @@ def _caller_row(plaintext: str) -> tuple[Caller, CacheSettings | None, int | Non
     prefix = api_key_lookup_prefix(plaintext)
     if prefix is None:
         return None
-    row = HotStatements.select_one("caller", _caller_sql, _caller_fields(), [prefix])
-    if row is None:
+    rows = HotStatements.select("caller", _caller_sql, _caller_fields(), [prefix])
+    if not rows:
         return None
+    row = rows[0]
     key = dict(zip(_KEY_COLUMNS, row[0:9], strict=True))
     org = dict(zip(_ORG_COLUMNS, row[9:13], strict=True))
     tier = dict(zip(_TIER_COLUMNS, row[13:16], strict=True))

@@ -93,25 +93,44 @@ class HotStatements:
             return cursor.rowcount
 
     @classmethod
-    def select_one(
+    def select(
         cls, name: str, build: Callable[[Callable[[str], str]], str], fields: list[Field | None], params: list[Any]
-    ) -> list[Any] | None:
-        """Run the cached SELECT `name` (built by `build(quote)`) and convert its one row like the ORM would.
+    ) -> list[list[Any]]:
+        """Run the cached SELECT (or ... RETURNING) `name`, built by `build(quote)`; convert rows like the ORM would.
 
-        `fields` gives each selected column's model field, for its converters; None for a plain value.
+        `fields` gives each returned column's model field, for its converters; None for a plain value.
         """
         connection = connections["default"]
         sql = cls._sql(("select", name, connection.vendor), lambda: build(connection.ops.quote_name))
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        values = []
-        for value, field in zip(row, fields, strict=True):
-            if field is not None and value is not None:
-                column = field.get_col(field.model._meta.db_table)
-                for convert in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
-                    value = convert(value, column, connection)
-            values.append(value)
-        return values
+            rows = cursor.fetchall()
+        converters = []
+        for field in fields:
+            column = field.get_col(field.model._meta.db_table) if field is not None else None
+            found = connection.ops.get_db_converters(column) + field.get_db_converters(connection) if field else []
+            converters.append((found, column))
+        converted = []
+        for row in rows:
+            values = []
+            for value, (found, column) in zip(row, converters, strict=True):
+                if value is not None:
+                    for convert in found:
+                        value = convert(value, column, connection)
+                values.append(value)
+            converted.append(values)
+        return converted
+
+    @classmethod
+    def execute(cls, name: str, build: Callable[[Callable[[str], str]], str], params: list[Any]) -> int:
+        """Run the cached statement `name`, built by `build(quote)`; returns the rows it changed."""
+        connection = connections["default"]
+        sql = cls._sql(("execute", name, connection.vendor), lambda: build(connection.ops.quote_name))
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
+    @staticmethod
+    def prep(model: type[Model], field: str, value: Any) -> Any:
+        """A parameter for `model.field`, adapted as the ORM would."""
+        return model._meta.get_field(field).get_db_prep_save(value, connections["default"])
