@@ -67,8 +67,10 @@ capped = org_create(slug=f"capped-{suffix}", tier_slug="free")
 org_tier_set(organization=capped, tier_slug="enterprise", images_per_minute=10**9, images_per_day=10**9)
 spend_limit_set(organization=capped, key_prefix=None, period="day", amount=Decimal("1.00"))
 free = org_create(slug=f"free-{suffix}", tier_slug="free")
+uncapped = org_create(slug=f"uncapped-{suffix}", tier_slug="free")
+org_tier_set(organization=uncapped, tier_slug="enterprise", images_per_minute=10**9, images_per_day=10**9)
 print(api_key_create(organization=big).plaintext, api_key_create(organization=capped).plaintext,
-      api_key_create(organization=free).plaintext)
+      api_key_create(organization=free).plaintext, api_key_create(organization=uncapped).plaintext)
 """
     out = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()\n" + script],
@@ -78,7 +80,7 @@ print(api_key_create(organization=big).plaintext, api_key_create(organization=ca
         capture_output=True,
         text=True,
     )
-    return tuple(out.stdout.split()[-3:])
+    return tuple(out.stdout.split()[-4:])
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -183,16 +185,18 @@ def main(args) -> None:
         wait_for(f"http://127.0.0.1:{gateway_port}/healthz")
         keys = seed(env)
         direct = (f"http://127.0.0.1:{upstream_port}/v1/images/generations", {"Authorization": "Bearer sk-bench"})
-        through = (f"http://127.0.0.1:{gateway_port}/v1/images/generations", {"Authorization": f"Bearer {keys[0]}"})
-        asyncio.run(measure(args, direct, through, keys, children(gateway.pid)))
+        gateway_url = f"http://127.0.0.1:{gateway_port}/v1/images/generations"
+        through = (gateway_url, {"Authorization": f"Bearer {keys[0]}"})
+        uncapped = (gateway_url, {"Authorization": f"Bearer {keys[3]}"})
+        asyncio.run(measure(args, direct, through, uncapped, keys, children(gateway.pid)))
     finally:
         for process in (gateway, upstream):
             process.terminate()
             process.wait(timeout=20)
 
 
-async def measure(args, direct, through, keys, workers) -> None:
-    _, capped, free = keys
+async def measure(args, direct, through, uncapped, keys, workers) -> None:
+    _, capped, free, _ = keys
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         for url, headers in (direct, through):  # warm up connections and worker caches
@@ -209,7 +213,7 @@ async def measure(args, direct, through, keys, workers) -> None:
             f"$1.00 daily cap at $0.04, 200 concurrent -> {admitted['capped']} (expected 25)"
         )
         rows = {}
-        for label, (url, headers) in (("direct", direct), ("gateway", through)):
+        for label, (url, headers) in (("direct", direct), ("gateway", through), ("no cap", uncapped)):
             serial = await one_by_one(client, url, headers, args.seconds)
             paced = await open_loop(client, url, headers, args.rate, args.seconds)
             cpu_before = cpu_seconds(workers)
@@ -222,15 +226,16 @@ async def measure(args, direct, through, keys, workers) -> None:
     rate = f"{args.rate:.0f}/s p50"
     print(f"{'':8} {'1-at-a-time p50':>16} {'p99':>8} {rate:>10} {'p99':>8} {'sat. req/s':>11} {'CPU ms/req':>11}")
     for label, row in rows.items():
-        cpu = f"{row[5]:.2f}" if label == "gateway" else "-"
+        cpu = f"{row[5]:.2f}" if label != "direct" else "-"
         print(f"{label:8} {row[0]:16.2f} {row[1]:8.2f} {row[2]:10.2f} {row[3]:8.2f} {row[4]:11.0f} {cpu:>11}")
-    added = [rows["gateway"][i] - rows["direct"][i] for i in range(4)]
-    print(f"{'added':8} {added[0]:16.2f} {added[1]:8.2f} {added[2]:10.2f} {added[3]:8.2f}")
+    for label in ("gateway", "no cap"):
+        added = [rows[label][i] - rows["direct"][i] for i in range(4)]
+        print(f"{'added':8} {added[0]:16.2f} {added[1]:8.2f} {added[2]:10.2f} {added[3]:8.2f}   ({label})")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5, help="duration of each measurement")
     parser.add_argument("--rate", type=float, default=100, help="open-loop requests per second")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--workers", type=int, default=4, help="uvicorn worker processes (make serve: 2 x cores)")
     main(parser.parse_args())
