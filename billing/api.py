@@ -24,7 +24,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts.models import ApiKey
 from accounts.services import api_key_authenticate
-from billing.exports import FilterError, usage_filter_parse, usage_line_items
+from billing.exports import CSV_COLUMNS, FilterError, usage_filter_parse, usage_line_items
 from billing.models import UsageLineItem
 from billing.money import CURRENCY, format_usd
 from billing.rollups import totals_annotations, totals_from_row, totals_sum
@@ -129,26 +129,8 @@ class UsageLineItemSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = UsageLineItem
-        fields = [
-            "request_id",
-            "time",
-            "organization",
-            "key_prefix",
-            "key_name",
-            "end_user",
-            "provider",
-            "model",
-            "size",
-            "quality",
-            "n",
-            "unit_price",
-            "cost",
-            "currency",
-            "status",
-            "error_code",
-            "latency_ms",
-            "cached",
-        ]
+        # The same columns, in the same order, as the CSV export.
+        fields = list(CSV_COLUMNS)
 
     def get_cached(self, item: UsageLineItem) -> bool | None:
         return item.details.get("cached")
