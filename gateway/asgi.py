@@ -13,7 +13,7 @@ from gateway.endpoint import IMAGE_ENDPOINTS, image_endpoint  # noqa: E402  (nee
 
 async def application(scope, receive, send):
     """The image endpoints take the lean path (gateway.endpoint); everything else is Django."""
-    flavor = IMAGE_ENDPOINTS.get(scope.get("path", "")) if scope["type"] == "http" else None
+    flavor = IMAGE_ENDPOINTS.get(scope.get("path", "").rstrip("/")) if scope["type"] == "http" else None
     if flavor is not None:
         await image_endpoint(scope, receive, send, flavor)
     else:

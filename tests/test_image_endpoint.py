@@ -218,3 +218,14 @@ async def test_flat_flavor_requires_provider_and_uses_flat_errors(gateway_client
         path="/api/images/generations",
     )
     assert ok.status_code == 200 and ok.json()["data"][0]["b64_json"]
+
+
+async def test_trailing_slash_reaches_the_same_endpoint(gateway_client, auth_headers):
+    response = await gateway_client.post(URL + "/", json={"prompt": "x", "model": "dall-e-2"}, headers=auth_headers)
+    assert response.status_code == 200 and response.json()["perf"]["model_used"] == "dall-e-2"
+
+
+async def test_host_not_in_allowed_hosts_is_refused(gateway_client, auth_headers):
+    headers = {**auth_headers, "Host": "evil.example"}
+    response = await gateway_client.post(URL, json={"prompt": "x", "model": "dall-e-2"}, headers=headers)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_host"
