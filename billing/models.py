@@ -70,9 +70,15 @@ class UsageLineItem(models.Model):
         REJECTED = "rejected", "Rejected"
 
     request_id = models.CharField(max_length=40, unique=True)
-    created_at = models.DateTimeField(db_index=True)
-    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="+")
-    api_key = models.ForeignKey("accounts.ApiKey", null=True, on_delete=models.SET_NULL, related_name="+")
+    # No single-column indexes here: the composite ones below lead with these columns, and every
+    # extra index is written twice per request (the pending insert and the settling update).
+    created_at = models.DateTimeField()
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     end_user = models.CharField(max_length=256, blank=True)
     provider = models.CharField(max_length=32, blank=True)
     model = models.CharField(max_length=100, blank=True)
