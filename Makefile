@@ -9,7 +9,7 @@ WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/imagegate
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run serve test lint install worker beat clean chromium
+.PHONY: run serve test lint install worker beat clean chromium preflight
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,9 +52,13 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium is not installed and cannot be installed here: the browser tests will be skipped"
 
-test: $(VENV)/.test-installed chromium
+# Fails at once, before any install, when PostgreSQL or Redis is unreachable (stdlib only).
+preflight:
+	@DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		$(PYTHON) gateway/preflight.py
+
+test: preflight $(VENV)/.test-installed chromium
 	@export DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)}; \
-	$(BIN)/python -m gateway.preflight && \
 	$(BIN)/ruff check . && \
 	LOCAL_PROVIDER_FALLBACK=true $(BIN)/pytest $(PYTEST_ARGS)
 

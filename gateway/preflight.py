@@ -1,4 +1,4 @@
-"""`python -m gateway.preflight`: stop at once, with instructions, when PostgreSQL or Redis is unreachable."""
+"""`python3 gateway/preflight.py` (stdlib only, run by `make test` first): stop at once, with instructions, when PostgreSQL or Redis is unreachable."""
 
 import os
 import socket
