@@ -265,8 +265,11 @@ def api_key_authenticate(plaintext: str) -> ApiKey | None:
     api_key = ApiKey.objects.select_related("organization__tier").filter(prefix=prefix).first()
     now = timezone.now()
     if api_key is None or not api_key_verify(
-        plaintext=plaintext, key_hash=api_key.key_hash, revoked_at=api_key.revoked_at,
-        expires_at=api_key.expires_at, now=now,
+        plaintext=plaintext,
+        key_hash=api_key.key_hash,
+        revoked_at=api_key.revoked_at,
+        expires_at=api_key.expires_at,
+        now=now,
     ):
         return None
     api_key.last_used_at = api_key_touch(api_key_id=api_key.pk, last_used_at=api_key.last_used_at, now=now)
