@@ -1,4 +1,7 @@
-"""`python3 gateway/preflight.py` (stdlib only, run by `make test` first): stop at once, with instructions, when PostgreSQL or Redis is unreachable."""
+"""Stop at once, with instructions, when PostgreSQL or Redis is unreachable.
+
+`make test` runs it first as `python3 gateway/preflight.py`: standard library only, so it needs no install.
+"""
 
 import os
 import socket
