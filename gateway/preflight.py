@@ -1,4 +1,7 @@
-"""`python3 gateway/preflight.py` (stdlib only, run by `make test` first): stop at once, with instructions, when PostgreSQL or Redis is unreachable."""
+"""`python3 gateway/preflight.py` (stdlib only, run by `make test` first).
+
+Stops at once, with instructions, when PostgreSQL or Redis is unreachable.
+"""
 
 import os
 import socket

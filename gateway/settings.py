@@ -6,6 +6,7 @@ Celery tasks inline, every model served by the built-in `local` provider.
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -195,7 +196,8 @@ IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "imagegate@localhost")
 
-REST_FRAMEWORK = {
+# Annotated because entries of mixed types are added further down (the finance block).
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
