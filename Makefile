@@ -60,6 +60,8 @@ preflight:
 test: preflight $(VENV)/.test-installed chromium
 	@export DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)}; \
 	$(BIN)/ruff check . && \
+	$(BIN)/ruff format --check . && \
+	$(BIN)/mypy gateway accounts billing providers && \
 	LOCAL_PROVIDER_FALLBACK=true $(BIN)/pytest $(PYTEST_ARGS)
 
 clean:

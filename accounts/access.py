@@ -7,7 +7,8 @@ another organization's objects from missing ones.
 
 from dataclasses import dataclass
 
-from django.http import Http404
+from django.contrib.auth.models import User
+from django.http import Http404, HttpRequest
 
 from accounts.models import Membership, Organization
 
@@ -43,6 +44,14 @@ def organizations_for(user) -> list[Organization]:
     return [
         m.organization for m in user.memberships.select_related("organization__tier").order_by("organization__slug")
     ]
+
+
+def dashboard_user(request: HttpRequest) -> User:
+    """The signed-in user of a dashboard view; an anonymous caller gets the same 404 as an outsider."""
+    user = request.user
+    if not user.is_authenticated:
+        raise Http404("No such organization")
+    return user
 
 
 def org_access_get(user, slug: str) -> OrgAccess:

@@ -7,7 +7,7 @@ an `actor` and records one AuditEvent in the same transaction as the change.
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django.db import models, transaction
 
@@ -15,6 +15,8 @@ from accounts.models import AuditEvent, Organization
 
 # Never copied into the log, whatever the model: secrets and their hashes.
 SECRET_FIELDS = {"key_hash", "password", "webhook_secret"}
+
+ModelT = TypeVar("ModelT", bound=models.Model)
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,8 @@ def audit_record(
         actor_label=actor.label[:150],
         organization=organization,
         action=action,
-        object_type=instance._meta.model_name,
+        # Options types model_name as optional, but Django sets it on every model class.
+        object_type=cast(str, instance._meta.model_name),
         object_id=str(instance.pk or "")[:64],
         object_repr=str(instance)[:200],
         before=before,
@@ -93,8 +96,8 @@ def audit_record(
 
 
 def audited_update(
-    *, actor: Actor, action: str, instance: models.Model, changes: dict[str, Any], organization=None
-) -> models.Model:
+    *, actor: Actor, action: str, instance: ModelT, changes: dict[str, Any], organization=None
+) -> ModelT:
     """Set `changes` on `instance`, save those fields, and record before → after, in one transaction."""
     with transaction.atomic():
         before = audit_snapshot(instance)

@@ -7,18 +7,32 @@ it works the same with and without JavaScript.
 """
 
 import json
+from typing import cast
 
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django_htmx.middleware import HtmxDetails
 
 from accounts.access import OrgAccess, organizations_for
 
 CONFIRM_FIELD = "confirmed"
 
 
+class HtmxHttpRequest(HttpRequest):
+    """A request that went through django-htmx's HtmxMiddleware, which sets `request.htmx`."""
+
+    htmx: HtmxDetails
+
+
+def htmx_details(request: HttpRequest) -> HtmxDetails:
+    # The middleware runs on every request, but HttpRequest's type does not declare the attribute it adds.
+    return cast(HtmxHttpRequest, request).htmx
+
+
 def htmx_partial(request: HttpRequest) -> bool:
-    return bool(request.htmx) and not request.htmx.boosted
+    htmx = htmx_details(request)
+    return bool(htmx) and not htmx.boosted
 
 
 def render_panel(request: HttpRequest, template: str, context: dict, *, status: int = 200) -> HttpResponse:
@@ -79,7 +93,7 @@ def render_confirmation(
 
 def after_change(request: HttpRequest, url: str) -> HttpResponse:
     """After a successful change: htmx loads the page's fresh panel (and URL), a plain form is redirected."""
-    if request.htmx:
+    if htmx_details(request):
         response = HttpResponse(status=204)
         response["HX-Location"] = json.dumps({"path": url, "target": "#panel", "select": "#panel", "swap": "outerHTML"})
         return response

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.access import OrgAccess, org_access_get, organizations_for
+from accounts.access import OrgAccess, dashboard_user, org_access_get, organizations_for
 from accounts.audit import Actor
 from accounts.dashboard import after_change, confirmed, render_confirmation, render_panel, require_manage
 from accounts.forms import ApiKeyForm, MemberAddForm, MemberRoleForm
@@ -41,7 +41,7 @@ def _visible_keys(request: HttpRequest, access: OrgAccess) -> QuerySet[ApiKey]:
     """Members see the keys they created; everyone else with access sees all of the organization's."""
     keys = ApiKey.objects.filter(organization=access.organization).select_related("created_by")
     if access.own_usage_only:
-        keys = keys.filter(created_by=request.user)
+        keys = keys.filter(created_by=dashboard_user(request))
     return keys
 
 
@@ -207,7 +207,7 @@ def member_role(request: HttpRequest, slug: str, membership_id: int) -> HttpResp
         except AccountError as exc:
             error = str(exc)
     else:
-        error = "; ".join(form.errors["role"])
+        error = "; ".join(str(message) for message in form.errors["role"])
     if error:
         context = _members_context(access, role_error=error, role_error_id=membership.pk)
         return render_panel(request, "accounts/partials/members.html", context, status=422)

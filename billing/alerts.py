@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import partial
 
 import httpx
 from django.conf import settings
@@ -76,7 +77,7 @@ def alerts_record(*, changes: list[CounterChange]) -> list[SpendAlert]:
                 defaults={"organization_id": change.organization_id, "spent": change.spent_after, "cap": change.cap},
             )
             if created:
-                transaction.on_commit(lambda pk=alert.pk: _delivery_enqueue(pk))
+                transaction.on_commit(partial(_delivery_enqueue, alert.pk))
                 created_alerts.append(alert)
     return created_alerts
 
@@ -102,7 +103,7 @@ def alert_payload(*, alert: SpendAlert) -> dict:
         "cap": {
             "period": limit.period,
             "amount_usd": format_usd(alert.cap),
-            "api_key_prefix": limit.api_key.prefix if limit.api_key_id else None,
+            "api_key_prefix": limit.api_key.prefix if limit.api_key is not None else None,
         },
         "spent_usd": format_usd(alert.spent),
         "period_start": alert.period_start.isoformat(),

@@ -6,9 +6,10 @@ themselves. No parameter can reach another organization.
 """
 
 from datetime import UTC
+from typing import cast
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.db.models.functions import TruncDate
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
@@ -94,8 +95,9 @@ class _UsageApiView(APIView):
     def get_exception_handler(self):
         return _api_exception_handler
 
-    def usage_items(self):
-        api_key: ApiKey = self.request.auth
+    def usage_items(self) -> QuerySet[UsageLineItem]:
+        # ApiKeyAuthentication (required by HasApiKey) puts the caller's ApiKey in request.auth.
+        api_key = cast(ApiKey, self.request.auth)
         try:
             usage_filter = usage_filter_parse(self.request.query_params)
         except FilterError as exc:

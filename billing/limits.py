@@ -162,7 +162,7 @@ def month_spend_alerts(*, organization: Organization, first: date, last: date) -
 
 
 def key_prefix_or_none(limit: SpendLimit) -> str | None:
-    return limit.api_key.prefix if limit.api_key_id else None
+    return limit.api_key.prefix if limit.api_key is not None else None
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,9 @@ def limits_spend(request: HttpRequest, slug: str) -> HttpResponse:
             return after_change(request, _limits_url(slug))
     # Errors of a row's edit form are shown in that row; the create form shows its own.
     edited = request.POST.get("limit_id", "")
-    extra = {"spend_form": form} if not edited.isdigit() else {"row_form": form, "row_form_id": int(edited)}
+    extra: dict[str, object] = (
+        {"spend_form": form} if not edited.isdigit() else {"row_form": form, "row_form_id": int(edited)}
+    )
     return render_panel(request, LIMITS_TEMPLATE, _limits_context(access, **extra), status=422)
 
 

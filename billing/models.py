@@ -244,7 +244,7 @@ class SpendLimit(models.Model):
 
     @property
     def owner_label(self) -> str:
-        if self.api_key_id is not None:
+        if self.api_key is not None:
             return f"API key '{self.api_key.prefix}'"
         return f"organization '{self.organization.slug}'"
 

@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -71,7 +72,9 @@ def _csv_response(request: HttpRequest, lines, filename: str) -> StreamingHttpRe
     return response
 
 
-def _exports_page(request: HttpRequest, *, organization: Organization | None, template_context: dict) -> HttpResponse:
+def _exports_page(
+    request: HttpRequest, *, organization: Organization | None, template_context: dict
+) -> HttpResponseBase:
     """The export form and recent jobs; a POST streams the CSV or, when large, queues a job."""
     exports = UsageExport.objects.filter(organization=organization) if organization else UsageExport.objects.all()
     context = {
@@ -114,7 +117,7 @@ def _export_download(export: UsageExport) -> FileResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def org_exports(request: HttpRequest, slug: str) -> HttpResponse:
+def org_exports(request: HttpRequest, slug: str) -> HttpResponseBase:
     access = _finance_access(request, slug)
     return _exports_page(request, organization=access.organization, template_context={"staff": False, "access": access})
 
@@ -136,7 +139,7 @@ def org_export_download(request: HttpRequest, slug: str, export_id: int) -> File
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def staff_exports(request: HttpRequest) -> HttpResponse:
+def staff_exports(request: HttpRequest) -> HttpResponseBase:
     _staff_only(request)
     slug = request.POST.get("organization", "")
     organization = get_object_or_404(Organization, slug=slug) if slug else None

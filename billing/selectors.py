@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
@@ -51,7 +52,7 @@ class UsageFilters:
     status: str = ""
     end_user: str = ""
     # Members: only the usage of keys they created.
-    created_by: object = None
+    created_by: User | None = None
 
 
 def _day_start(day: date) -> datetime:

@@ -61,8 +61,8 @@ def price_set(*, model: str, quality: str, size: str, unit_price: Decimal, actor
 
 def price_delete(*, model: str, quality: str, size: str, actor: Actor | None = None) -> None:
     with transaction.atomic():
-        config = PriceConfig.objects.select_related("model").filter(model__name=model, quality=quality, size=size)
-        config = config.first()
+        configs = PriceConfig.objects.select_related("model").filter(model__name=model, quality=quality, size=size)
+        config = configs.first()
         if config is None:
             raise BillingError(f"No price is configured for {model} ({quality}, {size})")
         if actor is not None:

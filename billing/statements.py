@@ -56,7 +56,7 @@ class ModelLine:
     model: str
     size: str
     quality: str
-    unit_price: object
+    unit_price: Decimal
     totals: Totals
 
 
@@ -101,18 +101,18 @@ def _month_last_day(month: date) -> date:
 
 def _ranges(days: list[date]) -> Q:
     """A filter on created_at covering these days, one range per run of consecutive days."""
+    runs: list[tuple[date, date]] = []
+    for day in days:
+        if runs and day == runs[-1][1] + timedelta(days=1):
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
     condition = Q(pk__in=[])
-    run_start = previous = None
-    for day in [*days, None]:
-        if run_start is not None and (day is None or day != previous + timedelta(days=1)):
-            condition |= Q(
-                created_at__gte=datetime.combine(run_start, time.min, tzinfo=UTC),
-                created_at__lt=datetime.combine(previous + timedelta(days=1), time.min, tzinfo=UTC),
-            )
-            run_start = None
-        if day is not None and run_start is None:
-            run_start = day
-        previous = day
+    for run_first, run_last in runs:
+        condition |= Q(
+            created_at__gte=datetime.combine(run_first, time.min, tzinfo=UTC),
+            created_at__lt=datetime.combine(run_last + timedelta(days=1), time.min, tzinfo=UTC),
+        )
     return condition
 
 
@@ -150,9 +150,11 @@ def statement_build(*, organization: Organization, month: date) -> Statement:
     keys = {key.pk: key for key in ApiKey.objects.filter(pk__in=[k for k in by_key if k is not None])}
 
     def key_label(key_id: int | None) -> str:
+        if key_id is None:
+            return "(no key)"
         key = keys.get(key_id)
         if key is None:
-            return "(deleted key)" if key_id is not None else "(no key)"
+            return "(deleted key)"
         return f"{key.prefix} {key.name}".strip()
 
     return Statement(
@@ -192,17 +194,17 @@ def _totals_cells(totals: Totals) -> list[str]:
 def statement_csv_lines(statement: Statement) -> Iterator[str]:
     """The statement as CSV: one row per line of each section, then the total."""
     rows: list[list[str]] = [list(CSV_COLUMNS)]
-    for line in statement.by_model:
+    for model_line in statement.by_model:
         rows.append(
             [
                 "model",
                 "",
-                csv_cell(line.model),
-                csv_cell(line.size),
-                csv_cell(line.quality),
-                format_usd(line.unit_price),
+                csv_cell(model_line.model),
+                csv_cell(model_line.size),
+                csv_cell(model_line.quality),
+                format_usd(model_line.unit_price),
             ]
-            + _totals_cells(line.totals)
+            + _totals_cells(model_line.totals)
         )
     for section, lines in (("key", statement.by_key), ("end_user", statement.by_end_user), ("day", statement.by_day)):
         for line in lines:

@@ -12,11 +12,12 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.access import org_access_get
+from accounts.access import dashboard_user, org_access_get
 from accounts.audit import Actor
 from accounts.dashboard import (
     after_change,
     confirmed,
+    htmx_details,
     render_confirmation,
     render_panel,
     require_finance,
@@ -38,7 +39,7 @@ AUDIT_PAGE_SIZE = 50
 @require_GET
 def overview(request: HttpRequest, slug: str) -> HttpResponse:
     access = org_access_get(request.user, slug)
-    created_by = request.user if access.own_usage_only else None
+    created_by = dashboard_user(request) if access.own_usage_only else None
     context = {
         "access": access,
         "overview": overview_get(organization=access.organization, created_by=created_by),
@@ -69,7 +70,8 @@ def _usage_response(request: HttpRequest, filters: UsageFilters, context: dict) 
     query = request.GET.copy()
     query.pop("cursor", None)
     context = {**context, "form": form, "page": page, "query": query.urlencode()}
-    if request.htmx and request.htmx.target == "usage-table":
+    htmx = htmx_details(request)
+    if htmx and htmx.target == "usage-table":
         return render_panel(request, "billing/partials/usage_table.html", context, status=status)
     return render_panel(request, "billing/partials/usage.html", context, status=status)
 
@@ -78,7 +80,8 @@ def _usage_response(request: HttpRequest, filters: UsageFilters, context: dict) 
 @require_GET
 def usage(request: HttpRequest, slug: str) -> HttpResponse:
     access = org_access_get(request.user, slug)
-    filters = UsageFilters(organization=access.organization, created_by=request.user if access.own_usage_only else None)
+    created_by = dashboard_user(request) if access.own_usage_only else None
+    filters = UsageFilters(organization=access.organization, created_by=created_by)
     context = {"access": access, "usage_url": reverse("usage", kwargs={"slug": slug})}
     return _usage_response(request, filters, context)
 
@@ -119,7 +122,7 @@ def usage_detail(request: HttpRequest, slug: str, request_id: str) -> HttpRespon
     access = org_access_get(request.user, slug)
     items = UsageLineItem.objects.select_related("api_key").filter(organization=access.organization)
     if access.own_usage_only:
-        items = items.filter(api_key__created_by=request.user)
+        items = items.filter(api_key__created_by=dashboard_user(request))
     item = get_object_or_404(items, request_id=request_id)
     # Attempts and the cache hit get their own table and note; the rest is listed as recorded.
     shown_apart = {"attempts", "cached", "cache_source_request_id"}

@@ -122,8 +122,12 @@ def catalog_snapshot(revision: int | None) -> CatalogSnapshot:
     """The catalog as of `revision` or later; with no revision on record, always freshly loaded."""
     global _snapshot
     snapshot = _snapshot
-    fresh = snapshot is not None and time.monotonic() - snapshot.loaded_at < SNAPSHOT_MAX_AGE_SECONDS
-    if revision is not None and fresh and snapshot.revision == revision:
+    if (
+        revision is not None
+        and snapshot is not None
+        and time.monotonic() - snapshot.loaded_at < SNAPSHOT_MAX_AGE_SECONDS
+        and snapshot.revision == revision
+    ):
         return snapshot
     # The revision is read before the catalog, so what we load is at least as new as it says.
     snapshot = _catalog_load(revision)

@@ -1,12 +1,13 @@
 """Running short database steps from the async hot path, and the statements they run most."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import connections
 from django.db.models import Field, Model
+from django.db.models.expressions import Col
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,6 +31,14 @@ async def db_step(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     return await sync_to_async(partial(_run_and_release, fn, *args, **kwargs), thread_sensitive=False)()
 
 
+def _concrete_field(model: type[Model], name: str) -> Field:
+    """`model.name` as a field with a column of its own (not a reverse relation, many-to-many or generic key)."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field) or not field.concrete:
+        raise TypeError(f"{model.__name__}.{name} has no column of its own to read or write")
+    return field
+
+
 class HotStatements:
     """INSERT and UPDATE statements for the request hot path, built once from model metadata.
 
@@ -51,7 +60,7 @@ class HotStatements:
     @staticmethod
     def _params(model: type[Model], values: dict[str, Any]) -> list[Any]:
         connection = connections["default"]
-        return [model._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
+        return [_concrete_field(model, name).get_db_prep_save(value, connection) for name, value in values.items()]
 
     @classmethod
     def insert(cls, model: type[Model], values: dict[str, Any]) -> int:
@@ -60,7 +69,7 @@ class HotStatements:
         quote = connection.ops.quote_name
 
         def build() -> str:
-            columns = ", ".join(quote(model._meta.get_field(name).column) for name in values)
+            columns = ", ".join(quote(_concrete_field(model, name).column) for name in values)
             placeholders = ", ".join(["%s"] * len(values))
             return (
                 # Identifiers come from model metadata and are quoted; every value is a parameter.
@@ -80,8 +89,8 @@ class HotStatements:
         quote = connection.ops.quote_name
 
         def build() -> str:
-            assignments = ", ".join(f"{quote(model._meta.get_field(name).column)} = %s" for name in values)
-            conditions = "".join(f" AND {quote(model._meta.get_field(name).column)} = %s" for name in where)
+            assignments = ", ".join(f"{quote(_concrete_field(model, name).column)} = %s" for name in values)
+            conditions = "".join(f" AND {quote(_concrete_field(model, name).column)} = %s" for name in where)
             return (
                 f"UPDATE {quote(model._meta.db_table)} SET {assignments} "  # noqa: S608
                 f"WHERE {quote(model._meta.pk.column)} = %s{conditions}"
@@ -94,7 +103,7 @@ class HotStatements:
 
     @classmethod
     def select(
-        cls, name: str, build: Callable[[Callable[[str], str]], str], fields: list[Field | None], params: list[Any]
+        cls, name: str, build: Callable[[Callable[[str], str]], str], fields: Sequence[Field | None], params: list[Any]
     ) -> list[list[Any]]:
         """Run the cached SELECT (or ... RETURNING) `name`, built by `build(quote)`; convert rows like the ORM would.
 
@@ -105,11 +114,14 @@ class HotStatements:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-        converters = []
+        converters: list[tuple[list[Callable], Col | None]] = []
         for field in fields:
-            column = field.get_col(field.model._meta.db_table) if field is not None else None
-            found = connection.ops.get_db_converters(column) + field.get_db_converters(connection) if field else []
-            converters.append((found, column))
+            if field is None:
+                converters.append(([], None))
+                continue
+            # As the SQL compiler collects them: the backend's for the column, then the column's (its field's) own.
+            col = field.get_col(field.model._meta.db_table)
+            converters.append((connection.ops.get_db_converters(col) + col.get_db_converters(connection), col))
         converted = []
         for row in rows:
             values = []
@@ -133,4 +145,4 @@ class HotStatements:
     @staticmethod
     def prep(model: type[Model], field: str, value: Any) -> Any:
         """A parameter for `model.field`, adapted as the ORM would."""
-        return model._meta.get_field(field).get_db_prep_save(value, connections["default"])
+        return _concrete_field(model, field).get_db_prep_save(value, connections["default"])

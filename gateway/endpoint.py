@@ -98,6 +98,6 @@ async def image_endpoint(scope: dict, receive: Receive, send: Send, flavor: str)
         status, payload, extra = error.status, error_body(error, flavor=flavor, request_id=request_id), error.headers
     except Exception:
         logger.exception("request %s failed", request_id)
-        error = GatewayError(500, "internal_error", f"The gateway failed to process request {request_id}.")
-        status, payload, extra = 500, error_body(error, flavor=flavor, request_id=request_id), {}
+        internal = GatewayError(500, "internal_error", f"The gateway failed to process request {request_id}.")
+        status, payload, extra = 500, error_body(internal, flavor=flavor, request_id=request_id), {}
     await _send_json(send, status, payload, request_id, extra)

@@ -3,10 +3,17 @@
 import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest
 
 
 def new_request_id() -> str:
     return f"req-{uuid.uuid4().hex}"
+
+
+class IdentifiedRequest(HttpRequest):
+    """What views behind RequestIdMiddleware receive: HttpRequest does not declare the attribute it sets."""
+
+    request_id: str
 
 
 class RequestIdMiddleware:

@@ -250,11 +250,12 @@ class LocalLimiter:
             self._minute.clear()
             self._day.clear()
 
-    def consume(self, scopes: list[Scope], n: int, token: str) -> list:
+    def consume(self, scopes: list[Scope], n: int, token: str) -> list[float]:
         now = time.time() * 1000
         day = int(now // DAY_MS)
         with self._lock:
-            out = [1, 0, 0, 0, day]
+            # Flags and counts are whole numbers, times in ms are not: _decision reads every entry with int().
+            out: list[float] = [1, 0, 0, 0, day]
             used = []
             for index, scope in enumerate(scopes, start=1):
                 entries = self._minute.setdefault(scope.key, deque())

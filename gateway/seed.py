@@ -43,9 +43,9 @@ def seed_defaults(*, admin_password: str | None = None) -> SeedReport:
         spec, created = ModelSpec.objects.get_or_create(name=model["name"], defaults=model)
         specs[spec.name] = spec
         report.models += created
-    for model, quality, size, unit_price in DEFAULT_PRICES:
+    for model_name, quality, size, unit_price in DEFAULT_PRICES:
         _, created = PriceConfig.objects.get_or_create(
-            model=specs[model], quality=quality, size=size, defaults={"unit_price": unit_price}
+            model=specs[model_name], quality=quality, size=size, defaults={"unit_price": unit_price}
         )
         report.prices += created
     _, created = Organization.objects.get_or_create(

@@ -6,6 +6,7 @@ Celery tasks inline, every model served by the built-in `local` provider.
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -183,7 +184,6 @@ BFL_POLL_DEADLINE_SECONDS = env_int("BFL_POLL_DEADLINE_SECONDS", 120)
 # Hosted images (and the response cache's entries) are deleted this long after they were made.
 IMAGE_RETENTION_SECONDS = env_int("IMAGE_RETENTION_SECONDS", 25 * 3600)
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int("API_KEY_LAST_USED_RESOLUTION_SECONDS", 60)
-LOG_PROMPTS = env_bool("LOG_PROMPTS", False)
 
 # --- Governance: rate limits, spend caps, idempotency, alerts -------------
 # When Redis is unreachable: "open" falls back to a per-process limiter (and logs), "closed" answers 503.
@@ -195,7 +195,8 @@ IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "imagegate@localhost")
 
-REST_FRAMEWORK = {
+# Annotated because entries of mixed types are added further down (the finance block).
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,

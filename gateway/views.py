@@ -14,6 +14,7 @@ from gateway.context import caller_from_key
 from gateway.db import db_step
 from gateway.errors import Flavor, GatewayError, error_response
 from gateway.images import CONTENT_TYPES, signature_valid
+from gateway.middleware import IdentifiedRequest
 
 
 def _models_for_key(plaintext: str | None) -> list[dict] | None:
@@ -28,7 +29,7 @@ def _models_for_key(plaintext: str | None) -> list[dict] | None:
     ]
 
 
-async def list_models(request: HttpRequest) -> HttpResponse:
+async def list_models(request: IdentifiedRequest) -> HttpResponse:
     """GET /v1/models: the image models this key may use, in OpenAI's list format."""
     models = await db_step(_models_for_key, api_key_from_request(request))
     if models is None:
