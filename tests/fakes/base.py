@@ -17,6 +17,7 @@ import io
 import json
 import re
 import uuid
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -70,7 +71,7 @@ def _parse_form(content_type: str, raw: bytes) -> dict[str, str]:
     }
 
 
-class FakeUpstream:
+class FakeUpstream(ABC):
     """Subclasses implement `respond`; `requests` keeps every request received, in order."""
 
     slow_seconds = 2.0
@@ -83,16 +84,17 @@ class FakeUpstream:
         # Set by a test to make every generation request fail with this status (a provider outage).
         self.outage_status: int | None = None
 
+    @abstractmethod
     def authorised(self, request: FakeRequest) -> bool:
-        raise NotImplementedError
+        """Whether the request carries the vendor's credentials as the vendor expects them."""
 
+    @abstractmethod
     def error(self, status: int, message: str, *, policy: bool = False) -> Reply:
         """The vendor's error body for `status`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def generate(self, request: FakeRequest) -> Reply:
         """The vendor's answer to a successful generation request."""
-        raise NotImplementedError
 
     def host_file(self, request: FakeRequest, data: bytes = TINY_PNG) -> str:
         """Serve `data` from this fake (as the vendor's CDN would) and return its URL."""
