@@ -9,6 +9,7 @@ the same key is a fresh attempt, which is what a client retrying an error wants.
 
 import hashlib
 import json
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,14 +52,12 @@ def idempotency_claim(*, organization_id: int, key: str, fingerprint: str, now: 
 
     Raises 422 when the key was used with another body, 409 while the first request is in flight.
     """
-    try:
-        with transaction.atomic():
-            IdempotencyRecord.objects.create(
-                organization_id=organization_id, key=key, request_hash=fingerprint, created_at=now
-            )
+    # The key is already on record when the insert hits the unique constraint; see what it holds below.
+    with suppress(IntegrityError), transaction.atomic():
+        IdempotencyRecord.objects.create(
+            organization_id=organization_id, key=key, request_hash=fingerprint, created_at=now
+        )
         return None
-    except IntegrityError:
-        pass
     expired = now - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
     # A record past its lifetime is taken over by a conditional update, so two takers cannot both win.
     taken_over = IdempotencyRecord.objects.filter(

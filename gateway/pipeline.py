@@ -9,6 +9,7 @@ import base64
 import logging
 import math
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -170,11 +171,10 @@ class ImageGeneration:
         if claimed is not None:
             await db_step(idempotency_abandon, organization_id=context.caller.organization_id, key=claimed)
         if "x-ratelimit-limit-images-minute" not in error.headers and error.status != 503:
-            try:
+            # When the limiter itself is unavailable, the refusal stands without budget headers.
+            with suppress(GatewayError):
                 budget = await rate_limit_consume(caller=context.caller, n=0, token=self.request_id)
                 error.headers.update(budget.headers())
-            except GatewayError:
-                pass  # the limiter itself is unavailable; the refusal stands without budget headers
         await self._record_rejection(context, error)
 
     async def _give_back(

@@ -10,6 +10,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
@@ -47,17 +48,13 @@ def parse_retry_after(headers: httpx.Headers) -> float | None:
     """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date), if present and sane."""
     millis = headers.get("retry-after-ms")
     if millis:
-        try:
+        with suppress(ValueError):  # malformed: fall back to retry-after
             return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
+    with suppress(ValueError):  # not a number of seconds: try it as an HTTP date
         return max(0.0, float(value))
-    except ValueError:
-        pass
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):

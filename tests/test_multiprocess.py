@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from decimal import Decimal
 
 import httpx
@@ -38,11 +39,9 @@ def three_workers(seeded):
     try:
         deadline = time.monotonic() + 30
         while True:
-            try:
+            with suppress(httpx.HTTPError):  # not listening yet
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
             if time.monotonic() > deadline:
                 raise RuntimeError("uvicorn workers did not start")
             time.sleep(0.2)
