@@ -272,19 +272,23 @@ def api_key_authenticate(plaintext: str) -> ApiKey | None:
         now=now,
     ):
         return None
-    api_key.last_used_at = api_key_touch(api_key_id=api_key.pk, last_used_at=api_key.last_used_at, now=now)
+    if api_key_touch_due(last_used_at=api_key.last_used_at, now=now):
+        api_key_touch(api_key_id=api_key.pk, now=now)
+        api_key.last_used_at = now
     return api_key
 
 
-def api_key_touch(*, api_key_id: int, last_used_at: datetime | None, now: datetime) -> datetime | None:
-    """Record that the key was used; returns the last-used time now on record."""
+def api_key_touch_due(*, last_used_at: datetime | None, now: datetime) -> bool:
+    """Whether the key's last-used time is due a write."""
     # Writing on every request would turn each call into a row update on a hot row;
     # a coarse resolution is all a "last used" column needs.
     resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
-    if last_used_at is None or now - last_used_at >= resolution:
-        ApiKey.objects.filter(pk=api_key_id).update(last_used_at=now)
-        return now
-    return last_used_at
+    return last_used_at is None or now - last_used_at >= resolution
+
+
+def api_key_touch(*, api_key_id: int, now: datetime) -> None:
+    """Record that the key was used (see api_key_touch_due for when)."""
+    ApiKey.objects.filter(pk=api_key_id).update(last_used_at=now)
 
 
 def org_tier_set(

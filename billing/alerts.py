@@ -43,6 +43,13 @@ class WebhookDeliveryError(Exception):
     """The organization's webhook did not accept the alert; the task retries with backoff."""
 
 
+def change_may_cross(change: CounterChange) -> bool:
+    """Whether the change can cross a threshold: thresholds are whole percentages, so one within a percent cannot."""
+    if change.spent_after <= change.spent_before or change.cap <= 0:
+        return False
+    return math.floor(change.spent_before * 100 / change.cap) != math.floor(change.spent_after * 100 / change.cap)
+
+
 def alert_thresholds(*, organization_id: int) -> list[int]:
     policy = AlertPolicy.objects.filter(organization_id=organization_id).first()
     if policy is None or not policy.thresholds:
@@ -59,10 +66,7 @@ def alerts_record(*, changes: list[CounterChange]) -> list[SpendAlert]:
     created_alerts = []
     thresholds: dict[int, list[int]] = {}
     for change in changes:
-        if change.spent_after <= change.spent_before or change.cap <= 0:
-            continue
-        # Thresholds are whole percentages: a change within one percent crosses none, so skip the lookup.
-        if math.floor(change.spent_before * 100 / change.cap) == math.floor(change.spent_after * 100 / change.cap):
+        if not change_may_cross(change):
             continue
         if change.organization_id not in thresholds:
             thresholds[change.organization_id] = alert_thresholds(organization_id=change.organization_id)

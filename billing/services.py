@@ -79,7 +79,7 @@ def model_spec_update(*, spec: ModelSpec, actor: Actor, **changes) -> ModelSpec:
     return spec
 
 
-def line_item_create(
+def line_item_values(
     *,
     request_id: str,
     created_at: datetime,
@@ -98,35 +98,37 @@ def line_item_create(
     http_status: int = 200,
     latency_ms: int = 0,
     details: dict | None = None,
-) -> int:
-    return HotStatements.insert(
-        UsageLineItem,
-        {
-            "request_id": request_id,
-            "created_at": created_at,
-            "organization": organization_id,
-            "api_key": api_key_id,
-            "status": status,
-            "model": model,
-            "provider": provider,
-            "size": size,
-            "quality": quality,
-            "n": n,
-            "end_user": end_user,
-            "unit_price": quantize_usd(unit_price),
-            "cost": quantize_usd(cost),
-            "currency": CURRENCY,
-            "error_code": error_code,
-            "http_status": http_status,
-            "latency_ms": latency_ms,
-            "details": details or {},
-        },
-    )
+) -> dict:
+    """The columns of a new line item, by field name."""
+    return {
+        "request_id": request_id,
+        "created_at": created_at,
+        "organization": organization_id,
+        "api_key": api_key_id,
+        "status": status,
+        "model": model,
+        "provider": provider,
+        "size": size,
+        "quality": quality,
+        "n": n,
+        "end_user": end_user,
+        "unit_price": quantize_usd(unit_price),
+        "cost": quantize_usd(cost),
+        "currency": CURRENCY,
+        "error_code": error_code,
+        "http_status": http_status,
+        "latency_ms": latency_ms,
+        "details": details or {},
+    }
 
 
-def line_item_close(
+def line_item_create(**fields) -> int:
+    """Record a line item (see line_item_values); returns its id."""
+    return HotStatements.insert(UsageLineItem, line_item_values(**fields))
+
+
+def line_item_changes(
     *,
-    line_item_id: int,
     status: str,
     cost: Decimal,
     http_status: int,
@@ -136,13 +138,12 @@ def line_item_close(
     model: str | None = None,
     unit_price: Decimal | None = None,
     details: dict | None = None,
-) -> bool:
-    """Settle a pending line item: what it finally cost and how it ended, in one update.
+) -> dict:
+    """What settling a pending line item writes: what it finally cost and how it ended.
 
     `details` replaces what was stored (the caller holds what it opened the item with);
     `model`, `provider` and `unit_price` change when a fallback route was served by another
-    model than the first. Returns False when the item was no longer pending: the sweeper
-    already released it as abandoned.
+    model than the first.
     """
     if status != UsageLineItem.Status.SUCCEEDED and cost:
         raise BillingError("Only a succeeded request can cost anything")
@@ -157,4 +158,16 @@ def line_item_close(
     changes |= {name: value for name, value in optional.items() if value is not None}
     if unit_price is not None:
         changes["unit_price"] = quantize_usd(unit_price)
-    return bool(UsageLineItem.objects.filter(pk=line_item_id, status=UsageLineItem.Status.PENDING).update(**changes))
+    return changes
+
+
+# Settling touches a line item only while it is pending: the sweeper may have closed it as abandoned.
+STILL_PENDING = {"status": UsageLineItem.Status.PENDING}
+
+
+def line_item_close(*, line_item_id: int, **close) -> bool:
+    """Settle a pending line item in one update (see line_item_changes).
+
+    Returns False when the item was no longer pending: the sweeper already released it as abandoned.
+    """
+    return bool(HotStatements.update(UsageLineItem, line_item_id, line_item_changes(**close), where=STILL_PENDING))

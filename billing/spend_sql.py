@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from django.db import connections
 
-from billing.models import SpendCounter, SpendLimit, SpendReservation
+from billing.models import SpendCounter, SpendLimit, SpendReservation, UsageLineItem
 from gateway.db import HotStatements
 
 Quote = Callable[[str], str]
@@ -141,3 +141,39 @@ def limits_by_id(limit_ids: list[int]) -> dict[int, tuple[int, Decimal]]:
     fields = [None, None, SpendLimit._meta.get_field("amount")]
     rows = HotStatements.select(f"limits_by_id_{len(limit_ids)}", build, fields, list(limit_ids))
     return {row[0]: (row[1], row[2]) for row in rows}
+
+
+# SQLSTATEs raised by the ledger functions (billing/migrations/0008_ledger_functions.py).
+NO_ROOM = "IG402"
+COUNTER_MISSING = "IG404"
+CHARGE_ABOVE_HOLD = "IG409"
+
+
+def line_item_open_statement(
+    values: dict, *, organization_id: int, api_key_id: int | None, amount: Decimal, now: datetime, starts: list[date]
+) -> tuple[str, list]:
+    """Insert the pending line item and reserve `amount` against every applicable cap, in one statement.
+
+    Returns (line item id, whether anything was held). `starts` are this moment's day,
+    month and total period starts. PostgreSQL only: the reservation is the function
+    imagegate_spend_reserve, which rolls the whole statement back when a cap has no room.
+    """
+    insert, params = HotStatements.insert_sql(UsageLineItem, values)
+    # The reservation rows reference the line item through a deferred foreign key, checked at commit.
+    sql = (
+        f"WITH item AS ({insert}) "  # noqa: S608  (the INSERT is built from model metadata; values are parameters)
+        "SELECT item.id, imagegate_spend_reserve(item.id, %s, %s, %s, %s, %s, %s, %s) FROM item"
+    )
+    amount = HotStatements.prep(SpendReservation, "amount", amount)
+    return sql, [*params, organization_id, api_key_id, amount, now, *starts]
+
+
+def line_item_settle_statement(line_item_id: int, changes: dict, where: dict, charged: Decimal) -> tuple[str, list]:
+    """Close the line item and settle its reservations, charging `charged`, in one statement.
+
+    Returns a row per counter settled: (counter id, limit id, organization id, period start,
+    cap, spent after). PostgreSQL only (imagegate_spend_settle).
+    """
+    update, params = HotStatements.update_sql(UsageLineItem, line_item_id, changes, where=where)
+    sql = f"WITH item AS ({update}) SELECT * FROM imagegate_spend_settle(%s, %s)"  # noqa: S608  (as above)
+    return sql, [*params, line_item_id, HotStatements.prep(SpendCounter, "spent", charged)]

@@ -1,4 +1,4 @@
-"""Phase one of a call: who is calling and what the catalog says, in one database step.
+"""Phase one of a call: who is calling and what the catalog says, in one statement.
 
 The API key, its organization, tier and cache policy come back in one query,
 together with the catalog revision and whether any spend cap applies. The catalog itself (models, prices, routes)
@@ -15,9 +15,9 @@ from decimal import Decimal
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization, Tier
-from accounts.services import api_key_lookup_prefix, api_key_touch, api_key_verify
+from accounts.services import api_key_lookup_prefix, api_key_touch, api_key_touch_due, api_key_verify
 from billing.models import CatalogRevision, ModelSpec, PriceConfig, SpendLimit
-from gateway.db import HotStatements
+from gateway.db import HotStatements, db_step
 from gateway.validation import CatalogEntry
 from providers.cache import CacheSettings
 from providers.models import FallbackRoute, ResponseCachePolicy
@@ -118,9 +118,8 @@ _snapshot: CatalogSnapshot | None = None
 _snapshot_lock = threading.Lock()
 
 
-def catalog_snapshot(revision: int | None) -> CatalogSnapshot:
-    """The catalog as of `revision` or later; with no revision on record, always freshly loaded."""
-    global _snapshot
+def catalog_snapshot_current(revision: int | None) -> CatalogSnapshot | None:
+    """The snapshot held, when it is as of `revision` and young enough; None when it must be (re)loaded."""
     snapshot = _snapshot
     if (
         revision is not None
@@ -128,6 +127,15 @@ def catalog_snapshot(revision: int | None) -> CatalogSnapshot:
         and time.monotonic() - snapshot.loaded_at < SNAPSHOT_MAX_AGE_SECONDS
         and snapshot.revision == revision
     ):
+        return snapshot
+    return None
+
+
+def catalog_snapshot(revision: int | None) -> CatalogSnapshot:
+    """The catalog as of `revision` or later; with no revision on record, always freshly loaded."""
+    global _snapshot
+    snapshot = catalog_snapshot_current(revision)
+    if snapshot is not None:
         return snapshot
     # The revision is read before the catalog, so what we load is at least as new as it says.
     snapshot = _catalog_load(revision)
@@ -194,11 +202,8 @@ def _caller_sql(quote) -> str:
     )
 
 
-def _caller_row(plaintext: str) -> tuple[Caller, CacheSettings | None, int | None] | None:
-    prefix = api_key_lookup_prefix(plaintext)
-    if prefix is None:
-        return None
-    rows = HotStatements.select("caller", _caller_sql, _caller_fields(), [prefix])
+def _caller_parse(plaintext: str, rows: list[list]) -> tuple[Caller, CacheSettings | None, int | None, bool] | None:
+    """(caller, cache settings, catalog revision, whether last-used is due a write) from the caller query's rows."""
     if not rows:
         return None
     row = rows[0]
@@ -216,7 +221,6 @@ def _caller_row(plaintext: str) -> tuple[Caller, CacheSettings | None, int | Non
         now=now,
     ):
         return None
-    api_key_touch(api_key_id=key["id"], last_used_at=key["last_used_at"], now=now)
     caller = Caller(
         api_key_id=key["id"],
         api_key_prefix=key["prefix"],
@@ -233,23 +237,40 @@ def _caller_row(plaintext: str) -> tuple[Caller, CacheSettings | None, int | Non
     cache = None
     if policy["enabled"]:
         cache = CacheSettings(ttl=policy["ttl"] or timedelta(0), price_per_image=policy["price_per_image"])
-    return caller, cache, revision
+    return caller, cache, revision, api_key_touch_due(last_used_at=key["last_used_at"], now=now)
 
 
 def caller_from_key(plaintext: str) -> Caller | None:
-    found = _caller_row(plaintext)
-    return found[0] if found else None
-
-
-def load_call_context(plaintext: str, model: str | None) -> CallContext | None:
-    """Phase one, in one database step: the key, the model's catalog entry and its prices."""
-    found = _caller_row(plaintext)
+    """The caller behind a key (sync, for Django views)."""
+    prefix = api_key_lookup_prefix(plaintext)
+    if prefix is None:
+        return None
+    found = _caller_parse(plaintext, HotStatements.select("caller", _caller_sql, _caller_fields(), [prefix]))
     if found is None:
         return None
-    caller, cache, revision = found
+    caller, _, _, touch_due = found
+    if touch_due:
+        api_key_touch(api_key_id=caller.api_key_id, now=timezone.now())
+    return caller
+
+
+async def call_context_load(plaintext: str, model: str | None) -> CallContext | None:
+    """Phase one: the key, the model's catalog entry and its prices; one statement while the catalog is unchanged."""
+    prefix = api_key_lookup_prefix(plaintext)
+    if prefix is None:
+        return None
+    found = _caller_parse(plaintext, await HotStatements.aselect("caller", _caller_sql, _caller_fields(), [prefix]))
+    if found is None:
+        return None
+    caller, cache, revision, touch_due = found
+    if touch_due:
+        await HotStatements.aupdate(ApiKey, caller.api_key_id, {"last_used_at": timezone.now()}, where={})
     context = CallContext(caller=caller, entry=None, cache=cache)
     if model is not None:
-        context.route, candidates = catalog_snapshot(revision).candidates(model)
+        snapshot = catalog_snapshot_current(revision)
+        if snapshot is None:
+            snapshot = await db_step(catalog_snapshot, revision)
+        context.route, candidates = snapshot.candidates(model)
         if candidates:
             (context.entry, context.prices), *context.fallbacks = candidates
     return context

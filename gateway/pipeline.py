@@ -1,7 +1,9 @@
 """The image request pipeline: authenticate → validate → price → call provider → record.
 
-Every database step is short and runs on a borrowed thread (gateway.db.db_step);
-while the provider works, the request holds only its coroutine.
+Every database step is short: one statement on an async connection for the steps
+every request takes (gateway.db.HotStatements, billing.ledger), a borrowed thread
+for the rest (gateway.db.db_step). While the provider works, the request holds
+only its coroutine.
 """
 
 import asyncio
@@ -18,17 +20,11 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from billing.ledger import line_item_open, line_item_record, line_item_settle
 from billing.models import UsageLineItem
 from billing.money import format_usd, quantize_usd
-from billing.services import line_item_create
-from billing.spend import (
-    OpenedLineItem,
-    SpendLimitExceeded,
-    line_item_open,
-    line_item_settle,
-    spend_reservation_replace,
-)
-from gateway.context import CallContext, load_call_context
+from billing.spend import OpenedLineItem, SpendLimitExceeded, spend_reservation_replace
+from gateway.context import CallContext, call_context_load
 from gateway.db import db_step
 from gateway.errors import Flavor, GatewayError
 from gateway.idempotency import (
@@ -122,7 +118,7 @@ class ImageGeneration:
             model = requested_model(self.payload)
         except GatewayError as error:
             parse_error = error
-        context = await db_step(load_call_context, api_key, model)
+        context = await call_context_load(api_key, model)
         if context is None:
             raise GatewayError(401, "invalid_api_key", "Invalid API key: unknown, revoked or expired.")
         claimed: str | None = None
@@ -236,8 +232,7 @@ class ImageGeneration:
 
     async def _record_rejection(self, context: CallContext, error: GatewayError) -> None:
         payload = self.payload
-        await db_step(
-            line_item_create,
+        await line_item_record(
             request_id=self.request_id,
             created_at=self.received_at,
             organization_id=context.caller.organization_id,
@@ -408,8 +403,7 @@ class ImageGeneration:
         n = n or params.n
         self.line_item_details = self._request_details()
         try:
-            self.line_item = await db_step(
-                line_item_open,
+            self.line_item = await line_item_open(
                 amount=quantize_usd(unit_price * n),
                 check_caps=context.caller.has_spend_limits,
                 request_id=self.request_id,
@@ -468,8 +462,7 @@ class ImageGeneration:
 
     async def _settle(self, *, details: dict, **close: Any) -> None:
         assert self.line_item is not None
-        await db_step(
-            line_item_settle,
+        await line_item_settle(
             line_item_id=self.line_item.id,
             reserved=self.line_item.reserved,
             details={**self.line_item_details, **details},

@@ -87,14 +87,22 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'gateway.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):
-    # The hot path checks a connection out for each short database step and gives
-    # it back before it waits on a provider; a pool makes that give-back cheap.
+    # ORM steps off the hot path's statements (db_step) check a connection out and give
+    # it back before the request waits on a provider; a pool makes that give-back cheap.
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": env_int("DB_POOL_MIN", 2),
-        "max_size": env_int("DB_POOL_MAX", 20),
-        "timeout": env_int("DB_POOL_TIMEOUT", 10),
+        "min_size": env_int("DB_POOL_MIN", 1),
+        "max_size": env_int("DB_POOL_MAX", 10),
+        "timeout": DB_POOL_TIMEOUT,
     }
+# The hot path's own statements on PostgreSQL: async connections per worker process
+# (at most DB_HOT_POOL_MAX in use at once), prepared after a second use. Set
+# DB_HOT_PREPARE=false behind a pooler that cannot keep prepared statements.
+DB_HOT_ASYNC = env_bool("DB_HOT_ASYNC", True)
+DB_HOT_POOL_MAX = env_int("DB_HOT_POOL_MAX", 10)
+DB_HOT_PREPARE_THRESHOLD = 2 if env_bool("DB_HOT_PREPARE", True) else None
+DB_HOT_IDLE_SECONDS = env_int("DB_HOT_IDLE_SECONDS", 300)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}

@@ -3,15 +3,20 @@
 from datetime import timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
 from django.core.management import call_command
 from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.services import org_tier_set
+from billing import ledger
 from billing.models import SpendCounter, SpendReservation, UsageLineItem
-from billing.spend import line_item_open, spend_limit_set, spend_reservations_expire
+from billing.services import line_item_values
+from billing.spend import TOTAL_PERIOD_START, line_item_open, period_start, spend_limit_set, spend_reservations_expire
+from billing.spend_sql import COUNTER_MISSING, NO_ROOM, line_item_open_statement
 from billing.tasks import spend_reservations_sweep
+from gateway.db import hot_connections_close, hot_run
 from tests.governance import SMALL_IMAGE, URL, bearer, post_many, small_image_price, statuses
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -175,3 +180,54 @@ async def test_a_cap_set_after_spending_counts_what_was_already_spent_this_perio
     assert total["total"] == Decimal("0.28")
     counter = await SpendCounter.objects.aget(spend_limit__organization=org)
     assert (counter.spent, counter.reserved) == (Decimal("0.28"), Decimal(0))
+
+
+def _open_statement(org, key, *, request_id: str, amount: str):
+    now = timezone.now()
+    values = line_item_values(
+        request_id=request_id, created_at=now, organization_id=org.pk, api_key_id=key.api_key.pk, status="pending", n=1
+    )
+    starts = [period_start("day", now), period_start("month", now), TOTAL_PERIOD_START]
+    return line_item_open_statement(
+        values, organization_id=org.pk, api_key_id=key.api_key.pk, amount=Decimal(amount), now=now, starts=starts
+    )
+
+
+async def test_one_statement_reserve_holds_refuses_and_leaves_nothing_behind_when_refused(capped):
+    """The request path's reservation (imagegate_spend_reserve): held in one statement, or rolled back whole."""
+    org, key = capped
+    # No counter yet this period: the statement declines and billing.spend creates it.
+    with pytest.raises(psycopg.Error) as missing:
+        await hot_run(*_open_statement(org, key, request_id="req-first", amount="0.40"))
+    assert missing.value.sqlstate == COUNTER_MISSING
+    await ledger.line_item_open(
+        amount=Decimal("0.40"),
+        check_caps=True,
+        organization_id=org.pk,
+        api_key_id=key.api_key.pk,
+        request_id="req-first",
+        created_at=timezone.now(),
+        status="pending",
+        n=1,
+    )
+    rows, _ = await hot_run(*_open_statement(org, key, request_id="req-second", amount="0.60"))
+    held_item, held = rows[0]
+    assert held is True
+    counter = await SpendCounter.objects.aget(spend_limit__organization=org)
+    assert (counter.spent, counter.reserved) == (Decimal(0), Decimal("1.00"))
+    assert await SpendReservation.objects.filter(line_item_id=held_item, amount=Decimal("0.60")).aexists()
+
+    with pytest.raises(psycopg.Error) as refused:
+        await hot_run(*_open_statement(org, key, request_id="req-third", amount="0.01"))
+    assert refused.value.sqlstate == NO_ROOM
+    assert not await UsageLineItem.objects.filter(request_id="req-third").aexists(), "rolled back whole"
+
+    await ledger.line_item_settle(
+        line_item_id=held_item, reserved=True, status="succeeded", cost=Decimal("0.60"), http_status=200, latency_ms=5
+    )
+    counter = await SpendCounter.objects.aget(pk=counter.pk)
+    assert (counter.spent, counter.reserved) == (Decimal("0.60"), Decimal("0.40"))
+    item = await UsageLineItem.objects.aget(pk=held_item)
+    assert (item.status, item.cost) == ("succeeded", Decimal("0.60"))
+    assert not await SpendReservation.objects.filter(line_item_id=held_item).aexists()
+    await hot_connections_close()

@@ -1,6 +1,11 @@
 """A stateful property test of the ledger: after any sequence of reserve/settle/release,
-spend + reserved never exceeds the cap and the line items add up to the spend."""
+spend + reserved never exceeds the cap and the line items add up to the spend.
 
+Run against both forms of the ledger: billing.spend's transactions (SQLite, rare
+paths) and billing.ledger's one-statement steps (the request path on PostgreSQL).
+"""
+
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -11,15 +16,39 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from accounts.services import api_key_create, org_create
+from billing import ledger, spend
 from billing.models import SpendCounter, SpendLimit, UsageLineItem
-from billing.spend import SpendLimitExceeded, line_item_open, line_item_settle, spend_limit_set
+from billing.spend import SpendLimitExceeded, spend_limit_set
+from gateway.db import hot_connections_close
 
 UNIT = Decimal("0.04")
 
 
+class TransactionalLedger:
+    """billing.spend, as SQLite and the rare paths run it."""
+
+    open = staticmethod(spend.line_item_open)
+    settle = staticmethod(spend.line_item_settle)
+
+
+class OneStatementLedger:
+    """billing.ledger, as the request path runs it: one statement per step on PostgreSQL."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def open(self, **fields):
+        return self.loop.run_until_complete(ledger.line_item_open(check_caps=True, **fields))
+
+    def settle(self, **fields):
+        return self.loop.run_until_complete(ledger.line_item_settle(reserved=True, **fields))
+
+
+@pytest.mark.parametrize("ledger_form", [TransactionalLedger, OneStatementLedger])
 @pytest.mark.django_db(transaction=True)
-def test_ledger_invariants_hold(seeded):
+def test_ledger_invariants_hold(seeded, ledger_form):
     runs = iter(range(10_000))
+    steps = ledger_form()
 
     class Ledger(RuleBasedStateMachine):
         def __init__(self):
@@ -36,7 +65,7 @@ def test_ledger_invariants_hold(seeded):
         def reserve(self, n):
             self.count += 1
             try:
-                item = line_item_open(
+                item = steps.open(
                     amount=UNIT * n,
                     organization_id=self.org.pk,
                     api_key_id=self.key.pk,
@@ -55,7 +84,7 @@ def test_ledger_invariants_hold(seeded):
             item = data.draw(st.sampled_from(sorted(self.open)))
             delivered = data.draw(st.integers(min_value=0, max_value=self.open.pop(item)))
             status = UsageLineItem.Status.SUCCEEDED if delivered else UsageLineItem.Status.FAILED
-            line_item_settle(line_item_id=item, status=status, cost=UNIT * delivered, http_status=200, latency_ms=1)
+            steps.settle(line_item_id=item, status=status, cost=UNIT * delivered, http_status=200, latency_ms=1)
 
         @invariant()
         def within_caps_and_balanced(self):
@@ -71,4 +100,9 @@ def test_ledger_invariants_hold(seeded):
     Ledger.TestCase.settings = settings(
         max_examples=25, stateful_step_count=15, deadline=None, suppress_health_check=list(HealthCheck)
     )
-    Ledger.TestCase().runTest()
+    try:
+        Ledger.TestCase().runTest()
+    finally:
+        if isinstance(steps, OneStatementLedger):
+            steps.loop.run_until_complete(hot_connections_close())
+            steps.loop.close()
