@@ -73,11 +73,19 @@ class UsageLineItem(models.Model):
     # No single-column indexes here: the composite ones below lead with these columns, and every
     # extra index is written twice per request (the pending insert and the settling update).
     created_at = models.DateTimeField()
+    # No database-level foreign keys: checking one locks the organization's and the key's rows
+    # (FOR KEY SHARE) from every concurrent request, which PostgreSQL turns into multixact churn
+    # on the hottest rows there are. Django still applies on_delete, and rows are never deleted raw.
     organization = models.ForeignKey(
-        "accounts.Organization", on_delete=models.PROTECT, related_name="+", db_index=False
+        "accounts.Organization", on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
     )
     api_key = models.ForeignKey(
-        "accounts.ApiKey", null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+        "accounts.ApiKey",
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     end_user = models.CharField(max_length=256, blank=True)
     provider = models.CharField(max_length=32, blank=True)
@@ -271,10 +279,17 @@ class SpendCounter(models.Model):
 class SpendReservation(models.Model):
     """Money held on a counter for a line item whose provider call is under way."""
 
-    line_item = models.ForeignKey(UsageLineItem, on_delete=models.CASCADE, related_name="reservations")
-    counter = models.ForeignKey(SpendCounter, on_delete=models.CASCADE, related_name="reservations")
+    # A reservation lives for one provider call: it is written and deleted on every capped request,
+    # so it carries only the index that settling looks it up by, and no database-level foreign
+    # keys (see UsageLineItem). The sweeper's scan by age reads a table of in-flight calls only.
+    line_item = models.ForeignKey(
+        UsageLineItem, on_delete=models.CASCADE, related_name="reservations", db_constraint=False
+    )
+    counter = models.ForeignKey(
+        SpendCounter, on_delete=models.CASCADE, related_name="reservations", db_index=False, db_constraint=False
+    )
     amount = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
-    created_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField()
 
     def __str__(self) -> str:
         return f"{self.amount} for line item {self.line_item_id}"

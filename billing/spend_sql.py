@@ -159,7 +159,7 @@ def line_item_open_statement(
     imagegate_spend_reserve, which rolls the whole statement back when a cap has no room.
     """
     insert, params = HotStatements.insert_sql(UsageLineItem, values)
-    # The reservation rows reference the line item through a deferred foreign key, checked at commit.
+    # The reservation rows reference the line item inserted by the same statement.
     sql = (
         f"WITH item AS ({insert}) "  # noqa: S608  (the INSERT is built from model metadata; values are parameters)
         "SELECT item.id, imagegate_spend_reserve(item.id, %s, %s, %s, %s, %s, %s, %s) FROM item"
