@@ -11,13 +11,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from functools import partial
+from functools import cache, partial
 from typing import Any, ParamSpec, TypeVar
 
 import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 from django.db.models.expressions import Col
 from psycopg.pq import TransactionStatus
@@ -108,8 +109,18 @@ class _LoopConnections:
 _loop_connections: dict[int, _LoopConnections] = {}
 
 
+@cache
+def _wrapper() -> BaseDatabaseWrapper:
+    """A connection wrapper for what needs no database (quoting, adapting values, converters), looked up once.
+
+    Looking one up costs a context-local access per call; statements themselves
+    always run on the calling thread's own connection.
+    """
+    return connections["default"]
+
+
 def hot_async_enabled() -> bool:
-    return settings.DB_HOT_ASYNC and connections["default"].vendor == "postgresql"
+    return settings.DB_HOT_ASYNC and _wrapper().vendor == "postgresql"
 
 
 def _connections_for_loop() -> _LoopConnections:
@@ -173,6 +184,7 @@ class HotStatements:
     """
 
     _cache: dict[tuple, str] = {}
+    _converters: dict[str, list[tuple[list[Callable], Col | None]]] = {}
 
     @classmethod
     def _sql(cls, key: tuple, build: Callable[[], str]) -> str:
@@ -183,13 +195,13 @@ class HotStatements:
 
     @staticmethod
     def _params(model: type[Model], values: dict[str, Any]) -> list[Any]:
-        connection = connections["default"]
+        connection = _wrapper()
         return [_concrete_field(model, name).get_db_prep_save(value, connection) for name, value in values.items()]
 
     @classmethod
     def insert_sql(cls, model: type[Model], values: dict[str, Any]) -> tuple[str, list[Any]]:
         """The INSERT … RETURNING pk of one row (a caller may wrap it in a larger statement)."""
-        connection = connections["default"]
+        connection = _wrapper()
         quote = connection.ops.quote_name
 
         def build() -> str:
@@ -223,7 +235,7 @@ class HotStatements:
         cls, model: type[Model], pk: int, values: dict[str, Any], *, where: dict[str, Any]
     ) -> tuple[str, list[Any]]:
         """UPDATE one row by primary key, only while the `where` fields hold the given values."""
-        connection = connections["default"]
+        connection = _wrapper()
         quote = connection.ops.quote_name
 
         def build() -> str:
@@ -249,21 +261,24 @@ class HotStatements:
     @classmethod
     def cached(cls, name: str, build: Callable[[Callable[[str], str]], str]) -> str:
         """The statement `name`, built once per database vendor by `build(quote)`."""
-        connection = connections["default"]
+        connection = _wrapper()
         return cls._sql(("select", name, connection.vendor), lambda: build(connection.ops.quote_name))
 
-    @staticmethod
-    def convert(rows: list[tuple], fields: Sequence[Field | None]) -> list[list[Any]]:
-        """Rows as the ORM would return them: `fields` gives each column's model field (None: a plain value)."""
-        connection = connections["default"]
-        converters: list[tuple[list[Callable], Col | None]] = []
-        for field in fields:
-            if field is None:
-                converters.append(([], None))
-                continue
-            # As the SQL compiler collects them: the backend's for the column, then the column's (its field's) own.
-            col = field.get_col(field.model._meta.db_table)
-            converters.append((connection.ops.get_db_converters(col) + col.get_db_converters(connection), col))
+    @classmethod
+    def convert(cls, name: str, rows: list[tuple], fields: Sequence[Field | None]) -> list[list[Any]]:
+        """Rows of statement `name` as the ORM would return them: `fields` gives each column's field (None: plain)."""
+        connection = _wrapper()
+        converters = cls._converters.get(name)
+        if converters is None:
+            converters = []
+            for field in fields:
+                if field is None:
+                    converters.append(([], None))
+                    continue
+                # As the SQL compiler collects them: the backend's for the column, then the column's (field's) own.
+                col = field.get_col(field.model._meta.db_table)
+                converters.append((connection.ops.get_db_converters(col) + col.get_db_converters(connection), col))
+            cls._converters[name] = converters
         converted = []
         for row in rows:
             values = []
@@ -281,14 +296,14 @@ class HotStatements:
     ) -> list[list[Any]]:
         """Run the cached SELECT (or ... RETURNING) `name`, built by `build(quote)`; rows converted by `fields`."""
         rows, _ = _run_sync(cls.cached(name, build), params)
-        return cls.convert(rows or [], fields)
+        return cls.convert(name, rows or [], fields)
 
     @classmethod
     async def aselect(
         cls, name: str, build: Callable[[Callable[[str], str]], str], fields: Sequence[Field | None], params: list[Any]
     ) -> list[list[Any]]:
         rows, _ = await hot_run(cls.cached(name, build), params)
-        return cls.convert(rows or [], fields)
+        return cls.convert(name, rows or [], fields)
 
     @classmethod
     def execute(cls, name: str, build: Callable[[Callable[[str], str]], str], params: list[Any]) -> int:
@@ -298,4 +313,4 @@ class HotStatements:
     @staticmethod
     def prep(model: type[Model], field: str, value: Any) -> Any:
         """A parameter for `model.field`, adapted as the ORM would."""
-        return _concrete_field(model, field).get_db_prep_save(value, connections["default"])
+        return _concrete_field(model, field).get_db_prep_save(value, _wrapper())
