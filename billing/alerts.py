@@ -60,8 +60,9 @@ def alert_thresholds(*, organization_id: int) -> list[int]:
 def alerts_record(*, changes: list[CounterChange]) -> list[SpendAlert]:
     """Record the thresholds this settlement crossed; delivery is enqueued once the transaction commits.
 
-    The caller holds the counter rows locked and spend only grows within a period,
-    so each crossing is seen by exactly one settlement; the unique constraint is the backstop.
+    Each change's before and after come from one atomic counter update and spend only
+    grows within a period, so each crossing is seen by exactly one settlement; the
+    unique constraint is the backstop.
     """
     created_alerts = []
     thresholds: dict[int, list[int]] = {}
