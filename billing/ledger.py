@@ -10,14 +10,12 @@ borrowed thread, which applies the same rules under the same locks.
 
 from decimal import Decimal
 
-import psycopg
-
 from billing import spend, spend_sql
 from billing.alerts import CounterChange, alerts_record, change_may_cross
 from billing.models import UsageLineItem
 from billing.services import STILL_PENDING, BillingError, line_item_changes, line_item_values
 from billing.spend import TOTAL_PERIOD_START, OpenedLineItem, period_start
-from gateway.db import HotStatements, db_step, hot_async_enabled, hot_run
+from gateway.db import HotStatements, db_step, hot_async_enabled, hot_run, sqlstate
 
 
 async def line_item_record(**fields) -> int:
@@ -43,12 +41,11 @@ async def line_item_open(
             values, organization_id=organization_id, api_key_id=api_key_id, amount=amount, now=now, starts=starts
         )
         try:
-            rows, _ = await hot_run(*statement)
-        except psycopg.Error as exc:
-            if exc.sqlstate not in (spend_sql.NO_ROOM, spend_sql.COUNTER_MISSING):
+            rows = await hot_run(*statement)
+        except Exception as exc:
+            if sqlstate(exc) not in (spend_sql.NO_ROOM, spend_sql.COUNTER_MISSING):
                 raise
         else:
-            assert rows is not None
             return OpenedLineItem(id=rows[0][0], reserved=rows[0][1])
     return await db_step(
         spend.line_item_open, amount=amount, organization_id=organization_id, api_key_id=api_key_id, **fields
@@ -66,10 +63,10 @@ async def line_item_settle(*, line_item_id: int, reserved: bool, status: str, co
         return
     statement = spend_sql.line_item_settle_statement(line_item_id, changes, STILL_PENDING, cost)
     try:
-        rows, _ = await hot_run(*statement)
-    except psycopg.Error as exc:
-        if exc.sqlstate == spend_sql.CHARGE_ABOVE_HOLD:
-            raise BillingError(f"Cannot charge {cost}: {exc.diag.message_primary}") from None
+        rows = await hot_run(*statement)
+    except Exception as exc:
+        if sqlstate(exc) == spend_sql.CHARGE_ABOVE_HOLD:
+            raise BillingError(f"Cannot charge {cost} more than was reserved for line item {line_item_id}") from None
         raise
     counters = [
         CounterChange(
@@ -81,7 +78,7 @@ async def line_item_settle(*, line_item_id: int, reserved: bool, status: str, co
             spent_before=spent_after - cost,
             spent_after=spent_after,
         )
-        for counter_id, limit_id, organization_id, start, cap, spent_after in rows or []
+        for counter_id, limit_id, organization_id, start, cap, spent_after in rows
     ]
     # A threshold is crossed a few times per cap and period: only then is there more to write.
     if any(change_may_cross(change) for change in counters):

@@ -8,11 +8,27 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 # folders, so a deployment needs no collectstatic step and no CDN.
 django_application = ASGIStaticFilesHandler(get_asgi_application())
 
+from gateway.db import hot_connections_close  # noqa: E402
 from gateway.endpoint import IMAGE_ENDPOINTS, image_endpoint  # noqa: E402  (needs the apps loaded)
+
+
+async def _lifespan(receive, send) -> None:
+    """Server start and stop (Django has no lifespan support): on stop, close the hot path's database connections."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await hot_connections_close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 async def application(scope, receive, send):
     """The image endpoints take the lean path (gateway.endpoint); everything else is Django."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
     flavor = IMAGE_ENDPOINTS.get(scope.get("path", "").rstrip("/")) if scope["type"] == "http" else None
     if flavor is not None:
         await image_endpoint(scope, receive, send, flavor)

@@ -8,12 +8,15 @@ Two ways to reach the database from a coroutine:
 """
 
 import asyncio
+import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from functools import cache, partial
 from typing import Any, ParamSpec, TypeVar
 
+import asyncpg
 import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -21,7 +24,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 from django.db.models.expressions import Col
-from psycopg.pq import TransactionStatus
+from psycopg.types.json import Jsonb
 
 from gateway.errors import GatewayError
 
@@ -48,7 +51,7 @@ async def db_step(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 
 
 class _LoopConnections:
-    """Async PostgreSQL connections of one event loop: reused last-in first-out, at most `limit` in use.
+    """Async PostgreSQL connections (asyncpg) of one event loop: reused last-in first-out, at most `limit` in use.
 
     A step holds a connection only while its one statement runs. No background
     tasks: a loop that is gone (a finished test) leaves only idle sockets behind,
@@ -57,21 +60,27 @@ class _LoopConnections:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self.loop = loop
-        self.idle: list[tuple[psycopg.AsyncConnection, float]] = []
+        self.idle: list[tuple[asyncpg.Connection, float]] = []
         self.slots = asyncio.Semaphore(limit)
 
-    async def connect(self) -> psycopg.AsyncConnection:
-        params = connections["default"].get_connection_params()
-        # Django's sync client-side cursor does not fit an async connection; server-side
-        # binding lets PostgreSQL keep the hot statements prepared.
-        params.pop("cursor_factory", None)
-        params["prepare_threshold"] = settings.DB_HOT_PREPARE_THRESHOLD
-        connection = await psycopg.AsyncConnection.connect(**params, autocommit=True)
-        await connection.execute("SET TIME ZONE 'UTC'")
-        return connection
+    async def connect(self) -> asyncpg.Connection:
+        # The same server and credentials as Django's connections (PG* variables and ~/.pgpass apply as in libpq).
+        params = _wrapper().get_connection_params()
+        return await asyncpg.connect(
+            host=params.get("host") or None,
+            port=params.get("port") or None,
+            user=params.get("user") or None,
+            password=params.get("password") or None,
+            database=params.get("dbname") or None,
+            ssl=params.get("sslmode"),
+            server_settings={"TimeZone": "UTC", "application_name": "imagegate-hot-path"},
+            # asyncpg prepares each statement once per connection and keeps it; a pooler
+            # that cannot keep prepared statements needs DB_HOT_PREPARE=false.
+            statement_cache_size=100 if settings.DB_HOT_PREPARE else 0,
+        )
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         try:
             await asyncio.wait_for(self.slots.acquire(), settings.DB_POOL_TIMEOUT)
         except TimeoutError:
@@ -82,27 +91,42 @@ class _LoopConnections:
             connection = None
             while self.idle and connection is None:
                 candidate, since = self.idle.pop()
-                if candidate.closed or time.monotonic() - since > settings.DB_HOT_IDLE_SECONDS:
-                    await candidate.close()
+                if candidate.is_closed() or time.monotonic() - since > settings.DB_HOT_IDLE_SECONDS:
+                    candidate.terminate()
                 else:
                     connection = candidate
             if connection is None:
                 connection = await self.connect()
             try:
                 yield connection
-            finally:
-                # Only a connection left idle and healthy goes back; one cut off mid-statement is dropped.
-                if not connection.closed and connection.info.transaction_status == TransactionStatus.IDLE:
-                    self.idle.append((connection, time.monotonic()))
-                else:
-                    await connection.close()
+            except asyncpg.PostgresError:
+                # The server refused the statement; the connection itself is fine and idle (autocommit).
+                self._put_back(connection)
+                raise
+            except BaseException:
+                # Cut off mid-statement (cancelled, network): the connection's state is unknown.
+                connection.terminate()
+                raise
+            else:
+                self._put_back(connection)
         finally:
             self.slots.release()
 
+    def _put_back(self, connection: asyncpg.Connection) -> None:
+        if connection.is_closed() or connection.is_in_transaction():
+            connection.terminate()
+        else:
+            self.idle.append((connection, time.monotonic()))
+
     def discard(self) -> None:
-        """Close the idle sockets of a loop that is gone (no awaiting: the loop cannot run)."""
+        """Drop the idle connections of a loop that is gone (a finished test's).
+
+        Aborting a transport schedules its close on its loop, which cannot run any
+        more; the abort still unregisters the socket, and collecting it closes it.
+        """
         for connection, _ in self.idle:
-            connection.pgconn.finish()
+            with suppress(RuntimeError):
+                connection.terminate()
         self.idle.clear()
 
 
@@ -144,25 +168,56 @@ async def hot_connections_close() -> None:
         found.idle.clear()
 
 
-# (rows or None, rows changed) of one statement.
-Outcome = tuple[list[tuple] | None, int]
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a database error from either driver, else None."""
+    if isinstance(error, asyncpg.PostgresError | psycopg.Error):
+        return error.sqlstate
+    return None
 
 
-def _run_sync(sql: str, params: Sequence[Any]) -> Outcome:
+def _run_sync(sql: str, params: Sequence[Any]) -> list[tuple]:
     with connections["default"].cursor() as cursor:
         cursor.execute(sql, params)
-        rows = cursor.fetchall() if cursor.description else None
-        return rows, cursor.rowcount
+        return cursor.fetchall() if cursor.description else []
 
 
-async def hot_run(sql: str, params: Sequence[Any]) -> Outcome:
-    """One statement, on its own (autocommit): async on PostgreSQL, else through `db_step`."""
+_CONNECTION_LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.AdminShutdownError, ConnectionError)
+_numbered: dict[str, str] = {}
+
+
+def _numbered_placeholders(sql: str) -> str:
+    """`%s` placeholders as asyncpg's `$1, $2, …` (the statements here hold no literal %)."""
+    found = _numbered.get(sql)
+    if found is None:
+        count = iter(range(1, sql.count("%s") + 1))
+        found = _numbered[sql] = re.sub("%s", lambda _: f"${next(count)}", sql)
+    return found
+
+
+def _asyncpg_value(value: Any) -> Any:
+    # Django adapts JSON for psycopg (a Jsonb wrapper); asyncpg takes JSON as text.
+    if isinstance(value, Jsonb):
+        return (value.dumps or json.dumps)(value.obj)
+    return value
+
+
+async def hot_run(sql: str, params: Sequence[Any]) -> list[tuple]:
+    """One statement, on its own (autocommit); returns its rows ([] for none).
+
+    Async on PostgreSQL, else through `db_step`.
+    """
     if not hot_async_enabled():
         return await db_step(_run_sync, sql, params)
-    async with _connections_for_loop().connection() as connection:
-        cursor = await connection.execute(sql, params)
-        rows = await cursor.fetchall() if cursor.description else None
-        return rows, cursor.rowcount
+    query, values = _numbered_placeholders(sql), [_asyncpg_value(value) for value in params]
+    try:
+        async with _connections_for_loop().connection() as connection:
+            rows = await connection.fetch(query, *values)
+    except _CONNECTION_LOST:
+        # An idle connection the server dropped (restart, failover) is found out on use: retry once on a new one.
+        # Safe for these statements: a line item's request id is unique, and settling only touches a pending item.
+        async with _connections_for_loop().connection() as connection:
+            rows = await connection.fetch(query, *values)
+    return [tuple(row) for row in rows]
 
 
 def _concrete_field(model: type[Model], name: str) -> Field:
@@ -218,17 +273,11 @@ class HotStatements:
     @classmethod
     def insert(cls, model: type[Model], values: dict[str, Any]) -> int:
         """INSERT one row; returns its primary key."""
-        sql, params = cls.insert_sql(model, values)
-        rows, _ = _run_sync(sql, params)
-        assert rows is not None
-        return rows[0][0]
+        return _run_sync(*cls.insert_sql(model, values))[0][0]
 
     @classmethod
     async def ainsert(cls, model: type[Model], values: dict[str, Any]) -> int:
-        sql, params = cls.insert_sql(model, values)
-        rows, _ = await hot_run(sql, params)
-        assert rows is not None
-        return rows[0][0]
+        return (await hot_run(*cls.insert_sql(model, values)))[0][0]
 
     @classmethod
     def update_sql(
@@ -243,7 +292,7 @@ class HotStatements:
             conditions = "".join(f" AND {quote(_concrete_field(model, name).column)} = %s" for name in where)
             return (
                 f"UPDATE {quote(model._meta.db_table)} SET {assignments} "  # noqa: S608
-                f"WHERE {quote(model._meta.pk.column)} = %s{conditions}"
+                f"WHERE {quote(model._meta.pk.column)} = %s{conditions} RETURNING {quote(model._meta.pk.column)}"
             )
 
         sql = cls._sql(("update", model, tuple(values), tuple(where), connection.vendor), build)
@@ -252,11 +301,11 @@ class HotStatements:
     @classmethod
     def update(cls, model: type[Model], pk: int, values: dict[str, Any], *, where: dict[str, Any]) -> int:
         """Returns the rows changed (0 or 1)."""
-        return _run_sync(*cls.update_sql(model, pk, values, where=where))[1]
+        return len(_run_sync(*cls.update_sql(model, pk, values, where=where)))
 
     @classmethod
     async def aupdate(cls, model: type[Model], pk: int, values: dict[str, Any], *, where: dict[str, Any]) -> int:
-        return (await hot_run(*cls.update_sql(model, pk, values, where=where)))[1]
+        return len(await hot_run(*cls.update_sql(model, pk, values, where=where)))
 
     @classmethod
     def cached(cls, name: str, build: Callable[[Callable[[str], str]], str]) -> str:
@@ -295,20 +344,20 @@ class HotStatements:
         cls, name: str, build: Callable[[Callable[[str], str]], str], fields: Sequence[Field | None], params: list[Any]
     ) -> list[list[Any]]:
         """Run the cached SELECT (or ... RETURNING) `name`, built by `build(quote)`; rows converted by `fields`."""
-        rows, _ = _run_sync(cls.cached(name, build), params)
-        return cls.convert(name, rows or [], fields)
+        return cls.convert(name, _run_sync(cls.cached(name, build), params), fields)
 
     @classmethod
     async def aselect(
         cls, name: str, build: Callable[[Callable[[str], str]], str], fields: Sequence[Field | None], params: list[Any]
     ) -> list[list[Any]]:
-        rows, _ = await hot_run(cls.cached(name, build), params)
-        return cls.convert(name, rows or [], fields)
+        return cls.convert(name, await hot_run(cls.cached(name, build), params), fields)
 
     @classmethod
     def execute(cls, name: str, build: Callable[[Callable[[str], str]], str], params: list[Any]) -> int:
         """Run the cached statement `name`, built by `build(quote)`; returns the rows it changed."""
-        return _run_sync(cls.cached(name, build), params)[1]
+        with connections["default"].cursor() as cursor:
+            cursor.execute(cls.cached(name, build), params)
+            return cursor.rowcount
 
     @staticmethod
     def prep(model: type[Model], field: str, value: Any) -> Any:

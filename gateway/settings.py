@@ -96,12 +96,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
         "max_size": env_int("DB_POOL_MAX", 10),
         "timeout": DB_POOL_TIMEOUT,
     }
-# The hot path's own statements on PostgreSQL: async connections per worker process
-# (at most DB_HOT_POOL_MAX in use at once), prepared after a second use. Set
-# DB_HOT_PREPARE=false behind a pooler that cannot keep prepared statements.
+# The hot path's own statements on PostgreSQL: async (asyncpg) connections per worker
+# process, at most DB_HOT_POOL_MAX in use at once, each statement prepared once per
+# connection. Set DB_HOT_PREPARE=false behind a pooler that cannot keep prepared statements.
 DB_HOT_ASYNC = env_bool("DB_HOT_ASYNC", True)
 DB_HOT_POOL_MAX = env_int("DB_HOT_POOL_MAX", 10)
-DB_HOT_PREPARE_THRESHOLD = 2 if env_bool("DB_HOT_PREPARE", True) else None
+DB_HOT_PREPARE = env_bool("DB_HOT_PREPARE", True)
 DB_HOT_IDLE_SECONDS = env_int("DB_HOT_IDLE_SECONDS", 300)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(

@@ -1,0 +1,67 @@
+"""The request path's own PostgreSQL connections (gateway.db): reused, bounded, and recovered after a restart."""
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from billing.models import UsageLineItem
+from gateway.db import hot_connections_close
+from tests.governance import SMALL_IMAGE, URL, bearer, small_image_price
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _hot_path_backends() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'imagegate-hot-path'"
+        )
+        return cursor.fetchone()[0]
+
+
+def _terminate_hot_path_backends() -> int:
+    """What a database restart or a failover does to the gateway's idle connections."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = 'imagegate-hot-path') AS gone"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.fixture
+def enterprise_key(make_org, make_key):
+    from accounts.services import org_tier_set
+
+    small_image_price("0.02")
+    org = make_org("acme", tier="free")
+    org_tier_set(organization=org, tier_slug="enterprise", images_per_minute=100000, images_per_day=100000)
+    return make_key(org)
+
+
+async def test_connections_are_reused_and_bounded_by_the_setting(gateway_client, enterprise_key, settings):
+    settings.DB_HOT_POOL_MAX = 3
+    await hot_connections_close()
+    responses = await asyncio.gather(
+        *(gateway_client.post(URL, json=SMALL_IMAGE, headers=bearer(enterprise_key.plaintext)) for _ in range(30))
+    )
+    assert [r.status_code for r in responses] == [200] * 30
+    in_use = await asyncio.to_thread(_hot_path_backends)
+    assert 1 <= in_use <= 3, f"{in_use} connections for 30 requests with DB_HOT_POOL_MAX=3"
+    await hot_connections_close()
+
+
+async def test_requests_succeed_after_the_database_drops_every_idle_connection(gateway_client, enterprise_key):
+    headers = bearer(enterprise_key.plaintext)
+    for _ in range(3):
+        assert (await gateway_client.post(URL, json=SMALL_IMAGE, headers=headers)).status_code == 200
+    assert await asyncio.to_thread(_terminate_hot_path_backends) >= 1
+    for _ in range(3):
+        response = await gateway_client.post(URL, json=SMALL_IMAGE, headers=headers)
+        assert response.status_code == 200, response.text
+    costs = [item.cost async for item in UsageLineItem.objects.filter(status="succeeded")]
+    assert costs == [Decimal("0.02")] * 6, "every request recorded once, none lost or doubled"
+    await hot_connections_close()
