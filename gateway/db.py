@@ -80,7 +80,10 @@ class _LoopConnections:
         )
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(self, *, fresh: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for one statement; `fresh`: drop every idle one first (they were found dead)."""
+        if fresh:
+            self.discard()
         try:
             await asyncio.wait_for(self.slots.acquire(), settings.DB_POOL_TIMEOUT)
         except TimeoutError:
@@ -119,10 +122,10 @@ class _LoopConnections:
             self.idle.append((connection, time.monotonic()))
 
     def discard(self) -> None:
-        """Drop the idle connections of a loop that is gone (a finished test's).
+        """Drop the idle connections, without awaiting (their loop may be gone: a finished test's).
 
-        Aborting a transport schedules its close on its loop, which cannot run any
-        more; the abort still unregisters the socket, and collecting it closes it.
+        On a closed loop, aborting a transport cannot schedule its close; the abort
+        still unregisters the socket, and collecting it closes it.
         """
         for connection, _ in self.idle:
             with suppress(RuntimeError):
@@ -181,7 +184,13 @@ def _run_sync(sql: str, params: Sequence[Any]) -> list[tuple]:
         return cursor.fetchall() if cursor.description else []
 
 
-_CONNECTION_LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.AdminShutdownError, ConnectionError)
+# How a connection the server has closed fails on its next use.
+_CONNECTION_LOST = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InternalClientError,
+    ConnectionError,
+)
 _numbered: dict[str, str] = {}
 
 
@@ -213,9 +222,9 @@ async def hot_run(sql: str, params: Sequence[Any]) -> list[tuple]:
         async with _connections_for_loop().connection() as connection:
             rows = await connection.fetch(query, *values)
     except _CONNECTION_LOST:
-        # An idle connection the server dropped (restart, failover) is found out on use: retry once on a new one.
+        # Idle connections the server dropped (restart, failover) are found out on use: retry once on a new one.
         # Safe for these statements: a line item's request id is unique, and settling only touches a pending item.
-        async with _connections_for_loop().connection() as connection:
+        async with _connections_for_loop().connection(fresh=True) as connection:
             rows = await connection.fetch(query, *values)
     return [tuple(row) for row in rows]
 
