@@ -3,7 +3,8 @@
 Starts the fake OpenAI upstream and `make serve` (PostgreSQL + Redis from DATABASE_URL/REDIS_URL),
 seeds an Enterprise organization with a spend cap, then measures, side by side:
 admitted vs expected under the concurrency scenarios, added latency (p50/p99) one at a time and at
-an open-loop rate, saturated throughput at 50 connections, and server CPU per request.
+an open-loop rate, saturated throughput at 50 connections, and server CPU per request (the gateway's
+worker processes; PostgreSQL's, when it runs on this machine, beside it).
 Saturation uses wrk when it is installed (`apt-get install wrk`), else a Python client that
 competes with the server for the same cores and so understates what the gateway can do.
 
@@ -92,6 +93,19 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[int]:
+    """The local PostgreSQL server's processes (its CPU per request is reported beside the gateway's)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
 
 
 def children(pid: int) -> list[int]:
@@ -216,18 +230,34 @@ async def measure(args, direct, through, uncapped, keys, workers) -> None:
         for label, (url, headers) in (("direct", direct), ("gateway", through), ("no cap", uncapped)):
             serial = await one_by_one(client, url, headers, args.seconds)
             paced = await open_loop(client, url, headers, args.rate, args.seconds)
-            cpu_before = cpu_seconds(workers)
+            database = postgres_pids()
+            cpu_before, database_before = cpu_seconds(workers), cpu_seconds(database)
             if shutil.which("wrk"):
                 count = await asyncio.to_thread(saturate_wrk, url, headers, args.seconds)
             else:
                 count = await saturate(client, url, headers, args.seconds)
             cpu = (cpu_seconds(workers) - cpu_before) * 1000 / count
-            rows[label] = (pct(serial, 50), pct(serial, 99), pct(paced, 50), pct(paced, 99), count / args.seconds, cpu)
+            database_cpu = (cpu_seconds(database) - database_before) * 1000 / count
+            rows[label] = (
+                pct(serial, 50),
+                pct(serial, 99),
+                pct(paced, 50),
+                pct(paced, 99),
+                count / args.seconds,
+                cpu,
+                database_cpu,
+            )
     rate = f"{args.rate:.0f}/s p50"
-    print(f"{'':8} {'1-at-a-time p50':>16} {'p99':>8} {rate:>10} {'p99':>8} {'sat. req/s':>11} {'CPU ms/req':>11}")
+    print(
+        f"{'':8} {'1-at-a-time p50':>16} {'p99':>8} {rate:>10} {'p99':>8} {'sat. req/s':>11} {'CPU ms/req':>11} "
+        f"{'PostgreSQL':>11}"
+    )
     for label, row in rows.items():
-        cpu = f"{row[5]:.2f}" if label != "direct" else "-"
-        print(f"{label:8} {row[0]:16.2f} {row[1]:8.2f} {row[2]:10.2f} {row[3]:8.2f} {row[4]:11.0f} {cpu:>11}")
+        cpu, database = (f"{row[5]:.2f}", f"{row[6]:.2f}") if label != "direct" else ("-", "-")
+        print(
+            f"{label:8} {row[0]:16.2f} {row[1]:8.2f} {row[2]:10.2f} {row[3]:8.2f} {row[4]:11.0f} {cpu:>11} "
+            f"{database:>11}"
+        )
     for label in ("gateway", "no cap"):
         added = [rows[label][i] - rows["direct"][i] for i in range(4)]
         print(f"{'added':8} {added[0]:16.2f} {added[1]:8.2f} {added[2]:10.2f} {added[3]:8.2f}   ({label})")

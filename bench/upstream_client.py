@@ -12,36 +12,15 @@ figure is the median over the rounds. `--loop uvloop` is what `make serve` runs 
 import argparse
 import asyncio
 import resource
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import httpx
 from django.conf import settings
+from governance import BODY, ROOT, free_port, wait_for  # bench/governance.py, beside this script
 
-ROOT = Path(__file__).resolve().parent.parent
-BODY = {"model": "dall-e-2", "size": "256x256", "response_format": "b64_json", "prompt": "bench", "n": 1}
 HEADERS = {"Authorization": "Bearer sk-bench"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(url: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
 
 
 def cpu_seconds() -> float:
