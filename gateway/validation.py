@@ -53,7 +53,22 @@ def parse_body(body: bytes) -> dict[str, Any]:
         raise invalid_parameter(f"The request body is not valid JSON: {exc}", None) from None
     if not isinstance(payload, dict):
         raise invalid_parameter("The request body must be a JSON object.", None)
+    for field, value in payload.items():
+        # Nothing recorded may hold one: PostgreSQL text and JSON cannot store U+0000.
+        if _holds_nul(field) or _holds_nul(value):
+            name = field.replace("\x00", "")
+            raise invalid_parameter(f"'{name}' contains a NUL character (\\u0000), which is not allowed.", name)
     return payload
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    return False
 
 
 def requested_model(payload: dict[str, Any]) -> str:

@@ -127,6 +127,29 @@ async def test_non_object_json_is_400(gateway_client, auth_headers):
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_parameter"
 
 
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": "a\u0000b"}, "prompt"),
+        ({"prompt": "a cat", "user": "end\u0000user"}, "user"),
+        ({"prompt": "a cat", "model": "dall-e-3\u0000"}, "model"),
+        ({"prompt": "a cat", "size": "1024x1024", "n": "\u0000"}, "n"),
+        ({"prompt": "a cat", "extra": {"nested\u0000key": 1}}, "extra"),
+    ],
+)
+async def test_nul_characters_are_400_naming_the_field_and_recorded_as_rejected(
+    gateway_client, auth_headers, body, param
+):
+    """PostgreSQL cannot store U+0000: it is refused up front, never a 500 from the line item's insert."""
+    response = await gateway_client.post(URL, json=body, headers=auth_headers)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_parameter", param)
+    assert "NUL character" in error["message"]
+    item = await UsageLineItem.objects.aget(request_id=response.headers["x-request-id"])
+    assert (item.status, item.error_code) == ("rejected", "invalid_parameter")
+
+
 async def test_body_over_one_mebibyte_is_413(gateway_client, auth_headers):
     body = b'{"prompt": "' + b"x" * (1024 * 1024) + b'"}'
     response = await gateway_client.post(URL, content=body, headers=auth_headers)
