@@ -1,9 +1,9 @@
-"""Every response carries an X-Request-ID, errors included."""
+"""Every response carries an X-Request-ID, errors included; parameters that cannot be stored are refused up front."""
 
 import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 
 def new_request_id() -> str:
@@ -44,3 +44,54 @@ class RequestIdMiddleware:
         response = await self.get_response(request)
         response["X-Request-ID"] = request.request_id
         return response
+
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _nul_parameter(request: HttpRequest) -> str | None:
+    """The first query or form parameter holding a NUL character (its name), or None."""
+    sources = [request.GET]
+    if request.method == "POST" and request.content_type in _FORM_TYPES:
+        sources.append(request.POST)
+    for params in sources:
+        for name, values in params.lists():
+            if "\x00" in name or any("\x00" in value for value in values):
+                return name.replace("\x00", "")
+    return None
+
+
+class NulParameterMiddleware:
+    """A NUL character in the path, a query or a form field is a 400 that names it.
+
+    PostgreSQL cannot hold U+0000 in text, so such a value would otherwise fail deep
+    inside a filter or a save as a 500.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def _refusal(self, request: HttpRequest) -> HttpResponse | None:
+        name = "the path" if "\x00" in request.path else _nul_parameter(request)
+        if name is None:
+            return None
+        if name != "the path":
+            name = f"parameter '{name}'"
+        message = f"The request's {name} contains a NUL character (\\u0000), which is not allowed."
+        if request.path.startswith(("/api/", "/v1/")):
+            return JsonResponse({"detail": message}, status=400)
+        return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        return self._refusal(request) or self.get_response(request)
+
+    async def _acall(self, request):
+        return self._refusal(request) or await self.get_response(request)
