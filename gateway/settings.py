@@ -101,7 +101,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
 # process, at most DB_HOT_POOL_MAX in use at once, each statement prepared once per
 # connection. Set DB_HOT_PREPARE=false behind a pooler that cannot keep prepared statements.
 DB_HOT_ASYNC = env_bool("DB_HOT_ASYNC", True)
-DB_HOT_POOL_MAX = env_int("DB_HOT_POOL_MAX", 10)
+DB_HOT_POOL_MAX = env_int("DB_HOT_POOL_MAX", 5)
 DB_HOT_PREPARE = env_bool("DB_HOT_PREPARE", True)
 DB_HOT_IDLE_SECONDS = env_int("DB_HOT_IDLE_SECONDS", 300)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
