@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import aiohttp
 import httpx
@@ -76,6 +77,18 @@ class _Body(httpx.AsyncByteStream):
 
 
 class _Transport(AiohttpTransport):
+    def get_client(self) -> aiohttp.ClientSession:
+        """The session AiohttpTransport would make, but keeping no cookies.
+
+        One client serves every tenant: a cookie an upstream sets must not ride along on anyone's next call.
+        """
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 100,
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         with _httpx_errors():
             response = await super().handle_async_request(request)
@@ -99,6 +112,8 @@ def new_client(limits: httpx.Limits = LIMITS, *, use_aiohttp: bool = True) -> ht
         timeout=httpx.Timeout(settings.PROVIDER_TIMEOUT_SECONDS, connect=5.0),
         limits=limits,
         follow_redirects=False,
+        # Keeps no cookies (a policy that allows no domain), for the same reason as _Transport's session.
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
     )
 
 

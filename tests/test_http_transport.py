@@ -240,6 +240,28 @@ async def test_redirects_are_not_followed(client):
     assert len(fake.requests) == 1
 
 
+class CookieSettingOpenAI(FakeOpenAI):
+    """Answers every call with a session cookie, as some vendors' edge proxies do."""
+
+    def generate(self, request: FakeRequest) -> Reply:
+        reply = super().generate(request)
+        return Reply(reply.status, reply.body, {"set-cookie": f"edge_session={request.prompt}; Path=/"})
+
+
+async def test_cookies_an_upstream_sets_are_never_sent_back(client):
+    """One client serves every tenant: a cookie from one tenant's call must not travel with the next one's."""
+    fake = CookieSettingOpenAI(api_key="sk-test-upstream")
+    with serve_asgi(fake) as url:
+        for tenant in ("tenant-a", "tenant-b"):
+            response = await client.post(
+                f"{url}/v1/images/generations",
+                json={"prompt": tenant},
+                headers={"Authorization": "Bearer sk-test-upstream"},
+            )
+            assert response.headers["set-cookie"].startswith(f"edge_session={tenant}")
+    assert [request.headers.get("cookie") for request in fake.requests] == [None, None]
+
+
 # Pooling
 
 
