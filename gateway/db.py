@@ -2,9 +2,9 @@
 
 Two ways to reach the database from a coroutine:
 - `db_step(fn)` runs ORM code on a borrowed thread with a pooled Django connection.
-- `HotStatements.a*` run one cached statement. On PostgreSQL they use an async
-  psycopg connection straight from the event loop (no thread hop, prepared statements);
-  on SQLite, or with DB_HOT_ASYNC=false, they fall back to `db_step`.
+- `HotStatements.a*` (and `hot_run`) run one cached statement. On PostgreSQL they use
+  an asyncpg connection straight from the event loop (no thread hop, prepared
+  statements); on SQLite, or with DB_HOT_ASYNC=false, they go through `db_step`.
 """
 
 import asyncio
