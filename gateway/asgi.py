@@ -10,16 +10,18 @@ django_application = ASGIStaticFilesHandler(get_asgi_application())
 
 from gateway.db import hot_connections_close  # noqa: E402
 from gateway.endpoint import IMAGE_ENDPOINTS, image_endpoint  # noqa: E402  (needs the apps loaded)
+from providers.http import http_client_close  # noqa: E402
 
 
 async def _lifespan(receive, send) -> None:
-    """Server start and stop (Django has no lifespan support): on stop, close the hot path's database connections."""
+    """Server start and stop (Django has no lifespan support): on stop, close the hot path's connections."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await hot_connections_close()
+            await http_client_close()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -136,3 +136,11 @@ def http_client() -> httpx.AsyncClient:
         entry = (loop, new_client())
         _clients[id(loop)] = entry
     return entry[1]
+
+
+async def http_client_close() -> None:
+    """Close the running loop's client and its pooled connections (server shutdown)."""
+    loop = asyncio.get_running_loop()
+    entry = _clients.pop(id(loop), None)
+    if entry is not None and entry[0] is loop:
+        await entry[1].aclose()
