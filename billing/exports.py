@@ -22,47 +22,29 @@ from accounts.models import Organization
 from billing.models import UsageExport, UsageLineItem
 from billing.money import format_usd
 
-CSV_COLUMNS = (
-    "request_id",
-    "time",
-    "organization",
-    "key_prefix",
-    "key_name",
-    "end_user",
-    "provider",
-    "model",
-    "size",
-    "quality",
-    "n",
-    "unit_price",
-    "cost",
-    "currency",
-    "status",
-    "error_code",
-    "latency_ms",
-    "cached",
+# Each CSV column and the database value behind it, in order.
+_COLUMN_SOURCES = (
+    ("request_id", "request_id"),
+    ("time", "created_at"),
+    ("organization", "organization__slug"),
+    ("key_prefix", "api_key__prefix"),
+    ("key_name", "api_key__name"),
+    ("end_user", "end_user"),
+    ("provider", "provider"),
+    ("model", "model"),
+    ("size", "size"),
+    ("quality", "quality"),
+    ("n", "n"),
+    ("unit_price", "unit_price"),
+    ("cost", "cost"),
+    ("currency", "currency"),
+    ("status", "status"),
+    ("error_code", "error_code"),
+    ("latency_ms", "latency_ms"),
+    ("cached", "details__cached"),
 )
-# The database columns behind CSV_COLUMNS, in the same order.
-_VALUES = (
-    "request_id",
-    "created_at",
-    "organization__slug",
-    "api_key__prefix",
-    "api_key__name",
-    "end_user",
-    "provider",
-    "model",
-    "size",
-    "quality",
-    "n",
-    "unit_price",
-    "cost",
-    "currency",
-    "status",
-    "error_code",
-    "latency_ms",
-    "details__cached",
-)
+CSV_COLUMNS = tuple(column for column, _ in _COLUMN_SOURCES)
+_VALUES = tuple(source for _, source in _COLUMN_SOURCES)
 # Spreadsheets evaluate a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 # Rows fetched per round trip from the server-side cursor: big enough to be fast, small enough to stay flat in memory.

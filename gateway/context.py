@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from functools import cache
 
 from django.utils import timezone
 
@@ -144,18 +145,19 @@ def catalog_snapshot(revision: int | None) -> CatalogSnapshot:
     return snapshot
 
 
-def _caller_fields() -> list:
+@cache
+def _caller_fields() -> tuple:
     """The columns of the caller query, as model fields (for their converters); None for computed values."""
     key, org, tier = ApiKey._meta, Organization._meta, Tier._meta
     policy = ResponseCachePolicy._meta
-    return [
+    return (
         *(key.get_field(name) for name in _KEY_COLUMNS),
         *(org.get_field(name) for name in _ORG_COLUMNS),
         *(tier.get_field(name) for name in _TIER_COLUMNS),
         *(policy.get_field(name) for name in _POLICY_COLUMNS),
         CatalogRevision._meta.get_field("revision"),
         None,
-    ]
+    )
 
 
 _KEY_COLUMNS = (

@@ -16,11 +16,8 @@ class IdentifiedRequest(HttpRequest):
     request_id: str
 
 
-class RequestIdMiddleware:
-    """Gives each request an id (request.request_id) and echoes it as X-Request-ID.
-
-    Written natively for both modes so the async hot path takes no thread hop here.
-    """
+class _BothModesMiddleware:
+    """A middleware written natively for sync and async stacks, so an async view takes no thread hop for it."""
 
     sync_capable = True
     async_capable = True
@@ -30,6 +27,10 @@ class RequestIdMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
+
+
+class RequestIdMiddleware(_BothModesMiddleware):
+    """Gives each request an id (request.request_id) and echoes it as X-Request-ID."""
 
     def __call__(self, request):
         if self.is_async:
@@ -61,21 +62,12 @@ def _nul_parameter(request: HttpRequest) -> str | None:
     return None
 
 
-class NulParameterMiddleware:
+class NulParameterMiddleware(_BothModesMiddleware):
     """A NUL character in the path, a query or a form field is a 400 that names it.
 
     PostgreSQL cannot hold U+0000 in text, so such a value would otherwise fail deep
     inside a filter or a save as a 500.
     """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def _refusal(self, request: HttpRequest) -> HttpResponse | None:
         name = "the path" if "\x00" in request.path else _nul_parameter(request)
