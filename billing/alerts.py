@@ -3,25 +3,21 @@
 import hashlib
 import hmac
 import json
-import logging
 import math
 import time
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from functools import partial
 
 import httpx
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Membership
 from billing.models import AlertPolicy, SpendAlert
 from billing.money import format_usd
-
-logger = logging.getLogger("billing.alerts")
+from gateway.queue import enqueue_on_commit
 
 SIGNATURE_HEADER = "X-Imagegate-Signature"
 
@@ -82,20 +78,9 @@ def alerts_record(*, changes: list[CounterChange]) -> list[SpendAlert]:
                 defaults={"organization_id": change.organization_id, "spent": change.spent_after, "cap": change.cap},
             )
             if created:
-                transaction.on_commit(partial(_delivery_enqueue, alert.pk))
+                enqueue_on_commit("billing.tasks.alert_deliver", alert.pk)
                 created_alerts.append(alert)
     return created_alerts
-
-
-def _delivery_enqueue(alert_id: int) -> None:
-    from billing.tasks import alert_deliver
-
-    try:
-        alert_deliver.delay(alert_id)
-    except Exception:
-        # The settlement is committed and the alert recorded; a broker hiccup (or, with tasks
-        # inline, the task's own retry signal) must not turn the caller's success into an error.
-        logger.warning("spend alert %s: delivery could not be enqueued or finished inline", alert_id, exc_info=True)
 
 
 def alert_payload(*, alert: SpendAlert) -> dict:

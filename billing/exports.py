@@ -14,13 +14,13 @@ from typing import IO
 
 from django.conf import settings
 from django.core.files.base import File
-from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import Organization
 from billing.models import UsageExport, UsageLineItem
 from billing.money import format_usd
+from gateway.queue import enqueue_on_commit
 
 # Each CSV column and the database value behind it, in order.
 _COLUMN_SOURCES = (
@@ -223,12 +223,10 @@ def export_is_large(*, items: QuerySet[UsageLineItem]) -> bool:
 
 def usage_export_create(*, organization: Organization | None, usage_filter: UsageFilter, requested_by) -> UsageExport:
     """Queue a background export; the Celery job starts once this transaction commits."""
-    from billing.finance_tasks import usage_export_run
-
     export = UsageExport.objects.create(
         organization=organization, requested_by=requested_by, filters=usage_filter.as_params()
     )
-    transaction.on_commit(lambda: usage_export_run.delay(export.pk))
+    enqueue_on_commit("billing.finance_tasks.usage_export_run", export.pk)
     return export
 
 

@@ -13,8 +13,9 @@ from decimal import Decimal
 from billing import spend, spend_sql
 from billing.alerts import CounterChange, alerts_record, change_may_cross
 from billing.models import UsageLineItem
+from billing.periods import TOTAL_PERIOD_START, period_start
 from billing.services import STILL_PENDING, BillingError, line_item_changes, line_item_values
-from billing.spend import TOTAL_PERIOD_START, OpenedLineItem, period_start
+from billing.spend import OpenedLineItem
 from gateway.db import HotStatements, db_step, hot_async_enabled, hot_run, sqlstate
 
 

@@ -17,7 +17,8 @@ from django.utils import timezone
 from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import Organization
 from billing.models import AlertPolicy, SpendAlert, SpendCounter, SpendLimit
-from billing.spend import period_reset, period_start, spend_limit_delete, spend_limit_set
+from billing.periods import period_reset, period_start
+from billing.spend import spend_limit_delete, spend_limit_set
 
 ZERO = Decimal(0)
 

@@ -20,10 +20,8 @@ from billing import spend_sql
 from billing.alerts import CounterChange, alerts_record
 from billing.models import SpendCounter, SpendLimit, SpendReservation, UsageLineItem
 from billing.money import format_usd, quantize_usd
+from billing.periods import period_reset, period_start
 from billing.services import BillingError, line_item_close, line_item_create
-
-# The one period start of a "total" cap.
-TOTAL_PERIOD_START = date(1970, 1, 1)
 
 
 class SpendLimitExceeded(Exception):
@@ -61,26 +59,6 @@ def spend_limit_delete(*, organization: Organization, key_prefix: str | None, pe
     ).delete()
     if not deleted:
         raise BillingError(f"There is no {period} cap on {key_prefix or organization.slug}")
-
-
-def period_start(period: str, now: datetime) -> date:
-    today = now.astimezone(UTC).date()
-    if period == SpendLimit.Period.DAY:
-        return today
-    if period == SpendLimit.Period.MONTH:
-        return today.replace(day=1)
-    return TOTAL_PERIOD_START
-
-
-def period_reset(period: str, start: date) -> datetime | None:
-    """When a period's counter starts afresh (UTC), or None for a total cap."""
-    if period == SpendLimit.Period.DAY:
-        following = start + timedelta(days=1)
-    elif period == SpendLimit.Period.MONTH:
-        following = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
-    else:
-        return None
-    return datetime.combine(following, time.min, tzinfo=UTC)
 
 
 def _refusal(limit: SpendLimit, counter: SpendCounter, amount: Decimal) -> SpendLimitExceeded:

@@ -11,8 +11,9 @@ from django.utils import timezone
 from accounts.services import org_tier_set
 from billing import ledger
 from billing.models import SpendCounter, SpendReservation, UsageLineItem
+from billing.periods import TOTAL_PERIOD_START, period_start
 from billing.services import line_item_values
-from billing.spend import TOTAL_PERIOD_START, line_item_open, period_start, spend_limit_set, spend_reservations_expire
+from billing.spend import line_item_open, spend_limit_set, spend_reservations_expire
 from billing.spend_sql import COUNTER_MISSING, NO_ROOM, line_item_open_statement
 from billing.tasks import spend_reservations_sweep
 from gateway.db import hot_connections_close, hot_run, sqlstate

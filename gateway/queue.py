@@ -1,0 +1,32 @@
+"""Background work enqueued by task name, once the current transaction commits.
+
+The code that decides work is due (a settlement crossed an alert threshold, a large
+export was requested) sits below the Celery tasks that do it, which import it in turn.
+So it names the task instead of importing it, as Celery's signatures do, and the
+layers keep pointing down. Without a broker (CELERY_TASK_ALWAYS_EAGER) the task runs
+inline, still only after the commit.
+"""
+
+import logging
+from functools import partial
+
+from django.db import transaction
+
+from gateway.celery import app
+
+logger = logging.getLogger("gateway.queue")
+
+
+def enqueue_on_commit(task_name: str, *args: object) -> None:
+    """Run task `task_name` (e.g. "billing.tasks.alert_deliver") with `args` after this transaction commits."""
+    transaction.on_commit(partial(_enqueue, task_name, args))
+
+
+def _enqueue(task_name: str, args: tuple[object, ...]) -> None:
+    try:
+        app.tasks[task_name].delay(*args)
+    except Exception:
+        # What asked for the work is committed and keeps its record of it (a queued export, an
+        # undelivered alert); a broker hiccup, or an inline task's failure, must not turn the
+        # caller's committed success into an error.
+        logger.warning("task %s%r could not be enqueued or failed inline", task_name, args, exc_info=True)
