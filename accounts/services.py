@@ -1,12 +1,10 @@
 """Business rules for organizations and API keys."""
 
 import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
 from django.db import transaction
@@ -239,56 +237,6 @@ def member_remove(*, membership: Membership, actor: Actor) -> None:
             before=audit_snapshot(membership),
         )
         membership.delete()
-
-
-def api_key_verify(
-    *, plaintext: str, key_hash: str, revoked_at: datetime | None, expires_at: datetime | None, now: datetime
-) -> bool:
-    """Whether `plaintext` matches the stored hash of a key that is neither revoked nor expired."""
-    if not hmac.compare_digest(key_hash, hash_api_key(plaintext)):
-        return False
-    return revoked_at is None and (expires_at is None or expires_at > now)
-
-
-def api_key_lookup_prefix(plaintext: str) -> str | None:
-    """The prefix to look a presented key up by, or None when it cannot be one of ours."""
-    if not plaintext.startswith(API_KEY_MARKER) or len(plaintext) > 200:
-        return None
-    return api_key_prefix(plaintext)
-
-
-def api_key_authenticate(plaintext: str) -> ApiKey | None:
-    """The active key matching `plaintext`, with its organization and tier, or None."""
-    prefix = api_key_lookup_prefix(plaintext)
-    if prefix is None:
-        return None
-    api_key = ApiKey.objects.select_related("organization__tier").filter(prefix=prefix).first()
-    now = timezone.now()
-    if api_key is None or not api_key_verify(
-        plaintext=plaintext,
-        key_hash=api_key.key_hash,
-        revoked_at=api_key.revoked_at,
-        expires_at=api_key.expires_at,
-        now=now,
-    ):
-        return None
-    if api_key_touch_due(last_used_at=api_key.last_used_at, now=now):
-        api_key_touch(api_key_id=api_key.pk, now=now)
-        api_key.last_used_at = now
-    return api_key
-
-
-def api_key_touch_due(*, last_used_at: datetime | None, now: datetime) -> bool:
-    """Whether the key's last-used time is due a write."""
-    # Writing on every request would turn each call into a row update on a hot row;
-    # a coarse resolution is all a "last used" column needs.
-    resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
-    return last_used_at is None or now - last_used_at >= resolution
-
-
-def api_key_touch(*, api_key_id: int, now: datetime) -> None:
-    """Record that the key was used (see api_key_touch_due for when)."""
-    ApiKey.objects.filter(pk=api_key_id).update(last_used_at=now)
 
 
 def org_tier_set(

@@ -55,7 +55,7 @@ def seed(env: dict[str, str]) -> tuple[str, str]:
 from decimal import Decimal
 from accounts.services import api_key_create, org_create, org_tier_set
 from billing.services import price_set
-from billing.spend import spend_limit_set
+from billing.limits import spend_limit_set
 from gateway.seed import seed_defaults
 import secrets
 seed_defaults()

@@ -23,8 +23,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from accounts.models import ApiKey
-from accounts.services import api_key_authenticate
+from accounts.callers import Caller, caller_authenticate
+from accounts.models import ApiKey, Organization
 from billing.exports import CSV_COLUMNS, FilterError, usage_filter_parse, usage_line_items
 from billing.models import UsageLineItem
 from billing.money import CURRENCY, format_usd
@@ -34,16 +34,16 @@ from gateway.errors import Flavor, GatewayError, error_body
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    """`Authorization: Bearer <key>` or `X-API-Key: <key>`; request.auth is the ApiKey."""
+    """`Authorization: Bearer <key>` or `X-API-Key: <key>`; request.auth is the Caller."""
 
     def authenticate(self, request):
         plaintext = api_key_from_request(request._request)
         if plaintext is None:
             raise exceptions.NotAuthenticated("Send your API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
-        api_key = api_key_authenticate(plaintext)
-        if api_key is None:
+        caller = caller_authenticate(plaintext)
+        if caller is None:
             raise exceptions.AuthenticationFailed("The API key is invalid, expired or revoked.")
-        return AnonymousUser(), api_key
+        return AnonymousUser(), caller
 
     def authenticate_header(self, request) -> str:
         # Makes DRF answer 401 (with this challenge) rather than 403.
@@ -60,7 +60,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 class HasApiKey(BasePermission):
     def has_permission(self, request, view) -> bool:
-        return isinstance(request.auth, ApiKey)
+        return isinstance(request.auth, Caller)
 
 
 def _api_exception_handler(exc, context):
@@ -96,17 +96,17 @@ class _UsageApiView(APIView):
         return _api_exception_handler
 
     def usage_items(self) -> QuerySet[UsageLineItem]:
-        # ApiKeyAuthentication (required by HasApiKey) puts the caller's ApiKey in request.auth.
-        api_key = cast(ApiKey, self.request.auth)
+        # ApiKeyAuthentication (required by HasApiKey) puts the Caller in request.auth.
+        caller = cast(Caller, self.request.auth)
         try:
             usage_filter = usage_filter_parse(self.request.query_params)
         except FilterError as exc:
             raise exceptions.ParseError(str(exc)) from None
-        own_only = api_key.usage_scope != ApiKey.UsageScope.ORGANIZATION
+        own_only = caller.usage_scope != ApiKey.UsageScope.ORGANIZATION
         return usage_line_items(
             usage_filter=usage_filter,
-            organization=api_key.organization,
-            api_key_id=api_key.pk if own_only else None,
+            organization=Organization(pk=caller.organization_id),
+            api_key_id=caller.api_key_id if own_only else None,
         )
 
 

@@ -1,8 +1,8 @@
 """Spend caps and alert policies as people change them (dashboard, commands), audited; and what the pages show of them.
 
-billing.spend owns the caps' arithmetic on the request path; this module is the door
-for people. Every change records an AuditEvent in the same transaction, and takes
-effect on the next request, because spend_reserve reads the caps on every request.
+billing.ledger enforces the caps on the request path; this module is the door for
+people. Every change records an AuditEvent in the same transaction, and takes effect
+on the next request, because the ledger reads the caps on every request.
 """
 
 import secrets
@@ -15,12 +15,42 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from accounts.audit import Actor, audit_record, audit_snapshot
-from accounts.models import Organization
+from accounts.models import ApiKey, Organization
 from billing.models import AlertPolicy, SpendAlert, SpendCounter, SpendLimit
+from billing.money import quantize_usd
 from billing.periods import period_reset, period_start
-from billing.spend import spend_limit_delete, spend_limit_set
+from billing.services import BillingError
 
 ZERO = Decimal(0)
+
+
+def _limit_scope(*, organization: Organization, key_prefix: str | None) -> dict:
+    if key_prefix is None:
+        return {"organization": organization, "api_key": None}
+    api_key = ApiKey.objects.filter(organization=organization, prefix=key_prefix).first()
+    if api_key is None:
+        raise BillingError(f"Organization '{organization.slug}' has no API key with prefix '{key_prefix}'")
+    return {"organization": organization, "api_key": api_key}
+
+
+def spend_limit_set(*, organization: Organization, key_prefix: str | None, period: str, amount: Decimal) -> SpendLimit:
+    """Create or change a cap; a lower cap than what is already spent refuses every request until it resets."""
+    if period not in SpendLimit.Period.values:
+        raise BillingError(f"Unknown period '{period}'. Use day, month or total")
+    limit, _ = SpendLimit.objects.update_or_create(
+        **_limit_scope(organization=organization, key_prefix=key_prefix),
+        period=period,
+        defaults={"amount": quantize_usd(amount)},
+    )
+    return limit
+
+
+def spend_limit_delete(*, organization: Organization, key_prefix: str | None, period: str) -> None:
+    deleted, _ = SpendLimit.objects.filter(
+        **_limit_scope(organization=organization, key_prefix=key_prefix), period=period
+    ).delete()
+    if not deleted:
+        raise BillingError(f"There is no {period} cap on {key_prefix or organization.slug}")
 
 
 def _limit_find(*, organization: Organization, key_prefix: str | None, period: str) -> SpendLimit | None:

@@ -253,8 +253,15 @@ class SpendLimit(models.Model):
     @property
     def owner_label(self) -> str:
         if self.api_key is not None:
-            return f"API key '{self.api_key.prefix}'"
-        return f"organization '{self.organization.slug}'"
+            return cap_owner_label(api_key_prefix=self.api_key.prefix)
+        return cap_owner_label(organization_slug=self.organization.slug)
+
+
+def cap_owner_label(*, organization_slug: str = "", api_key_prefix: str | None = None) -> str:
+    """Whose cap it is, as pages, statements and refusals name it."""
+    if api_key_prefix is not None:
+        return f"API key '{api_key_prefix}'"
+    return f"organization '{organization_slug}'"
 
 
 class SpendCounter(models.Model):

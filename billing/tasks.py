@@ -5,8 +5,8 @@ import logging
 from celery import shared_task
 
 from billing.alerts import WebhookDeliveryError, alert_email_send, alert_webhook_send
+from billing.ledger import ledger
 from billing.models import SpendAlert
-from billing.spend import spend_reservations_expire
 
 logger = logging.getLogger("billing.tasks")
 
@@ -36,7 +36,7 @@ def alert_deliver(self, alert_id: int) -> None:
 
 @shared_task
 def spend_reservations_sweep() -> int:
-    released = spend_reservations_expire()
+    released = ledger().reservations_sweep()
     if released:
         logger.warning("released %s stale spend reservation(s)", released)
     return released

@@ -8,17 +8,23 @@ unchanged catalog costs no query at all.
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
 from functools import cache
 
-from django.utils import timezone
-
-from accounts.models import ApiKey, Organization, Tier
-from accounts.services import api_key_lookup_prefix, api_key_touch, api_key_touch_due, api_key_verify
+from accounts.callers import (
+    CALLER_WIDTH,
+    Caller,
+    caller_check,
+    caller_fields,
+    caller_statement,
+    caller_touch,
+    lookup_prefix,
+)
+from billing.ledger.rules import caps_applicable_sql
 from billing.models import CatalogRevision, ModelSpec, PriceConfig, SpendLimit
-from gateway.db import HotStatements, db_step
+from gateway.db import HotStatements, concrete_field, db_step
 from gateway.validation import CatalogEntry
 from providers.cache import CacheSettings
 from providers.models import FallbackRoute, ResponseCachePolicy
@@ -26,27 +32,6 @@ from providers.models import FallbackRoute, ResponseCachePolicy
 Prices = dict[tuple[str, str], Decimal]
 # A backstop for catalog edits that send no signal (QuerySet.update, raw SQL).
 SNAPSHOT_MAX_AGE_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling, as far as the pipeline needs to know, detached from the ORM."""
-
-    api_key_id: int
-    api_key_prefix: str
-    allowed_models: tuple[str, ...]
-    organization_id: int
-    organization_slug: str
-    tier_name: str
-    images_per_minute: int
-    images_per_day: int
-    key_images_per_minute: int | None = None
-    key_images_per_day: int | None = None
-    # Whether a spend cap applies to this organization or key: without one, no reservation is made.
-    has_spend_limits: bool = True
-
-    def allows_model(self, model: str) -> bool:
-        return not self.allowed_models or model in self.allowed_models
 
 
 @dataclass
@@ -146,128 +131,48 @@ def catalog_snapshot(revision: int | None) -> CatalogSnapshot:
 
 
 @cache
-def _caller_fields() -> tuple:
-    """The columns of the caller query, as model fields (for their converters); None for computed values."""
-    key, org, tier = ApiKey._meta, Organization._meta, Tier._meta
-    policy = ResponseCachePolicy._meta
+def _phase_one_fields() -> tuple:
+    """The phase-one statement's columns as model fields (for their converters); None for computed values."""
     return (
-        *(key.get_field(name) for name in _KEY_COLUMNS),
-        *(org.get_field(name) for name in _ORG_COLUMNS),
-        *(tier.get_field(name) for name in _TIER_COLUMNS),
-        *(policy.get_field(name) for name in _POLICY_COLUMNS),
-        CatalogRevision._meta.get_field("revision"),
+        *caller_fields(),
+        *(concrete_field(ResponseCachePolicy, name) for name in _POLICY_COLUMNS),
+        concrete_field(CatalogRevision, "revision"),
         None,
     )
 
 
-_KEY_COLUMNS = (
-    "id",
-    "prefix",
-    "key_hash",
-    "allowed_models",
-    "images_per_minute",
-    "images_per_day",
-    "expires_at",
-    "revoked_at",
-    "last_used_at",
-)
-_ORG_COLUMNS = ("id", "slug", "custom_images_per_minute", "custom_images_per_day")
-_TIER_COLUMNS = ("name", "images_per_minute", "images_per_day")
 _POLICY_COLUMNS = ("enabled", "ttl", "price_per_image")
 
 
-def _caller_sql(quote) -> str:
-    """The key with its organization, tier and cache policy, the catalog revision, and whether any cap applies."""
-
-    def table(model) -> str:
-        return quote(model._meta.db_table)
-
-    def columns(alias: str, model, names) -> list[str]:
-        return [f"{alias}.{quote(model._meta.get_field(name).column)}" for name in names]
-
-    # Identifiers come from model metadata and are quoted; the key prefix is a parameter.
-    selected = [
-        *columns("k", ApiKey, _KEY_COLUMNS),
-        *columns("o", Organization, _ORG_COLUMNS),
-        *columns("t", Tier, _TIER_COLUMNS),
-        *columns("p", ResponseCachePolicy, _POLICY_COLUMNS),
-        f"(SELECT r.{quote('revision')} FROM {table(CatalogRevision)} r WHERE r.{quote('id')} = 1)",  # noqa: S608
-        f"EXISTS (SELECT 1 FROM {table(SpendLimit)} s WHERE s.{quote('organization_id')} = o.{quote('id')} "  # noqa: S608
-        f"AND (s.{quote('api_key_id')} IS NULL OR s.{quote('api_key_id')} = k.{quote('id')}))",
+def _phase_one_sql(quote) -> str:
+    """The caller statement, widened by the cache policy, the catalog revision and whether any cap applies."""
+    policy = quote(ResponseCachePolicy._meta.db_table)
+    revision = quote(CatalogRevision._meta.db_table)
+    caps_apply = caps_applicable_sql("s", organization=f"o.{quote('id')}", api_key=f"k.{quote('id')}")
+    columns = [
+        *(f"p.{quote(concrete_field(ResponseCachePolicy, name).column)}" for name in _POLICY_COLUMNS),
+        f"(SELECT r.{quote('revision')} FROM {revision} r WHERE r.{quote('id')} = 1)",  # noqa: S608
+        f"EXISTS (SELECT 1 FROM {quote(SpendLimit._meta.db_table)} s WHERE {caps_apply})",  # noqa: S608
     ]
-    return (
-        f"SELECT {', '.join(selected)} FROM {table(ApiKey)} k "  # noqa: S608
-        f"JOIN {table(Organization)} o ON o.{quote('id')} = k.{quote('organization_id')} "
-        f"JOIN {table(Tier)} t ON t.{quote('id')} = o.{quote('tier_id')} "
-        f"LEFT JOIN {table(ResponseCachePolicy)} p ON p.{quote('organization_id')} = o.{quote('id')} "
-        f"WHERE k.{quote('prefix')} = %s"
-    )
-
-
-def _caller_parse(plaintext: str, rows: list[list]) -> tuple[Caller, CacheSettings | None, int | None, bool] | None:
-    """(caller, cache settings, catalog revision, whether last-used is due a write) from the caller query's rows."""
-    if not rows:
-        return None
-    row = rows[0]
-    key = dict(zip(_KEY_COLUMNS, row[0:9], strict=True))
-    org = dict(zip(_ORG_COLUMNS, row[9:13], strict=True))
-    tier = dict(zip(_TIER_COLUMNS, row[13:16], strict=True))
-    policy = dict(zip(_POLICY_COLUMNS, row[16:19], strict=True))
-    revision, has_spend_limits = row[19], bool(row[20])
-    now = timezone.now()
-    if not api_key_verify(
-        plaintext=plaintext,
-        key_hash=key["key_hash"],
-        revoked_at=key["revoked_at"],
-        expires_at=key["expires_at"],
-        now=now,
-    ):
-        return None
-    caller = Caller(
-        api_key_id=key["id"],
-        api_key_prefix=key["prefix"],
-        allowed_models=tuple(key["allowed_models"] or ()),
-        organization_id=org["id"],
-        organization_slug=org["slug"],
-        tier_name=tier["name"],
-        images_per_minute=org["custom_images_per_minute"] or tier["images_per_minute"],
-        images_per_day=org["custom_images_per_day"] or tier["images_per_day"],
-        key_images_per_minute=key["images_per_minute"],
-        key_images_per_day=key["images_per_day"],
-        has_spend_limits=has_spend_limits,
-    )
-    cache = None
-    if policy["enabled"]:
-        cache = CacheSettings(ttl=policy["ttl"] or timedelta(0), price_per_image=policy["price_per_image"])
-    return caller, cache, revision, api_key_touch_due(last_used_at=key["last_used_at"], now=now)
-
-
-def caller_from_key(plaintext: str) -> Caller | None:
-    """The caller behind a key (sync, for Django views)."""
-    prefix = api_key_lookup_prefix(plaintext)
-    if prefix is None:
-        return None
-    found = _caller_parse(plaintext, HotStatements.select("caller", _caller_sql, _caller_fields(), [prefix]))
-    if found is None:
-        return None
-    caller, _, _, touch_due = found
-    if touch_due:
-        api_key_touch(api_key_id=caller.api_key_id, now=timezone.now())
-    return caller
+    joins = [f"LEFT JOIN {policy} p ON p.{quote('organization_id')} = o.{quote('id')}"]
+    return caller_statement(quote, columns=columns, joins=joins)
 
 
 async def call_context_load(plaintext: str, model: str | None) -> CallContext | None:
     """Phase one: the key, the model's catalog entry and its prices; one statement while the catalog is unchanged."""
-    prefix = api_key_lookup_prefix(plaintext)
+    prefix = lookup_prefix(plaintext)
     if prefix is None:
         return None
-    found = _caller_parse(plaintext, await HotStatements.aselect("caller", _caller_sql, _caller_fields(), [prefix]))
+    rows = await HotStatements.aselect("phase_one", _phase_one_sql, _phase_one_fields(), [prefix])
+    found = caller_check(plaintext, rows[0]) if rows else None
     if found is None:
         return None
-    caller, cache, revision, touch_due = found
-    if touch_due:
-        await HotStatements.aupdate(ApiKey, caller.api_key_id, {"last_used_at": timezone.now()}, where={})
-    context = CallContext(caller=caller, entry=None, cache=cache)
+    enabled, ttl, price_per_image, revision, has_spend_limits = rows[0][CALLER_WIDTH:]
+    if found.touch_due:
+        await caller_touch(found.caller)
+    context = CallContext(caller=replace(found.caller, has_spend_limits=bool(has_spend_limits)), entry=None)
+    if enabled:
+        context.cache = CacheSettings(ttl=ttl or timedelta(0), price_per_image=price_per_image)
     if model is not None:
         snapshot = catalog_snapshot_current(revision)
         if snapshot is None:

@@ -178,7 +178,8 @@ def sqlstate(error: BaseException) -> str | None:
     return None
 
 
-def _run_sync(sql: str, params: Sequence[Any]) -> list[tuple]:
+def run_sync(sql: str, params: Sequence[Any]) -> list[tuple]:
+    """One statement on this thread's connection; returns its rows ([] for none)."""
     with connections["default"].cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
@@ -216,7 +217,7 @@ async def hot_run(sql: str, params: Sequence[Any]) -> list[tuple]:
     Async on PostgreSQL, else through `db_step`.
     """
     if not hot_async_enabled():
-        return await db_step(_run_sync, sql, params)
+        return await db_step(run_sync, sql, params)
     query, values = _numbered_placeholders(sql), [_asyncpg_value(value) for value in params]
     try:
         async with _connections_for_loop().connection() as connection:
@@ -229,7 +230,7 @@ async def hot_run(sql: str, params: Sequence[Any]) -> list[tuple]:
     return [tuple(row) for row in rows]
 
 
-def _concrete_field(model: type[Model], name: str) -> Field:
+def concrete_field(model: type[Model], name: str) -> Field:
     """`model.name` as a field with a column of its own (not a reverse relation, many-to-many or generic key)."""
     field = model._meta.get_field(name)
     if not isinstance(field, Field) or not field.concrete:
@@ -260,29 +261,39 @@ class HotStatements:
     @staticmethod
     def _params(model: type[Model], values: dict[str, Any]) -> list[Any]:
         connection = _wrapper()
-        return [_concrete_field(model, name).get_db_prep_save(value, connection) for name, value in values.items()]
+        return [concrete_field(model, name).get_db_prep_save(value, connection) for name, value in values.items()]
 
     @classmethod
-    def insert_sql(cls, model: type[Model], values: dict[str, Any]) -> tuple[str, list[Any]]:
-        """The INSERT … RETURNING pk of one row (a caller may wrap it in a larger statement)."""
+    def insert_sql(
+        cls, model: type[Model], values: dict[str, Any], *, computed: dict[str, str] | None = None, source: str = ""
+    ) -> tuple[str, list[Any]]:
+        """The INSERT … RETURNING pk of one row (a caller may wrap it in a larger statement).
+
+        `computed` columns take SQL expressions over `source` (a FROM clause, with its
+        conditions): the row is then inserted by INSERT … SELECT, once per row of `source`.
+        """
         connection = _wrapper()
         quote = connection.ops.quote_name
+        computed = computed or {}
 
         def build() -> str:
-            columns = ", ".join(quote(_concrete_field(model, name).column) for name in values)
-            placeholders = ", ".join(["%s"] * len(values))
+            names = [*computed, *values]
+            columns = ", ".join(quote(concrete_field(model, name).column) for name in names)
+            placeholders = ", ".join([*computed.values(), *["%s"] * len(values)])
+            rows = f"SELECT {placeholders} FROM {source}" if source else f"VALUES ({placeholders})"  # noqa: S608
             return (
                 # Identifiers come from model metadata and are quoted; every value is a parameter.
-                f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+                f"INSERT INTO {quote(model._meta.db_table)} ({columns}) {rows} "  # noqa: S608
                 f"RETURNING {quote(model._meta.pk.column)}"
             )
 
-        return cls._sql(("insert", model, tuple(values), connection.vendor), build), cls._params(model, values)
+        key = ("insert", model, tuple(values), tuple(computed.items()), source, connection.vendor)
+        return cls._sql(key, build), cls._params(model, values)
 
     @classmethod
     def insert(cls, model: type[Model], values: dict[str, Any]) -> int:
         """INSERT one row; returns its primary key."""
-        return _run_sync(*cls.insert_sql(model, values))[0][0]
+        return run_sync(*cls.insert_sql(model, values))[0][0]
 
     @classmethod
     async def ainsert(cls, model: type[Model], values: dict[str, Any]) -> int:
@@ -297,8 +308,8 @@ class HotStatements:
         quote = connection.ops.quote_name
 
         def build() -> str:
-            assignments = ", ".join(f"{quote(_concrete_field(model, name).column)} = %s" for name in values)
-            conditions = "".join(f" AND {quote(_concrete_field(model, name).column)} = %s" for name in where)
+            assignments = ", ".join(f"{quote(concrete_field(model, name).column)} = %s" for name in values)
+            conditions = "".join(f" AND {quote(concrete_field(model, name).column)} = %s" for name in where)
             return (
                 f"UPDATE {quote(model._meta.db_table)} SET {assignments} "  # noqa: S608
                 f"WHERE {quote(model._meta.pk.column)} = %s{conditions} RETURNING {quote(model._meta.pk.column)}"
@@ -310,7 +321,7 @@ class HotStatements:
     @classmethod
     def update(cls, model: type[Model], pk: int, values: dict[str, Any], *, where: dict[str, Any]) -> int:
         """Returns the rows changed (0 or 1)."""
-        return len(_run_sync(*cls.update_sql(model, pk, values, where=where)))
+        return len(run_sync(*cls.update_sql(model, pk, values, where=where)))
 
     @classmethod
     async def aupdate(cls, model: type[Model], pk: int, values: dict[str, Any], *, where: dict[str, Any]) -> int:
@@ -353,7 +364,7 @@ class HotStatements:
         cls, name: str, build: Callable[[Callable[[str], str]], str], fields: Sequence[Field | None], params: list[Any]
     ) -> list[list[Any]]:
         """Run the cached SELECT (or ... RETURNING) `name`, built by `build(quote)`; rows converted by `fields`."""
-        return cls.convert(name, _run_sync(cls.cached(name, build), params), fields)
+        return cls.convert(name, run_sync(cls.cached(name, build), params), fields)
 
     @classmethod
     async def aselect(
@@ -371,4 +382,4 @@ class HotStatements:
     @staticmethod
     def prep(model: type[Model], field: str, value: Any) -> Any:
         """A parameter for `model.field`, adapted as the ORM would."""
-        return _concrete_field(model, field).get_db_prep_save(value, _wrapper())
+        return concrete_field(model, field).get_db_prep_save(value, _wrapper())

@@ -1,8 +1,8 @@
 """The image request pipeline: authenticate → validate → price → call provider → record.
 
 Every database step is short: one statement on an async connection for the steps
-every request takes (gateway.db.HotStatements, billing.ledger), a borrowed thread
-for the rest (gateway.db.db_step). While the provider works, the request holds
+every request takes (gateway.db.HotStatements, billing.ledger on PostgreSQL), a
+borrowed thread for the rest (gateway.db.db_step). While the provider works, the request holds
 only its coroutine.
 """
 
@@ -20,10 +20,9 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from billing.ledger import line_item_open, line_item_record, line_item_settle
+from billing.ledger import OpenedLineItem, SpendLimitExceeded, ledger
 from billing.models import UsageLineItem
 from billing.money import format_usd, quantize_usd
-from billing.spend import OpenedLineItem, SpendLimitExceeded, spend_reservation_replace
 from gateway.context import CallContext, call_context_load
 from gateway.db import db_step
 from gateway.errors import Flavor, GatewayError
@@ -232,7 +231,7 @@ class ImageGeneration:
 
     async def _record_rejection(self, context: CallContext, error: GatewayError) -> None:
         payload = self.payload
-        await line_item_record(
+        await ledger().line_item_refuse(
             request_id=self.request_id,
             created_at=self.received_at,
             organization_id=context.caller.organization_id,
@@ -346,9 +345,8 @@ class ImageGeneration:
         if not context.caller.has_spend_limits:
             return
         try:
-            reserved = await db_step(
-                spend_reservation_replace,
-                line_item_id=self.line_item.id,
+            self.line_item = await ledger().reservation_replace(
+                opened=self.line_item,
                 organization_id=context.caller.organization_id,
                 api_key_id=context.caller.api_key_id,
                 amount=quantize_usd(attempt.unit_price * attempt.params.n),
@@ -356,7 +354,6 @@ class ImageGeneration:
             )
         except SpendLimitExceeded as refusal:
             raise ProviderError(refusal.message, code="spend_limit_exceeded", status=402, permanent=True) from None
-        self.line_item = OpenedLineItem(id=self.line_item.id, reserved=reserved)
 
     async def _serve_cached(
         self, context: CallContext, params: ImageParams, hit: CacheHit, cache: CacheSettings
@@ -403,7 +400,7 @@ class ImageGeneration:
         n = n or params.n
         self.line_item_details = self._request_details()
         try:
-            self.line_item = await line_item_open(
+            self.line_item = await ledger().line_item_open(
                 amount=quantize_usd(unit_price * n),
                 check_caps=context.caller.has_spend_limits,
                 request_id=self.request_id,
@@ -462,12 +459,7 @@ class ImageGeneration:
 
     async def _settle(self, *, details: dict, **close: Any) -> None:
         assert self.line_item is not None
-        await line_item_settle(
-            line_item_id=self.line_item.id,
-            reserved=self.line_item.reserved,
-            details={**self.line_item_details, **details},
-            **close,
-        )
+        await ledger().line_item_settle(opened=self.line_item, details={**self.line_item_details, **details}, **close)
 
     def _host_images(self, result: ProviderResult) -> list[CachedImage]:
         """Store every delivered image, whatever form the provider sent it in; the gateway serves it from now on."""

@@ -8,9 +8,9 @@ from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
+from accounts.callers import caller_authenticate
 from billing.models import ModelSpec
 from gateway.auth import api_key_from_request
-from gateway.context import caller_from_key
 from gateway.db import db_step
 from gateway.errors import Flavor, GatewayError, error_response
 from gateway.images import CONTENT_TYPES, signature_valid
@@ -18,7 +18,7 @@ from gateway.middleware import IdentifiedRequest
 
 
 def _models_for_key(plaintext: str | None) -> list[dict] | None:
-    caller = caller_from_key(plaintext) if plaintext else None
+    caller = caller_authenticate(plaintext)
     if caller is None:
         return None
     specs = ModelSpec.objects.filter(is_active=True, supports_images=True).order_by("name")

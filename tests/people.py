@@ -13,13 +13,20 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from accounts.models import Membership
-from billing.services import line_item_create
+from billing.ledger import line_item_values
+from billing.models import UsageLineItem
+from gateway.db import HotStatements
 
 PASSWORD = "correct-horse-battery-staple"
 
 
 def _user(username: str, **extra):
     return get_user_model().objects.create_user(username, f"{username}@example.com", PASSWORD, **extra)
+
+
+def line_item_record(**fields) -> int:
+    """A line item written as the ledger writes one (see billing.ledger.line_item_values); returns its id."""
+    return HotStatements.insert(UsageLineItem, line_item_values(**fields))
 
 
 def line_item(organization, api_key, *, request_id: str, minutes_ago: int = 0, **fields) -> int:
@@ -34,7 +41,7 @@ def line_item(organization, api_key, *, request_id: str, minutes_ago: int = 0, *
         "cost": Decimal("0.04"),
         "latency_ms": 1200,
     }
-    return line_item_create(
+    return line_item_record(
         request_id=request_id,
         created_at=timezone.now() - timedelta(minutes=minutes_ago),
         organization_id=organization.pk,

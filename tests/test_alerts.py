@@ -12,8 +12,8 @@ from django.core import mail
 
 from accounts.models import Membership
 from accounts.services import org_tier_set
+from billing.limits import spend_limit_set
 from billing.models import AlertPolicy, SpendAlert
-from billing.spend import spend_limit_set
 from billing.tasks import alert_deliver
 from gateway.celery import app as celery_app
 from tests.conftest import serve_asgi

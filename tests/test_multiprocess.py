@@ -15,8 +15,8 @@ from django.db import connection
 from django.db.models import Sum
 
 from accounts.services import org_tier_set
+from billing.limits import spend_limit_set
 from billing.models import SpendReservation, UsageLineItem
-from billing.spend import spend_limit_set
 from tests.conftest import _free_port
 from tests.governance import SMALL_IMAGE, URL, bearer, small_image_price, statuses
 

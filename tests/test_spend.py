@@ -4,19 +4,19 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.management import call_command
+from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.services import org_tier_set
-from billing import ledger
+from billing.ledger import PostgresLedger, SpendLimitExceeded, ledger
+from billing.ledger.postgres import functions_sql
+from billing.limits import spend_limit_set
 from billing.models import SpendCounter, SpendReservation, UsageLineItem
-from billing.periods import TOTAL_PERIOD_START, period_start
-from billing.services import line_item_values
-from billing.spend import line_item_open, spend_limit_set, spend_reservations_expire
-from billing.spend_sql import COUNTER_MISSING, NO_ROOM, line_item_open_statement
 from billing.tasks import spend_reservations_sweep
-from gateway.db import hot_connections_close, hot_run, sqlstate
+from gateway.db import hot_connections_close
 from tests.governance import SMALL_IMAGE, URL, bearer, post_many, small_image_price, statuses
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -92,10 +92,14 @@ async def test_failed_provider_call_releases_its_reservation(gateway_client, cap
     assert not await SpendReservation.objects.aexists()
 
 
+def _open(**fields) -> int:
+    return async_to_sync(ledger().line_item_open)(check_caps=True, **fields).id
+
+
 def test_sweeper_releases_a_crashed_workers_reservation_and_marks_the_line_item(capped):
     org, key = capped
     long_ago = timezone.now() - timedelta(minutes=11)
-    line_item_id = line_item_open(
+    line_item_id = _open(
         amount=Decimal("0.40"),
         organization_id=org.pk,
         api_key_id=key.api_key.pk,
@@ -103,8 +107,8 @@ def test_sweeper_releases_a_crashed_workers_reservation_and_marks_the_line_item(
         request_id="req-crashed",
         status=UsageLineItem.Status.PENDING,
         n=10,
-    ).id
-    fresh_id = line_item_open(
+    )
+    fresh_id = _open(
         amount=Decimal("0.40"),
         organization_id=org.pk,
         api_key_id=key.api_key.pk,
@@ -112,7 +116,7 @@ def test_sweeper_releases_a_crashed_workers_reservation_and_marks_the_line_item(
         request_id="req-in-flight",
         status=UsageLineItem.Status.PENDING,
         n=10,
-    ).id
+    )
     counter = SpendCounter.objects.get()
     assert counter.reserved == Decimal("0.80")
     assert spend_reservations_sweep.apply().get() == 1
@@ -121,7 +125,7 @@ def test_sweeper_releases_a_crashed_workers_reservation_and_marks_the_line_item(
     crashed = UsageLineItem.objects.get(pk=line_item_id)
     assert (crashed.status, crashed.error_code, crashed.cost) == ("failed", "reservation_expired", Decimal(0))
     assert SpendReservation.objects.get().line_item_id == fresh_id
-    assert spend_reservations_expire() == 0
+    assert ledger().reservations_sweep() == 0
 
 
 def test_set_spend_limit_command(capped, make_org, make_key):
@@ -182,52 +186,51 @@ async def test_a_cap_set_after_spending_counts_what_was_already_spent_this_perio
     assert (counter.spent, counter.reserved) == (Decimal("0.28"), Decimal(0))
 
 
-def _open_statement(org, key, *, request_id: str, amount: str):
-    now = timezone.now()
-    values = line_item_values(
-        request_id=request_id, created_at=now, organization_id=org.pk, api_key_id=key.api_key.pk, status="pending", n=1
-    )
-    starts = [period_start("day", now), period_start("month", now), TOTAL_PERIOD_START]
-    return line_item_open_statement(
-        values, organization_id=org.pk, api_key_id=key.api_key.pk, amount=Decimal(amount), now=now, starts=starts
-    )
-
-
-async def test_one_statement_reserve_holds_refuses_and_leaves_nothing_behind_when_refused(capped):
-    """The request path's reservation (imagegate_spend_reserve): held in one statement, or rolled back whole."""
+async def test_one_statement_creates_the_counter_holds_and_refuses_leaving_nothing_behind(capped):
+    """The request path on PostgreSQL (imagegate_ledger_hold): every outcome in the one statement that opens."""
     org, key = capped
-    # No counter yet this period: the statement declines and billing.spend creates it.
-    with pytest.raises(Exception) as missing:
-        await hot_run(*_open_statement(org, key, request_id="req-first", amount="0.40"))
-    assert sqlstate(missing.value) == COUNTER_MISSING
-    await ledger.line_item_open(
-        amount=Decimal("0.40"),
-        check_caps=True,
-        organization_id=org.pk,
-        api_key_id=key.api_key.pk,
-        request_id="req-first",
-        created_at=timezone.now(),
-        status="pending",
-        n=1,
-    )
-    rows = await hot_run(*_open_statement(org, key, request_id="req-second", amount="0.60"))
-    held_item, held = rows[0]
-    assert held is True
+    postgres = PostgresLedger()
+
+    async def open_item(request_id: str, amount: str):
+        return await postgres.line_item_open(
+            amount=Decimal(amount),
+            check_caps=True,
+            organization_id=org.pk,
+            api_key_id=key.api_key.pk,
+            request_id=request_id,
+            created_at=timezone.now(),
+            status="pending",
+            n=1,
+        )
+
+    # No counter yet this period: the function creates it (from the spend so far) and holds.
+    first = await open_item("req-first", "0.40")
+    second = await open_item("req-second", "0.60")
+    assert first.reserved and second.reserved
     counter = await SpendCounter.objects.aget(spend_limit__organization=org)
     assert (counter.spent, counter.reserved) == (Decimal(0), Decimal("1.00"))
-    assert await SpendReservation.objects.filter(line_item_id=held_item, amount=Decimal("0.60")).aexists()
+    assert await SpendReservation.objects.filter(line_item_id=second.id, amount=Decimal("0.60")).aexists()
 
-    with pytest.raises(Exception) as refused:
-        await hot_run(*_open_statement(org, key, request_id="req-third", amount="0.01"))
-    assert sqlstate(refused.value) == NO_ROOM
-    assert not await UsageLineItem.objects.filter(request_id="req-third").aexists(), "rolled back whole"
+    with pytest.raises(SpendLimitExceeded, match=r"daily cap of \$1\.00 on organization 'acme' has \$0\.00 left"):
+        await open_item("req-third", "0.01")
+    assert not await UsageLineItem.objects.filter(request_id="req-third").aexists(), "nothing recorded"
+    assert await SpendReservation.objects.acount() == 2, "nothing held"
 
-    await ledger.line_item_settle(
-        line_item_id=held_item, reserved=True, status="succeeded", cost=Decimal("0.60"), http_status=200, latency_ms=5
+    await postgres.line_item_settle(
+        opened=second, status="succeeded", cost=Decimal("0.60"), http_status=200, latency_ms=5
     )
     counter = await SpendCounter.objects.aget(pk=counter.pk)
     assert (counter.spent, counter.reserved) == (Decimal("0.60"), Decimal("0.40"))
-    item = await UsageLineItem.objects.aget(pk=held_item)
+    item = await UsageLineItem.objects.aget(pk=second.id)
     assert (item.status, item.cost) == ("succeeded", Decimal("0.60"))
-    assert not await SpendReservation.objects.filter(line_item_id=held_item).aexists()
+    assert not await SpendReservation.objects.filter(line_item_id=second.id).aexists()
     await hot_connections_close()
+
+
+def test_the_database_runs_the_ledger_functions_the_sql_files_describe(db):
+    """Editing billing/ledger/sql/*.sql, or a rule rendered into it, needs a migration that loads them again."""
+    with connection.cursor() as cursor:
+        for statement in functions_sql():
+            name = statement.split("CREATE OR REPLACE FUNCTION ", 1)[1].split("(", 1)[0]
+            cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", [name])
+            assert cursor.fetchall() == [(statement.split("$$")[1],)], f"{name} differs from its .sql file"

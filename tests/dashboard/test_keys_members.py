@@ -6,8 +6,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from accounts.callers import caller_authenticate
 from accounts.models import ApiKey, AuditEvent, Membership
-from accounts.services import api_key_authenticate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,7 +22,8 @@ def test_create_key_shows_the_plaintext_once_and_it_authenticates(people, as_use
     assert response.status_code == 201
     plaintext = re.search(rb'value="(igw-[^"]+)"', response.content).group(1).decode()
     assert b"shown only this once" in response.content
-    api_key = api_key_authenticate(plaintext)
+    caller = caller_authenticate(plaintext)
+    api_key = ApiKey.objects.get(pk=caller.api_key_id)
     assert api_key.name == "ci" and api_key.allowed_models == ["dall-e-3"] and api_key.images_per_day == 100
     assert api_key.created_by == people.alice and api_key.expires_at is not None
     # A fragment, not a page, for htmx.

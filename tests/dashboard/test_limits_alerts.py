@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEvent
+from billing.limits import spend_limit_set
 from billing.models import AlertPolicy, SpendAlert, SpendCounter, SpendLimit
-from billing.spend import spend_limit_set
 from tests.people import line_item
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -15,8 +15,8 @@ from django.contrib.auth import get_user_model
 from accounts.models import Membership, Organization
 from accounts.services import api_key_create, org_create
 from billing.models import UsageLineItem
-from billing.services import line_item_create
 from gateway.seed import seed_defaults
+from tests.people import line_item_record
 
 _request_ids = itertools.count(1)
 
@@ -73,7 +73,7 @@ def add_item() -> Callable[..., UsageLineItem]:
     ) -> UsageLineItem:
         price = Decimal(unit_price)
         cost = price * n if status == UsageLineItem.Status.SUCCEEDED else Decimal(0)
-        pk = line_item_create(
+        pk = line_item_record(
             request_id=f"req-test-{next(_request_ids):06d}",
             created_at=when,
             organization_id=organization.pk,

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import time_machine
 
+from billing.limits import spend_limit_set
 from billing.models import SpendAlert, SpendCounter, UsageLineItem
 from billing.rollups import rollup_rebuild_range
 from billing.services import price_set
-from billing.spend import spend_limit_set
 from billing.statements import statement_build
 
 

@@ -1,0 +1,172 @@
+"""Who is calling: the API key presented, with its organization and tier, found by one statement and checked here.
+
+Every door that takes an API key authenticates through this module: the image endpoints
+(whose phase one widens the statement with what it needs besides, so a call still costs
+one round trip: gateway.pipeline.context), GET /v1/models and the usage API. Only a key's
+hash and its short prefix are stored; the prefix finds the row, the hash is compared in
+constant time, and a revoked or expired key is refused like an unknown one.
+"""
+
+import hmac
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+
+from django.conf import settings
+from django.db.models import Field
+from django.utils import timezone
+
+from accounts.models import ApiKey, Organization, Tier
+from accounts.services import API_KEY_MARKER, api_key_prefix, hash_api_key
+from gateway.db import HotStatements, concrete_field
+
+Quote = Callable[[str], str]
+
+KEY_COLUMNS = (
+    "id",
+    "prefix",
+    "key_hash",
+    "allowed_models",
+    "images_per_minute",
+    "images_per_day",
+    "usage_scope",
+    "expires_at",
+    "revoked_at",
+    "last_used_at",
+)
+ORGANIZATION_COLUMNS = ("id", "slug", "custom_images_per_minute", "custom_images_per_day")
+TIER_COLUMNS = ("name", "images_per_minute", "images_per_day")
+# How many columns of a caller statement's row are the caller's; a widened statement's own follow.
+CALLER_WIDTH = len(KEY_COLUMNS) + len(ORGANIZATION_COLUMNS) + len(TIER_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, as far as the gateway needs to know, detached from the ORM."""
+
+    api_key_id: int
+    api_key_prefix: str
+    allowed_models: tuple[str, ...]
+    organization_id: int
+    organization_slug: str
+    tier_name: str
+    images_per_minute: int
+    images_per_day: int
+    key_images_per_minute: int | None = None
+    key_images_per_day: int | None = None
+    # Which usage the key may read from the usage API: its own requests, or the whole organization's.
+    usage_scope: str = ApiKey.UsageScope.OWN
+    # Whether a spend cap applies to this organization or key: without one, no reservation is made.
+    has_spend_limits: bool = True
+
+    def allows_model(self, model: str) -> bool:
+        return not self.allowed_models or model in self.allowed_models
+
+
+def _columns(quote: Quote, alias: str, model, names: Sequence[str]) -> list[str]:
+    return [f"{alias}.{quote(concrete_field(model, name).column)}" for name in names]
+
+
+def caller_statement(quote: Quote, *, columns: Sequence[str] = (), joins: Sequence[str] = ()) -> str:
+    """The SELECT of the key (alias k) by its prefix, with its organization (o) and tier (t).
+
+    `columns` and `joins` widen it with what a caller needs besides, as SQL over those aliases.
+    """
+
+    def table(model) -> str:
+        return quote(model._meta.db_table)
+
+    selected = [
+        *_columns(quote, "k", ApiKey, KEY_COLUMNS),
+        *_columns(quote, "o", Organization, ORGANIZATION_COLUMNS),
+        *_columns(quote, "t", Tier, TIER_COLUMNS),
+        *columns,
+    ]
+    # Identifiers come from model metadata and are quoted; the key prefix is a parameter.
+    return " ".join(
+        [
+            f"SELECT {', '.join(selected)} FROM {table(ApiKey)} k",  # noqa: S608
+            f"JOIN {table(Organization)} o ON o.{quote('id')} = k.{quote('organization_id')}",
+            f"JOIN {table(Tier)} t ON t.{quote('id')} = o.{quote('tier_id')}",
+            *joins,
+            f"WHERE k.{quote('prefix')} = %s",
+        ]
+    )
+
+
+@cache
+def caller_fields() -> tuple[Field, ...]:
+    """The caller's columns as model fields, whose converters turn the raw row into Python values."""
+    return (
+        *(concrete_field(ApiKey, name) for name in KEY_COLUMNS),
+        *(concrete_field(Organization, name) for name in ORGANIZATION_COLUMNS),
+        *(concrete_field(Tier, name) for name in TIER_COLUMNS),
+    )
+
+
+def lookup_prefix(plaintext: str) -> str | None:
+    """The prefix to look a presented key up by, or None when it cannot be one of ours."""
+    if not plaintext.startswith(API_KEY_MARKER) or len(plaintext) > 200:
+        return None
+    return api_key_prefix(plaintext)
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    caller: Caller
+    # Whether the key's last-used time is due a write (see caller_touch).
+    touch_due: bool
+
+
+def caller_check(plaintext: str, row: Sequence) -> Authenticated | None:
+    """The caller behind a caller statement's row, when `plaintext` is its live key; else None."""
+    key = dict(zip(KEY_COLUMNS, row[: len(KEY_COLUMNS)], strict=True))
+    rest = row[len(KEY_COLUMNS) : CALLER_WIDTH]
+    org = dict(zip(ORGANIZATION_COLUMNS, rest[: len(ORGANIZATION_COLUMNS)], strict=True))
+    tier = dict(zip(TIER_COLUMNS, rest[len(ORGANIZATION_COLUMNS) :], strict=True))
+    now = timezone.now()
+    if not hmac.compare_digest(key["key_hash"], hash_api_key(plaintext)):
+        return None
+    if key["revoked_at"] is not None or (key["expires_at"] is not None and key["expires_at"] <= now):
+        return None
+    caller = Caller(
+        api_key_id=key["id"],
+        api_key_prefix=key["prefix"],
+        allowed_models=tuple(key["allowed_models"] or ()),
+        organization_id=org["id"],
+        organization_slug=org["slug"],
+        tier_name=tier["name"],
+        images_per_minute=org["custom_images_per_minute"] or tier["images_per_minute"],
+        images_per_day=org["custom_images_per_day"] or tier["images_per_day"],
+        key_images_per_minute=key["images_per_minute"],
+        key_images_per_day=key["images_per_day"],
+        usage_scope=key["usage_scope"],
+    )
+    return Authenticated(caller, touch_due=_touch_due(last_used_at=key["last_used_at"], now=now))
+
+
+def _touch_due(*, last_used_at: datetime | None, now: datetime) -> bool:
+    # Writing on every request would turn each call into a row update on a hot row;
+    # a coarse resolution is all a "last used" column needs.
+    resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
+    return last_used_at is None or now - last_used_at >= resolution
+
+
+def caller_authenticate(plaintext: str | None) -> Caller | None:
+    """The caller behind a presented key, or None (missing, unknown, revoked or expired); on this thread."""
+    prefix = lookup_prefix(plaintext or "")
+    if prefix is None:
+        return None
+    rows = HotStatements.select("caller", caller_statement, caller_fields(), [prefix])
+    found = caller_check(plaintext or "", rows[0]) if rows else None
+    if found is None:
+        return None
+    if found.touch_due:
+        HotStatements.update(ApiKey, found.caller.api_key_id, {"last_used_at": timezone.now()}, where={})
+    return found.caller
+
+
+async def caller_touch(caller: Caller) -> None:
+    """Record that the caller's key was used (when caller_check says it is due)."""
+    await HotStatements.aupdate(ApiKey, caller.api_key_id, {"last_used_at": timezone.now()}, where={})

@@ -1,0 +1,115 @@
+"""The ledger's one interface; the two backends (postgres, portable) implement its four database steps."""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from billing.alerts import CounterChange, alerts_record, change_may_cross
+from billing.ledger.items import STILL_PENDING, line_item_changes, line_item_values
+from billing.ledger.rules import Moment
+from billing.models import SpendReservation, UsageLineItem
+from billing.money import quantize_usd
+from gateway.db import HotStatements, db_step
+
+
+@dataclass(frozen=True)
+class OpenedLineItem:
+    id: int
+    # Whether a spend reservation is held for it; without one, settling is a single update.
+    reserved: bool
+
+
+class Ledger(ABC):
+    """Every request's line item and the money it holds against the spend caps.
+
+    The request path opens a pending line item with its reservation before the provider
+    is called, may swap the reservation for a fallback model's price, and settles it to
+    what was delivered afterwards; a refusal is recorded as a finished line item. The
+    sweeper releases what crashed workers left behind. Spent + reserved never passes a cap.
+    """
+
+    async def line_item_open(self, *, amount: Decimal, check_caps: bool, **fields) -> OpenedLineItem:
+        """The pending line item, with `amount` held against every cap that applies; raises SpendLimitExceeded.
+
+        `check_caps=False`: no cap applied when the caller was looked up a moment ago, so the
+        item is recorded alone (a cap created since counts it: see rules.spent_so_far_sql).
+        """
+        values = line_item_values(**fields)
+        if not check_caps:
+            return OpenedLineItem(id=await HotStatements.ainsert(UsageLineItem, values), reserved=False)
+        return await self._open(values, quantize_usd(amount), Moment.of(fields["created_at"]))
+
+    async def line_item_refuse(self, **fields) -> int:
+        """Record a request refused before any provider was called (it costs nothing); returns its id."""
+        return await HotStatements.ainsert(UsageLineItem, line_item_values(**fields))
+
+    async def line_item_settle(self, *, opened: OpenedLineItem, status: str, cost: Decimal, **close) -> None:
+        """Close the pending line item at `cost` (what was delivered), settle its hold, record the alerts it crosses."""
+        changes = line_item_changes(status=status, cost=cost, **close)
+        if not opened.reserved:
+            await HotStatements.aupdate(UsageLineItem, opened.id, changes, where=STILL_PENDING)
+            return
+        counters = await self._settle(opened.id, changes, quantize_usd(cost))
+        # A threshold is crossed a few times per cap and period: only then is there more to write.
+        if any(change_may_cross(change) for change in counters):
+            await db_step(alerts_record, changes=counters)
+
+    async def reservation_replace(
+        self, *, opened: OpenedLineItem, organization_id: int, api_key_id: int | None, amount: Decimal, now: datetime
+    ) -> OpenedLineItem:
+        """Swap the line item's hold for one of `amount` (a fallback model at its own price), all or nothing.
+
+        Raises SpendLimitExceeded, and the previous hold stands.
+        """
+        held = await self._rehold(opened.id, organization_id, api_key_id, quantize_usd(amount), Moment.of(now))
+        return OpenedLineItem(id=opened.id, reserved=held)
+
+    def reservations_sweep(self, *, now: datetime | None = None) -> int:
+        """Release reservations older than the timeout (their worker died) and close their line items.
+
+        Returns how many line items were closed.
+        """
+        now = now or timezone.now()
+        cutoff = now - timedelta(seconds=settings.SPEND_RESERVATION_TIMEOUT_SECONDS)
+        stale = SpendReservation.objects.filter(created_at__lt=cutoff).values_list("line_item_id", flat=True)
+        released = 0
+        for line_item_id in sorted(set(stale)):
+            details = UsageLineItem.objects.filter(pk=line_item_id).values_list("details", flat=True).first()
+            changes = {
+                **_ABANDONED,
+                "details": {**(details or {}), "reservation_released_at": now.isoformat()},
+            }
+            self._settle_sync(line_item_id, changes, Decimal(0))
+            released += 1
+        # Pending items with no cap behind them hold no reservation; close them the same way.
+        abandoned = UsageLineItem.objects.filter(status=UsageLineItem.Status.PENDING, created_at__lt=cutoff)
+        return released + abandoned.update(**_ABANDONED)
+
+    @abstractmethod
+    async def _open(self, values: dict, amount: Decimal, moment: Moment) -> OpenedLineItem:
+        """Insert the line item and hold `amount` for it, or raise SpendLimitExceeded leaving nothing behind."""
+
+    @abstractmethod
+    async def _settle(self, line_item_id: int, changes: dict, charged: Decimal) -> list[CounterChange]:
+        """Apply `changes` to the line item while pending; its reservations become `charged` of spend."""
+
+    @abstractmethod
+    def _settle_sync(self, line_item_id: int, changes: dict, charged: Decimal) -> list[CounterChange]:
+        """_settle, on the calling thread's connection (background work)."""
+
+    @abstractmethod
+    async def _rehold(
+        self, line_item_id: int, organization_id: int, api_key_id: int | None, amount: Decimal, moment: Moment
+    ) -> bool:
+        """Release the line item's hold and hold `amount` instead, or raise SpendLimitExceeded changing nothing."""
+
+
+_ABANDONED = {
+    "status": UsageLineItem.Status.FAILED,
+    "error_code": "reservation_expired",
+    "http_status": 500,
+}

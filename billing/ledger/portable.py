@@ -1,0 +1,190 @@
+"""The ledger on any database Django speaks (SQLite in the embedded mode): transactions with row locks.
+
+Each step is one transaction on a borrowed thread (gateway.db.db_step). The counters of
+the caps that apply are locked in id order (SELECT … FOR UPDATE; SQLite's IMMEDIATE
+transactions take the database's write lock at BEGIN instead), checked, and written
+with amounts worked out in Decimal here, so that SQLite's floating-point columns never
+decide whether a cap has room.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Q
+
+from billing.alerts import CounterChange
+from billing.ledger import rules
+from billing.ledger.base import Ledger, OpenedLineItem
+from billing.ledger.items import STILL_PENDING, LedgerError
+from billing.models import SpendCounter, SpendLimit, SpendReservation, UsageLineItem
+from gateway.db import HotStatements, concrete_field, db_step, run_sync
+
+_COUNTER_COLUMNS = ("spend_limit", "period_start", "spent", "reserved")
+# No line item has this id: what a counter created while opening one leaves out of the spend so far.
+NO_LINE_ITEM = 0
+
+
+@dataclass(frozen=True)
+class LockedCounter:
+    id: int
+    limit_id: int
+    state: rules.CapPeriod
+
+
+class PortableLedger(Ledger):
+    """Each step a transaction that locks the counters it reads."""
+
+    async def _open(self, values: dict, amount: Decimal, moment: rules.Moment) -> OpenedLineItem:
+        return await db_step(self._open_sync, values, amount, moment)
+
+    def _open_sync(self, values: dict, amount: Decimal, moment: rules.Moment) -> OpenedLineItem:
+        with transaction.atomic():
+            counters = _counters_locked(values["organization"], values["api_key"], moment, excluding=NO_LINE_ITEM)
+            refused = _first_without_room(counters, amount)
+            if refused is None:
+                line_item_id = HotStatements.insert(UsageLineItem, values)
+                _hold(line_item_id, counters, amount, moment)
+        # Raised once the transaction has committed: a counter created for this period stays.
+        if refused is not None:
+            raise _refusal(refused, amount)
+        return OpenedLineItem(id=line_item_id, reserved=bool(counters))
+
+    async def _settle(self, line_item_id: int, changes: dict, charged: Decimal) -> list[CounterChange]:
+        return await db_step(self._settle_sync, line_item_id, changes, charged)
+
+    def _settle_sync(self, line_item_id: int, changes: dict, charged: Decimal) -> list[CounterChange]:
+        with transaction.atomic():
+            HotStatements.update(UsageLineItem, line_item_id, changes, where=STILL_PENDING)
+            return _reservations_settle(line_item_id, charged)
+
+    async def _rehold(
+        self, line_item_id: int, organization_id: int, api_key_id: int | None, amount: Decimal, moment: rules.Moment
+    ) -> bool:
+        return await db_step(self._rehold_sync, line_item_id, organization_id, api_key_id, amount, moment)
+
+    def _rehold_sync(
+        self, line_item_id: int, organization_id: int, api_key_id: int | None, amount: Decimal, moment: rules.Moment
+    ) -> bool:
+        # A refusal raised inside the transaction rolls the release back: the previous hold stands.
+        with transaction.atomic():
+            _reservations_settle(line_item_id, Decimal(0))
+            counters = _counters_locked(organization_id, api_key_id, moment, excluding=line_item_id)
+            refused = _first_without_room(counters, amount)
+            if refused is not None:
+                raise _refusal(refused, amount)
+            _hold(line_item_id, counters, amount, moment)
+        return bool(counters)
+
+
+def _applicable_caps(organization_id: int, api_key_id: int | None) -> list[tuple[int, str]]:
+    """(id, period) of every cap that applies to a request of the organization with the key."""
+
+    def build(quote) -> str:
+        condition = rules.caps_applicable_sql("l", organization="%s", api_key="%s")
+        columns = f"l.{quote('id')}, l.{quote('period')}"
+        return f"SELECT {columns} FROM {rules.table(SpendLimit)} l WHERE {condition}"  # noqa: S608  (metadata only)
+
+    rows = HotStatements.select("ledger_applicable_caps", build, [None, None], [organization_id, api_key_id])
+    return [(limit_id, period) for limit_id, period in rows]
+
+
+def _counter_create(limit_id: int, period: str, moment: rules.Moment, *, excluding: int) -> None:
+    """This period's counter of a cap, from what was already spent in the period (see rules.spent_so_far_sql)."""
+
+    def build(quote) -> str:
+        column = {name: quote(concrete_field(SpendCounter, name).column) for name in _COUNTER_COLUMNS}
+        spent = rules.spent_so_far_sql("l", since="%s", excluding="%s")
+        unique = f"{column['spend_limit']}, {column['period_start']}"
+        return (
+            f"INSERT INTO {rules.table(SpendCounter)} ({', '.join(column.values())}) "  # noqa: S608  (metadata only)
+            f"SELECT l.{quote('id')}, %s, {spent}, 0 FROM {rules.table(SpendLimit)} l WHERE l.{quote('id')} = %s "
+            f"ON CONFLICT ({unique}) DO NOTHING"
+        )
+
+    start = HotStatements.prep(SpendCounter, "period_start", moment.start(period))
+    since = HotStatements.prep(UsageLineItem, "created_at", moment.since(period))
+    run_sync(HotStatements.cached("ledger_counter_create", build), [start, since, excluding, limit_id])
+
+
+def _counters_locked(
+    organization_id: int, api_key_id: int | None, moment: rules.Moment, *, excluding: int
+) -> list[LockedCounter]:
+    """This period's counter of every cap that applies, created when missing, locked in id order."""
+    caps = _applicable_caps(organization_id, api_key_id)
+    if not caps:
+        return []
+    which = Q(pk__in=[])
+    for limit_id, period in caps:
+        which |= Q(spend_limit_id=limit_id, period_start=moment.start(period))
+    counters = SpendCounter.objects.select_for_update(of=("self",)).select_related("spend_limit").filter(which)
+    locked = list(counters.order_by("pk"))
+    if len(locked) < len(caps):
+        present = {counter.spend_limit_id for counter in locked}
+        for limit_id, period in caps:
+            if limit_id not in present:
+                _counter_create(limit_id, period, moment, excluding=excluding)
+        locked = list(counters.order_by("pk"))
+    return [
+        LockedCounter(
+            id=counter.pk,
+            limit_id=counter.spend_limit_id,
+            state=rules.CapPeriod(
+                period=counter.spend_limit.period,
+                start=counter.period_start,
+                cap=counter.spend_limit.amount,
+                spent=counter.spent,
+                reserved=counter.reserved,
+            ),
+        )
+        for counter in locked
+    ]
+
+
+def _first_without_room(counters: list[LockedCounter], amount: Decimal) -> LockedCounter | None:
+    return next((counter for counter in counters if not counter.state.has_room(amount)), None)
+
+
+def _refusal(counter: LockedCounter, amount: Decimal) -> rules.SpendLimitExceeded:
+    limit = SpendLimit.objects.select_related("organization", "api_key").get(pk=counter.limit_id)
+    return rules.refusal(counter.state, amount, owner=limit.owner_label)
+
+
+def _hold(line_item_id: int, counters: list[LockedCounter], amount: Decimal, moment: rules.Moment) -> None:
+    for counter in counters:
+        SpendCounter.objects.filter(pk=counter.id).update(reserved=counter.state.reserved + amount)
+    SpendReservation.objects.bulk_create(
+        SpendReservation(line_item_id=line_item_id, counter_id=counter.id, amount=amount, created_at=moment.now)
+        for counter in counters
+    )
+
+
+def _reservations_settle(line_item_id: int, charged: Decimal) -> list[CounterChange]:
+    """Turn the line item's reservations into `charged` of spend (0: release them) and drop them."""
+    reservations = SpendReservation.objects.select_for_update().filter(line_item_id=line_item_id)
+    held = sorted(reservations.values_list("counter_id", "amount"))
+    if not held:
+        return []
+    reservations.delete()
+    # By counter id: the lock order of holding.
+    counters = SpendCounter.objects.select_for_update(of=("self",)).select_related("spend_limit")
+    by_id = {counter.pk: counter for counter in counters.filter(pk__in=[c for c, _ in held]).order_by("pk")}
+    changes = []
+    for counter_id, amount in held:
+        if charged > amount:
+            raise LedgerError(f"Cannot charge {charged} more than was reserved for line item {line_item_id}")
+        counter = by_id[counter_id]
+        spent_after = counter.spent + charged
+        SpendCounter.objects.filter(pk=counter_id).update(reserved=counter.reserved - amount, spent=spent_after)
+        changes.append(
+            CounterChange(
+                counter_id=counter_id,
+                spend_limit_id=counter.spend_limit_id,
+                organization_id=counter.spend_limit.organization_id,
+                period_start=counter.period_start,
+                cap=counter.spend_limit.amount,
+                spent_before=counter.spent,
+                spent_after=spent_after,
+            )
+        )
+    return changes

@@ -1,0 +1,127 @@
+"""The spend rules both ledger backends apply, written once.
+
+- Which caps apply to a request: the organization's own caps and those of the key it
+  uses. One SQL condition, generated here from model metadata, serves the caller
+  lookup ("does any cap apply?"), the portable backend's statements and the
+  PostgreSQL functions (rendered into sql/*.sql when a migration loads them).
+- Where a cap's period starts, and when it resets: billing.periods, passed to SQL as
+  parameters (a `Moment`) and picked per cap by one generated expression.
+- What a cap created mid-period has already spent: one SQL expression, likewise shared.
+- Whether a cap has room, and the refusal that names it, what is left and when it resets.
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from django.db import connections
+from django.db.models import Model
+
+from billing import periods
+from billing.models import SpendLimit, UsageLineItem
+from billing.money import format_usd
+from gateway.db import concrete_field
+
+
+class SpendLimitExceeded(Exception):
+    """A cap has no room for the request; the message names the cap, what is left and when it resets."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Moment:
+    """The cap periods an instant falls in: each one's first day, and the first instant of that day."""
+
+    now: datetime
+    day: date
+    month: date
+    total: date
+
+    @classmethod
+    def of(cls, now: datetime) -> "Moment":
+        return cls(now, *(periods.period_start(period, now) for period in (periods.DAY, periods.MONTH, periods.TOTAL)))
+
+    def start(self, period: str) -> date:
+        return {periods.DAY: self.day, periods.MONTH: self.month}.get(period, self.total)
+
+    def since(self, period: str) -> datetime:
+        """Where a cap's spend in its current period is counted from."""
+        return periods.day_start(self.start(period))
+
+
+def _quote(name: str) -> str:
+    return connections["default"].ops.quote_name(name)
+
+
+def _column(model: type[Model], field: str, alias: str) -> str:
+    return f"{alias}.{_quote(concrete_field(model, field).column)}"
+
+
+def table(model: type[Model]) -> str:
+    return _quote(model._meta.db_table)
+
+
+def caps_applicable_sql(limit: str, *, organization: str, api_key: str) -> str:
+    """The caps (rows of SpendLimit aliased `limit`) that apply to a request of `organization` with `api_key`.
+
+    `organization` and `api_key` are SQL expressions: columns of an outer query, function
+    parameters or placeholders.
+    """
+    org, key = _column(SpendLimit, "organization", limit), _column(SpendLimit, "api_key", limit)
+    return f"{org} = {organization} AND ({key} IS NULL OR {key} = {api_key})"
+
+
+def period_case_sql(limit: str, *, day: str, month: str, total: str) -> str:
+    """Of three SQL expressions, one per period (its first day, say), the one for the period of cap `limit`."""
+    period = _column(SpendLimit, "period", limit)
+    return f"(CASE {period} WHEN '{periods.DAY}' THEN {day} WHEN '{periods.MONTH}' THEN {month} ELSE {total} END)"
+
+
+def spent_so_far_sql(limit: str, *, since: str, excluding: str) -> str:
+    """What the owner of cap `limit` has spent since `since` (SQL expressions), for a counter created mid-period.
+
+    Requests still in flight (admitted before the cap existed, so holding no reservation)
+    count at their full price: a new cap may err on the safe side, never over. `excluding`
+    is the line item the counter is created for.
+    """
+    status, cost = _column(UsageLineItem, "status", "i"), _column(UsageLineItem, "cost", "i")
+    unit_price, n = _column(UsageLineItem, "unit_price", "i"), _column(UsageLineItem, "n", "i")
+    org, key = _column(UsageLineItem, "organization", "i"), _column(UsageLineItem, "api_key", "i")
+    created_at, item_id = _column(UsageLineItem, "created_at", "i"), _column(UsageLineItem, "id", "i")
+    cap_org, cap_key = _column(SpendLimit, "organization", limit), _column(SpendLimit, "api_key", limit)
+    succeeded, pending = UsageLineItem.Status.SUCCEEDED.value, UsageLineItem.Status.PENDING.value
+    return (
+        f"(SELECT COALESCE(SUM(CASE WHEN {status} = '{succeeded}' THEN {cost} "  # noqa: S608  (metadata only)
+        f"WHEN {status} = '{pending}' THEN {unit_price} * {n} ELSE 0 END), 0) "
+        f"FROM {table(UsageLineItem)} i WHERE {org} = {cap_org} AND ({cap_key} IS NULL OR {key} = {cap_key}) "
+        f"AND {created_at} >= {since} AND {item_id} <> {excluding})"
+    )
+
+
+@dataclass(frozen=True)
+class CapPeriod:
+    """A cap in its current period: what it allows, what is spent and what is held for requests under way."""
+
+    period: str
+    start: date
+    cap: Decimal
+    spent: Decimal
+    reserved: Decimal
+
+    def has_room(self, amount: Decimal) -> bool:
+        return self.spent + self.reserved + amount <= self.cap
+
+
+def refusal(cap: CapPeriod, amount: Decimal, *, owner: str) -> SpendLimitExceeded:
+    """The refusal of a request needing `amount`: it names the cap and its owner, what is left and when it resets."""
+    left = max(cap.cap - cap.spent - cap.reserved, Decimal(0))
+    reset = periods.period_reset(cap.period, cap.start)
+    when = f"it resets at {reset:%Y-%m-%d %H:%M} UTC" if reset else "it is a total cap and does not reset"
+    kind = {periods.DAY: "daily", periods.MONTH: "monthly", periods.TOTAL: "total"}[cap.period]
+    return SpendLimitExceeded(
+        f"Spend limit exceeded: the {kind} cap of ${format_usd(cap.cap)} on {owner} "
+        f"has ${format_usd(left)} left, and this request needs ${format_usd(amount)}; {when}."
+    )
