@@ -1,0 +1,82 @@
+"""Image rate limits: a rolling 60-second window and the UTC calendar day, counted in images.
+
+With Redis, checking and consuming every window of the organization and the key
+is one Lua script on Redis's own clock, so every worker process and machine
+shares one exact count. Without Redis (the embedded default), or with Redis
+down and RATE_LIMIT_ON_REDIS_FAILURE=open, a per-process limiter applies the
+same rules to its own process only.
+
+The two backends (redis_backend.py, local_backend.py) count; rules.py turns a count
+into the decision. Which backend answers, and what a Redis failure means, is decided
+here and nowhere else.
+"""
+
+import logging
+import time
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from gateway.errors import GatewayError
+from gateway.ratelimit.local_backend import LocalLimiter
+from gateway.ratelimit.redis_backend import RedisLimiter
+from gateway.ratelimit.rules import RateDecision, RateLimiter, Scope, scopes_for
+
+__all__ = ["RateDecision", "local_limiter", "rate_limit_consume", "rate_limit_refund", "redis_limiter"]
+
+logger = logging.getLogger("gateway.ratelimit")
+
+local_limiter = LocalLimiter()
+redis_limiter = RedisLimiter()
+_last_fallback_warning = 0.0
+
+
+async def rate_limit_consume(*, caller, n: int, token: str) -> RateDecision:
+    """Check every window and, when all have room, consume `n` images; n=0 only reads the budget.
+
+    Raises GatewayError 429 when a window has no room (nothing is consumed), and
+    503 when Redis is down and the gateway is configured to fail closed.
+    """
+    decision = await _consume(scopes_for(caller), n, token)
+    if not decision.allowed:
+        raise decision.error()
+    return decision
+
+
+async def rate_limit_refund(*, decision: RateDecision) -> RateDecision:
+    """Give a consumed decision's images back (the request was refused later, or its provider call failed)."""
+    if decision.n:
+        # Images go back to the backend that counted them, even when Redis has come back or gone since.
+        backend: RateLimiter = local_limiter if decision.local else redis_limiter
+        try:
+            await backend.refund(decision)
+        except (RedisError, OSError) as exc:
+            # The images stay counted until they age out of the window: failing safe, not open.
+            logger.warning("could not refund %s images to the rate limiter (%s)", decision.n, exc.__class__.__name__)
+    return decision.refunded()
+
+
+async def _consume(scopes: list[Scope], n: int, token: str) -> RateDecision:
+    if not settings.REDIS_URL:
+        return await local_limiter.consume(scopes, n, token)
+    try:
+        return await redis_limiter.consume(scopes, n, token)
+    except (RedisError, OSError) as exc:
+        if settings.RATE_LIMIT_ON_REDIS_FAILURE == "closed":
+            raise GatewayError(
+                503,
+                "rate_limiter_unavailable",
+                "The rate limiter is unavailable (Redis cannot be reached) and this gateway refuses requests "
+                "rather than serve them unlimited. Try again shortly.",
+                headers={"Retry-After": "5"},
+            ) from None
+        _warn_fallback(exc)
+        return await local_limiter.consume(scopes, n, token)
+
+
+def _warn_fallback(exc: Exception) -> None:
+    global _last_fallback_warning
+    # Once a minute at most: during an outage every request would otherwise log.
+    if time.monotonic() - _last_fallback_warning > 60:
+        _last_fallback_warning = time.monotonic()
+        logger.warning("Redis unavailable (%s); rate limits fall back to this process only", exc.__class__.__name__)

@@ -1,0 +1,181 @@
+"""What a rate limit is and what a check decides, written once for both backends.
+
+A backend counts; this module turns its count into the decision: the headers,
+the refusal and its message, the view after a refund.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.errors import GatewayError
+
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One set of limits: the organization's, or a key's own tighter ones."""
+
+    key: str
+    label: str
+    per_minute: int
+    per_day: int
+
+
+def scopes_for(caller) -> list[Scope]:
+    """The organization's limits, plus the key's when it carries its own."""
+    org = Scope(
+        key=f"rl:o:{caller.organization_id}",
+        label=f"organization '{caller.organization_slug}' ({caller.tier_name} tier)",
+        per_minute=caller.images_per_minute,
+        per_day=caller.images_per_day,
+    )
+    if caller.key_images_per_minute is None and caller.key_images_per_day is None:
+        return [org]
+    # A window the key does not limit falls back to the organization's number; the key's
+    # usage is part of the organization's, so that window never binds before the organization's.
+    key = Scope(
+        key=f"rl:k:{caller.api_key_id}",
+        label=f"API key '{caller.api_key_prefix}'",
+        per_minute=caller.key_images_per_minute or caller.images_per_minute,
+        per_day=caller.key_images_per_day or caller.images_per_day,
+    )
+    return [org, key]
+
+
+@dataclass(frozen=True)
+class ScopeUsage:
+    """One scope's images as a backend counted them, after any consumption."""
+
+    minute_used: int
+    minute_reset_ms: int  # until the newest image leaves the rolling minute; 0 when none is in it
+    day_used: int
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The first window, in scope order, that had no room for the request."""
+
+    scope: int  # index into the scopes
+    window: str  # "minute" or "day"
+    retry_ms: int
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a backend reports for one check-and-consume, on its own clock."""
+
+    day: int  # UTC day number, days since the epoch
+    usage: list[ScopeUsage]
+    refusal: Refusal | None
+
+
+@dataclass(frozen=True)
+class Window:
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+
+@dataclass
+class RateDecision:
+    """The outcome of one check-and-consume, enough to answer headers, refusals and refunds."""
+
+    allowed: bool
+    scopes: list[Scope]
+    n: int
+    token: str
+    day: int
+    minute: Window
+    today: Window
+    refused_scope: Scope | None = None
+    refused_window: str = ""
+    retry_after: int = 0
+    local: bool = False
+
+    @classmethod
+    def from_tally(cls, tally: Tally, scopes: list[Scope], n: int, token: str, *, local: bool) -> "RateDecision":
+        now_in_day_ms = (time.time() * 1000) % DAY_MS
+        # The binding scope of each window is the one with the least room left.
+        minute = min(
+            (
+                Window(s.per_minute, max(0, s.per_minute - u.minute_used), _seconds(u.minute_reset_ms))
+                for s, u in zip(scopes, tally.usage, strict=True)
+            ),
+            key=lambda w: w.remaining,
+        )
+        today = min(
+            (
+                Window(s.per_day, max(0, s.per_day - u.day_used), _seconds(DAY_MS - now_in_day_ms))
+                for s, u in zip(scopes, tally.usage, strict=True)
+            ),
+            key=lambda w: w.remaining,
+        )
+        refusal = tally.refusal
+        return cls(
+            allowed=refusal is None,
+            scopes=scopes,
+            n=n if refusal is None else 0,
+            token=token,
+            day=tally.day,
+            minute=minute,
+            today=today,
+            refused_scope=scopes[refusal.scope] if refusal else None,
+            refused_window=refusal.window if refusal else "",
+            retry_after=max(1, _seconds(refusal.retry_ms)) if refusal else 0,
+            local=local,
+        )
+
+    def headers(self) -> dict[str, str]:
+        headers = {}
+        for name, window in (("minute", self.minute), ("day", self.today)):
+            headers[f"x-ratelimit-limit-images-{name}"] = str(window.limit)
+            headers[f"x-ratelimit-remaining-images-{name}"] = str(window.remaining)
+            headers[f"x-ratelimit-reset-images-{name}"] = str(window.reset_seconds)
+        return headers
+
+    def refunded(self) -> "RateDecision":
+        """The headers' view once this decision's images are given back."""
+        return RateDecision(
+            allowed=self.allowed,
+            scopes=self.scopes,
+            n=0,
+            token=self.token,
+            day=self.day,
+            minute=_give_back(self.minute, self.n),
+            today=_give_back(self.today, self.n),
+            local=self.local,
+        )
+
+    def error(self) -> GatewayError:
+        scope = self.refused_scope
+        assert scope is not None
+        limit = scope.per_minute if self.refused_window == "minute" else scope.per_day
+        message = f"Rate limit of {limit} images per {self.refused_window} exceeded for {scope.label}"
+        if self.n > limit:
+            message += f": this request asks for {self.n} images, more than the limit allows"
+        elif self.refused_window == "minute":
+            message += f"; retry after {self.retry_after} seconds"
+        else:
+            message += "; the day resets at 00:00 UTC"
+        headers = {**self.headers(), "Retry-After": str(self.retry_after)}
+        return GatewayError(429, "rate_limit_exceeded", message + ".", headers=headers)
+
+
+class RateLimiter(Protocol):
+    """A backend: checks every scope's windows and consumes `n` images from all of them, or from none."""
+
+    async def consume(self, scopes: list[Scope], n: int, token: str) -> RateDecision: ...
+
+    async def refund(self, decision: RateDecision) -> None: ...
+
+
+def _give_back(window: Window, n: int) -> Window:
+    return Window(window.limit, min(window.limit, window.remaining + n), window.reset_seconds)
+
+
+def _seconds(ms: float) -> int:
+    return max(0, math.ceil(ms / 1000))
