@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import GatewayError, invalid_parameter
+from providers.base import ImageParams
 
 DEFAULT_MODEL = "dall-e-3"
 RESPONSE_FORMATS = ("url", "b64_json")
@@ -30,19 +31,6 @@ class CatalogEntry:
     default_quality: str
     max_n: int
     max_prompt_length: int
-
-
-@dataclass(frozen=True)
-class ImageParams:
-    model: str
-    prompt: str
-    n: int
-    size: str
-    quality: str
-    style: str
-    response_format: str
-    end_user: str
-    provider: str
 
 
 def parse_body(body: bytes) -> dict[str, Any]:

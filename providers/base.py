@@ -12,6 +12,21 @@ import httpx
 
 
 @dataclass(frozen=True)
+class ImageParams:
+    """A request's image parameters, as the request pipeline validated them against the model catalog."""
+
+    model: str
+    prompt: str
+    n: int
+    size: str
+    quality: str
+    style: str
+    response_format: str
+    end_user: str
+    provider: str
+
+
+@dataclass(frozen=True)
 class ImageJob:
     """What the pipeline asks a provider to generate, already validated and priced."""
 

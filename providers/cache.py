@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from gateway.validation import ImageParams
+from providers.base import ImageParams
 from providers.models import CachedResponse
 
 

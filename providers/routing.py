@@ -12,8 +12,7 @@ from typing import Any
 
 import httpx
 
-from gateway.validation import ImageParams
-from providers.base import ImageJob, Provider, ProviderError, ProviderResult
+from providers.base import ImageJob, ImageParams, Provider, ProviderError, ProviderResult
 from providers.breaker import breaker_for, circuit_open_error
 
 
