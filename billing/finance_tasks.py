@@ -9,7 +9,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from billing import exports, rollups
+from billing.usage import exports, rollups
 
 logger = logging.getLogger(__name__)
 # Days the periodic reconciliation looks back over.

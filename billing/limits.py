@@ -7,7 +7,7 @@ effect on the next request, because spend_reserve reads the caps on every reques
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import transaction
@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import Organization
 from billing.models import AlertPolicy, SpendAlert, SpendCounter, SpendLimit
-from billing.periods import period_reset, period_start
+from billing.periods import days_span, period_reset, period_start
 from billing.spend import spend_limit_delete, spend_limit_set
 
 ZERO = Decimal(0)
@@ -155,10 +155,8 @@ def org_alerts(*, organization: Organization) -> QuerySet[SpendAlert]:
 
 def month_spend_alerts(*, organization: Organization, first: date, last: date) -> list[SpendAlert]:
     """The alerts that fired in a month (UTC), oldest first."""
-    alerts = org_alerts(organization=organization).filter(
-        created_at__gte=datetime.combine(first, time.min, tzinfo=UTC),
-        created_at__lt=datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC),
-    )
+    start, end = days_span(first, last)
+    alerts = org_alerts(organization=organization).filter(created_at__gte=start, created_at__lt=end)
     return list(alerts.order_by("created_at", "pk"))
 
 

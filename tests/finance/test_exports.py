@@ -11,9 +11,9 @@ from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-import billing.exports as exports_module
-from billing.exports import CSV_COLUMNS, csv_cell, usage_csv_write, usage_export_run, usage_exports_expire
+import billing.usage.exports as exports_module
 from billing.models import UsageExport, UsageLineItem
+from billing.usage.exports import CSV_COLUMNS, csv_cell, usage_csv_write, usage_export_run, usage_exports_expire
 
 MARCH = {"from": "2026-03-01", "to": "2026-03-31"}
 

@@ -8,10 +8,10 @@ from decimal import Decimal
 import time_machine
 
 from billing.models import SpendAlert, SpendCounter, UsageLineItem
-from billing.rollups import rollup_rebuild_range
 from billing.services import price_set
 from billing.spend import spend_limit_set
-from billing.statements import statement_build
+from billing.usage.rollups import rollup_rebuild_range
+from billing.usage.statements import statement_build
 
 
 def _march_items():
