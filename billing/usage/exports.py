@@ -135,7 +135,7 @@ def usage_export_create(*, usage_filter: UsageFilter, requested_by) -> UsageExpo
     export = UsageExport.objects.create(
         organization_id=usage_filter.organization_id, requested_by=requested_by, filters=usage_filter.as_params()
     )
-    enqueue_on_commit("billing.finance_tasks.usage_export_run", export.pk)
+    enqueue_on_commit("billing.tasks.usage_export_run", export.pk)
     return export
 
 
