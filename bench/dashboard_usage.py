@@ -31,7 +31,8 @@ from django.urls import reverse  # noqa: E402
 from accounts.models import Membership, Organization  # noqa: E402
 from accounts.services import api_key_create, org_create  # noqa: E402
 from billing.models import UsageLineItem  # noqa: E402
-from billing.selectors import USAGE_PAGE_SIZE, cursor_encode  # noqa: E402
+from billing.usage.filter import PageCursor  # noqa: E402
+from billing.views.usage import USAGE_PAGE_SIZE  # noqa: E402
 from gateway.seed import seed_defaults  # noqa: E402
 
 ORG = "bench"
@@ -105,7 +106,7 @@ def main() -> None:
     url = reverse("usage", args=[ORG])
     # The cursor of the last item of page 500, as the "Older" link of page 500 would carry it.
     deep = UsageLineItem.objects.filter(organization=organization).order_by("-created_at", "-id")
-    deep_cursor = cursor_encode(deep[500 * USAGE_PAGE_SIZE - 1])
+    deep_cursor = PageCursor.at(deep[500 * USAGE_PAGE_SIZE - 1]).encode()
     key_prefix = organization.api_keys.first().prefix
     cases = [
         ("page 1", url, {}),

@@ -32,8 +32,8 @@ from django.test import Client  # noqa: E402
 from accounts.models import Organization  # noqa: E402
 from accounts.services import api_key_create, org_create  # noqa: E402
 from billing.models import DailyUsageRollup, UsageLineItem, UsageRollupDay  # noqa: E402
-from billing.rollups import rollup_rebuild_range  # noqa: E402
-from billing.statements import statement_build  # noqa: E402
+from billing.usage.rollups import rollup_rebuild_range  # noqa: E402
+from billing.usage.statements import statement_build  # noqa: E402
 from gateway.seed import seed_defaults  # noqa: E402
 
 MONTH_SECONDS = 31 * 24 * 3600

@@ -7,7 +7,7 @@ on the next request, because the ledger reads the caps on every request.
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import transaction
@@ -18,7 +18,7 @@ from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import ApiKey, Organization
 from billing.models import AlertPolicy, SpendAlert, SpendCounter, SpendLimit
 from billing.money import quantize_usd
-from billing.periods import period_reset, period_start
+from billing.periods import days_span, period_reset, period_start
 from billing.services import BillingError
 
 ZERO = Decimal(0)
@@ -185,10 +185,8 @@ def org_alerts(*, organization: Organization) -> QuerySet[SpendAlert]:
 
 def month_spend_alerts(*, organization: Organization, first: date, last: date) -> list[SpendAlert]:
     """The alerts that fired in a month (UTC), oldest first."""
-    alerts = org_alerts(organization=organization).filter(
-        created_at__gte=datetime.combine(first, time.min, tzinfo=UTC),
-        created_at__lt=datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC),
-    )
+    start, end = days_span(first, last)
+    alerts = org_alerts(organization=organization).filter(created_at__gte=start, created_at__lt=end)
     return list(alerts.order_by("created_at", "pk"))
 
 

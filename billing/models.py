@@ -129,7 +129,7 @@ class UsageLineItem(models.Model):
 class DailyUsageRollup(models.Model):
     """One day's usage of an organization for one key, model, size, quality and unit price.
 
-    Rebuilt from the line items (billing.rollups) so that statements and reports
+    Rebuilt from the line items (billing.usage.rollups) so that statements and reports
     read thousands of rows instead of millions; the reconciliation check proves
     they still add up to the line items.
     """
@@ -186,7 +186,7 @@ class UsageExport(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # The filters as given (billing.exports.UsageFilter.as_params), so the job reproduces the request.
+    # The filters as given (billing.usage.filter.UsageFilter.as_params), so the job reproduces the request.
     filters = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     rows_total = models.PositiveIntegerField(default=0)

@@ -20,9 +20,14 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
+def day_end(day: date) -> datetime:
+    """Midnight UTC after `day`: the exclusive end of its instants."""
+    return day_start(day + timedelta(days=1))
+
+
 def days_span(first: date, last: date) -> tuple[datetime, datetime]:
     """The instants of the days `first` to `last`, both included: (midnight of the first, midnight after the last)."""
-    return day_start(first), day_start(last + timedelta(days=1))
+    return day_start(first), day_end(last)
 
 
 def month_first(day: date) -> date:
@@ -54,7 +59,7 @@ def period_start(period: str, now: datetime) -> date:
 def period_reset(period: str, start: date) -> datetime | None:
     """When a period that began on `start` ends and its cap starts afresh, or None for a total cap."""
     if period == DAY:
-        return day_start(start + timedelta(days=1))
+        return day_end(start)
     if period == MONTH:
         return day_start(next_month_first(start))
     return None

@@ -1,16 +1,27 @@
-"""Background work for billing: delivering spend alerts, releasing reservations of crashed workers."""
+"""Background work for billing: delivering spend alerts, releasing reservations of crashed workers,
+export jobs and the expiry of their files, usage rollups and their reconciliation.
+
+Nothing below this module imports it: code that decides work is due enqueues the task by
+name (gateway.queue.enqueue_on_commit), so these imports only ever point down.
+"""
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
+from django.utils import timezone
 
 from billing.alerts import WebhookDeliveryError, alert_email_send, alert_webhook_send
 from billing.ledger import ledger
 from billing.models import SpendAlert
+from billing.periods import today_utc
+from billing.usage import exports, rollups
 
 logger = logging.getLogger("billing.tasks")
 
 WEBHOOK_MAX_RETRIES = 5
+# Days the periodic reconciliation looks back over.
+RECONCILE_DAYS = 7
 
 
 @shared_task(bind=True, max_retries=WEBHOOK_MAX_RETRIES)
@@ -40,3 +51,30 @@ def spend_reservations_sweep() -> int:
     if released:
         logger.warning("released %s stale spend reservation(s)", released)
     return released
+
+
+@shared_task
+def usage_export_run(export_id: int) -> None:
+    exports.usage_export_run(export_id=export_id)
+
+
+@shared_task
+def usage_exports_expire() -> int:
+    return exports.usage_exports_expire()
+
+
+@shared_task
+def usage_rollup_recent() -> int:
+    """Rebuild yesterday (which may have settled late) and today so far."""
+    today = today_utc(timezone.now())
+    return rollups.rollup_rebuild_range(first=today - timedelta(days=1), last=today)
+
+
+@shared_task
+def usage_reconcile_recent() -> int:
+    """Compare the last closed days' rollups with the line items and log every difference."""
+    today = today_utc(timezone.now())
+    differences = rollups.rollup_reconcile(first=today - timedelta(days=RECONCILE_DAYS), last=today - timedelta(days=1))
+    for difference in differences:
+        logger.error("usage rollup differs from line items: %s", difference.describe())
+    return len(differences)

@@ -1,28 +1,52 @@
-from django.urls import path
+"""Every billing route: dashboard pages (usage, limits, audit, staff), exports and statements, and the usage API."""
 
-from billing import limits_views, views
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from billing.views import api, audit, limits, pricing, reports, usage
 
 urlpatterns = [
-    path("orgs/<slug:slug>/", views.overview, name="overview"),
-    path("orgs/<slug:slug>/usage/", views.usage, name="usage"),
-    path("orgs/<slug:slug>/usage/<str:request_id>/", views.usage_detail, name="usage-detail"),
-    path("orgs/<slug:slug>/limits/", limits_views.limits, name="limits"),
-    path("orgs/<slug:slug>/limits/tier/", limits_views.limits_tier, name="limits-tier"),
-    path("orgs/<slug:slug>/limits/keys/<int:key_id>/", limits_views.limits_key, name="limits-key"),
-    path("orgs/<slug:slug>/limits/spend/", limits_views.limits_spend, name="limits-spend"),
+    # Usage API (+ OpenAPI schema and docs).
+    path("api/usage", api.UsageList.as_view(), name="api-usage"),
+    path("api/usage/summary", api.UsageSummary.as_view(), name="api-usage-summary"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Usage, an organization's and every one for staff.
+    path("orgs/<slug:slug>/", usage.overview, name="overview"),
+    path("orgs/<slug:slug>/usage/", usage.usage, name="usage"),
+    path("orgs/<slug:slug>/usage/<str:request_id>/", usage.usage_detail, name="usage-detail"),
+    path("staff/usage/", usage.staff_usage, name="staff-usage"),
+    # Limits and alerts.
+    path("orgs/<slug:slug>/limits/", limits.limits, name="limits"),
+    path("orgs/<slug:slug>/limits/tier/", limits.limits_tier, name="limits-tier"),
+    path("orgs/<slug:slug>/limits/keys/<int:key_id>/", limits.limits_key, name="limits-key"),
+    path("orgs/<slug:slug>/limits/spend/", limits.limits_spend, name="limits-spend"),
     path(
-        "orgs/<slug:slug>/limits/spend/<int:limit_id>/delete/",
-        limits_views.limits_spend_delete,
-        name="limits-spend-delete",
+        "orgs/<slug:slug>/limits/spend/<int:limit_id>/delete/", limits.limits_spend_delete, name="limits-spend-delete"
     ),
-    path("orgs/<slug:slug>/limits/alerts/", limits_views.limits_alerts, name="limits-alerts"),
-    path("orgs/<slug:slug>/alerts/", limits_views.alerts, name="alerts"),
-    path("orgs/<slug:slug>/audit/", views.audit, name="audit"),
-    path("staff/usage/", views.staff_usage, name="staff-usage"),
-    path("staff/audit/", views.staff_audit, name="staff-audit"),
-    path("staff/pricing/", views.pricing, name="pricing"),
-    path("staff/pricing/set/", views.pricing_set, name="pricing-set"),
-    path("staff/pricing/<int:price_id>/delete/", views.pricing_delete, name="pricing-delete"),
-    path("staff/models/", views.catalog, name="catalog"),
-    path("staff/models/<int:spec_id>/", views.catalog_update, name="catalog-update"),
+    path("orgs/<slug:slug>/limits/alerts/", limits.limits_alerts, name="limits-alerts"),
+    path("orgs/<slug:slug>/alerts/", limits.alerts, name="alerts"),
+    # Exports and statements.
+    path("orgs/<slug:slug>/exports/", reports.org_exports, name="org-exports"),
+    path("orgs/<slug:slug>/exports/<int:export_id>/status", reports.org_export_status, name="org-export-status"),
+    path("orgs/<slug:slug>/exports/<int:export_id>/download", reports.org_export_download, name="org-export-download"),
+    path("orgs/<slug:slug>/statements/", reports.org_statements, name="org-statements"),
+    re_path(r"^orgs/(?P<slug>[-\w]+)/statements/(?P<month>\d{4}-\d{2})/$", reports.org_statement, name="org-statement"),
+    re_path(
+        r"^orgs/(?P<slug>[-\w]+)/statements/(?P<month>\d{4}-\d{2})\.csv$",
+        reports.org_statement_csv,
+        name="org-statement-csv",
+    ),
+    path("staff/exports/", reports.staff_exports, name="staff-exports"),
+    path("staff/exports/<int:export_id>/status", reports.staff_export_status, name="staff-export-status"),
+    path("staff/exports/<int:export_id>/download", reports.staff_export_download, name="staff-export-download"),
+    # Audit log.
+    path("orgs/<slug:slug>/audit/", audit.audit, name="audit"),
+    path("staff/audit/", audit.staff_audit, name="staff-audit"),
+    # Staff: pricing and the model catalog.
+    path("staff/pricing/", pricing.pricing, name="pricing"),
+    path("staff/pricing/set/", pricing.pricing_set, name="pricing-set"),
+    path("staff/pricing/<int:price_id>/delete/", pricing.pricing_delete, name="pricing-delete"),
+    path("staff/models/", pricing.catalog, name="catalog"),
+    path("staff/models/<int:spec_id>/", pricing.catalog_update, name="catalog-update"),
 ]

@@ -8,5 +8,3 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 app = Celery("gateway")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-# Finance keeps its tasks in billing/finance_tasks.py, next to the tasks.py other features use.
-app.autodiscover_tasks(related_name="finance_tasks")

@@ -227,9 +227,9 @@ INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar"]
 USAGE_EXPORT_ASYNC_THRESHOLD = env_int("USAGE_EXPORT_ASYNC_THRESHOLD", 100_000)
 USAGE_EXPORT_TTL_DAYS = env_int("USAGE_EXPORT_TTL_DAYS", 7)
 CELERY_BEAT_SCHEDULE |= {
-    "usage-rollup-recent": {"task": "billing.finance_tasks.usage_rollup_recent", "schedule": 3600},
-    "usage-reconcile-recent": {"task": "billing.finance_tasks.usage_reconcile_recent", "schedule": 6 * 3600},
-    "usage-exports-expire": {"task": "billing.finance_tasks.usage_exports_expire", "schedule": 3600},
+    "usage-rollup-recent": {"task": "billing.tasks.usage_rollup_recent", "schedule": 3600},
+    "usage-reconcile-recent": {"task": "billing.tasks.usage_reconcile_recent", "schedule": 6 * 3600},
+    "usage-exports-expire": {"task": "billing.tasks.usage_exports_expire", "schedule": 3600},
 }
 REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
 SPECTACULAR_SETTINGS = {

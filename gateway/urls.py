@@ -8,10 +8,7 @@ urlpatterns = [
     path("v1/images/files/<path:name>", views.image_file, name="image-file"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    # Finance: usage API (+ OpenAPI schema and docs), exports and statements.
-    path("api/", include("billing.api_urls")),
-    path("", include("billing.reports_urls")),
-    # The dashboard: person/org pages, then usage, pricing, limits and audit.
+    # The dashboard's person and organization pages, then billing's pages and the usage API.
     path("", include("accounts.urls")),
     path("", include("billing.urls")),
 ]

@@ -1,4 +1,4 @@
-"""Template filters for the dashboard: money shown exactly, and dictionary lookups for audit diffs."""
+"""Template filters for the dashboard: money shown exactly (the one money library), and lookups for audit diffs."""
 
 from decimal import Decimal
 
@@ -17,7 +17,7 @@ def usd(amount: Decimal | None) -> str:
 
 @register.filter
 def usd_amount(amount: Decimal) -> str:
-    """The exact amount without the dollar sign, for form inputs."""
+    """'0.04' — the exact amount without the dollar sign: form inputs, and statements, which name the currency."""
     return format_usd(amount)
 
 

@@ -11,9 +11,11 @@ from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-import billing.exports as exports_module
-from billing.exports import CSV_COLUMNS, csv_cell, usage_csv_write, usage_export_run, usage_exports_expire
+import billing.usage.exports as exports_module
 from billing.models import UsageExport, UsageLineItem
+from billing.tasks import usage_export_run as usage_export_run_task
+from billing.usage.exports import CSV_COLUMNS, csv_cell, usage_csv_write, usage_export_run, usage_exports_expire
+from gateway.celery import app as celery_app
 
 MARCH = {"from": "2026-03-01", "to": "2026-03-31"}
 
@@ -149,6 +151,29 @@ def test_large_export_runs_as_a_job_with_progress(
     assert client.get(f"/orgs/acme/exports/{export.pk}/status").status_code == 404
     assert client.get(f"/orgs/acme/exports/{export.pk}/download").status_code == 404
     assert client.get(f"/orgs/globex/exports/{export.pk}/download").status_code == 404
+
+
+def test_a_queued_export_runs_through_its_named_task(
+    client, people, orgs, keys, add_item, settings, django_capture_on_commit_callbacks
+):
+    settings.USAGE_EXPORT_ASYNC_THRESHOLD = 1
+    for minute in range(3):
+        add_item(orgs["acme"], keys["acme"], datetime(2026, 3, 1, 0, minute, tzinfo=UTC))
+    client.force_login(people["fiona"])
+    celery_app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post("/orgs/acme/exports/", MARCH)
+    finally:
+        celery_app.conf.task_always_eager = False
+    export = UsageExport.objects.get()
+    assert export.status == "done" and export.rows_written == 3
+
+
+def test_a_worker_finds_every_scheduled_task(settings):
+    celery_app.loader.import_default_modules()  # what a worker does at start: autodiscovery
+    assert {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} <= set(celery_app.tasks)
+    assert usage_export_run_task.name == "billing.tasks.usage_export_run"
 
 
 def test_progress_is_reported_per_batch(orgs, keys, add_item, monkeypatch):

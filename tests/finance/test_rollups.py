@@ -7,9 +7,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import Organization
-from billing.finance_tasks import usage_reconcile_recent, usage_rollup_recent
 from billing.models import DailyUsageRollup, UsageRollupDay
-from billing.rollups import rollup_rebuild, rollup_reconcile
+from billing.tasks import usage_reconcile_recent, usage_rollup_recent
+from billing.usage.rollups import rollup_rebuild, rollup_reconcile
 
 
 def test_rebuild_is_idempotent_and_matches_line_items(orgs, ledger):

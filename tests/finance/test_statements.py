@@ -9,9 +9,9 @@ import time_machine
 
 from billing.limits import spend_limit_set
 from billing.models import SpendAlert, SpendCounter, UsageLineItem
-from billing.rollups import rollup_rebuild_range
 from billing.services import price_set
-from billing.statements import statement_build
+from billing.usage.rollups import rollup_rebuild_range
+from billing.usage.statements import statement_build
 
 
 def _march_items():

@@ -86,3 +86,32 @@ def test_create_api_key_sets_the_usage_scope(orgs, capsys):
     assert ApiKey.objects.get(name="fin").usage_scope == "organization"
     call_command("create_api_key", "--org", "acme", "--name", "plain")
     assert ApiKey.objects.get(name="plain").usage_scope == "own"
+
+
+def test_previous_links_walk_back_to_the_first_page(client, keys, ledger):
+    headers = {"HTTP_X_API_KEY": keys["acme_admin"].plaintext}
+    first = client.get("/api/usage?from=2026-03-01&to=2026-04-30&limit=2", **headers).json()
+    assert first["previous"] is None
+    forward = [first]
+    while forward[-1]["next"]:
+        forward.append(client.get(forward[-1]["next"], **headers).json())
+    assert len(forward) == 3 and forward[1]["previous"] is not None
+    backward = [forward[-1]]
+    while backward[-1]["previous"]:
+        backward.append(client.get(backward[-1]["previous"], **headers).json())
+    assert [page["results"] for page in backward] == [page["results"] for page in reversed(forward)]
+    # Back on the first page, its `next` goes forward again from there.
+    assert client.get(backward[-1]["next"], **headers).json()["results"] == forward[1]["results"]
+
+
+@pytest.mark.parametrize("cursor, message", [
+    ("nonsense", "The page cursor is malformed; start again from the newest items."),
+    ("p17-x", "The page cursor is malformed; start again from the newest items."),
+    ("99999999999999999999-1", "The page cursor is out of range; start again from the newest items."),
+])  # fmt: skip
+def test_a_bad_cursor_is_a_400_in_the_error_shape(client, keys, ledger, cursor, message):
+    response = _get(client, keys["acme_admin"], cursor=cursor)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": "parse_error"}
+    }

@@ -3,7 +3,8 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.services import AccountError, org_get
-from billing.exports import FilterError, usage_csv_write, usage_filter_parse, usage_line_items
+from billing.usage.exports import usage_csv_write
+from billing.usage.filter import FilterError, UsageFilter
 
 
 class Command(BaseCommand):
@@ -26,12 +27,13 @@ class Command(BaseCommand):
     def handle(self, *args, org, date_from, date_to, output, model, status, key, end_user, **options):
         try:
             organization = org_get(slug=org)
-            usage_filter = usage_filter_parse(
-                {"from": date_from, "to": date_to, "model": model, "status": status, "key": key, "end_user": end_user}
+            usage_filter = UsageFilter.from_params(
+                {"from": date_from, "to": date_to, "model": model, "status": status, "key": key, "end_user": end_user},
+                organization_id=organization.pk,
             )
         except (AccountError, FilterError) as exc:
             raise CommandError(str(exc)) from None
-        items = usage_line_items(usage_filter=usage_filter, organization=organization)
+        items = usage_filter.line_items()
         if output:
             try:
                 with open(output, "w", encoding="utf-8", newline="") as file:

@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from accounts.services import AccountError, org_get
-from billing.rollups import rollup_reconcile
+from billing.periods import today_utc
+from billing.usage.rollups import rollup_reconcile
 
 
 def day_range_arguments(parser, *, default_days: int) -> None:
@@ -25,7 +26,7 @@ def _day(text: str, name: str) -> date:
 
 def organization_and_days(options: dict):
     """The --org, --from and --to of a rollup command, checked."""
-    today = timezone.now().date()
+    today = today_utc(timezone.now())
     last = _day(options["date_to"], "to") if options["date_to"] else today
     first = (
         _day(options["date_from"], "from") if options["date_from"] else last - timedelta(options["default_days"] - 1)

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from billing.management.commands.reconcile_usage import day_range_arguments, organization_and_days
-from billing.rollups import rollup_rebuild_range
+from billing.usage.rollups import rollup_rebuild_range
 
 
 class Command(BaseCommand):

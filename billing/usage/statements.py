@@ -12,18 +12,20 @@ shown at its current amount, while each alert keeps the cap it fired against.
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
-from billing.exports import csv_cell, csv_rows_to_text
 from billing.limits import MonthCap, month_caps_get, month_spend_alerts
-from billing.models import DailyUsageRollup, SpendAlert, SpendLimit, UsageLineItem
+from billing.models import DailyUsageRollup, SpendAlert, SpendLimit
 from billing.money import CURRENCY, format_usd
-from billing.rollups import (
+from billing.periods import days_span, month_first, month_last, today_utc
+from billing.usage.exports import csv_cell, csv_rows_to_text
+from billing.usage.filter import UsageFilter
+from billing.usage.rollups import (
     Totals,
     final_rollup_days,
     line_item_aggregates,
@@ -84,7 +86,7 @@ class Statement:
 
     @property
     def is_closed(self) -> bool:
-        return self.last < timezone.now().date()
+        return self.last < today_utc(timezone.now())
 
 
 def month_parse(text: str) -> date:
@@ -93,10 +95,6 @@ def month_parse(text: str) -> date:
         return datetime.strptime(text, "%Y-%m").date()
     except ValueError:
         raise ValueError(f"'{text}' is not a month as YYYY-MM") from None
-
-
-def _month_last_day(month: date) -> date:
-    return (month.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
 
 
 def _ranges(days: list[date]) -> Q:
@@ -109,10 +107,8 @@ def _ranges(days: list[date]) -> Q:
             runs.append((day, day))
     condition = Q(pk__in=[])
     for run_first, run_last in runs:
-        condition |= Q(
-            created_at__gte=datetime.combine(run_first, time.min, tzinfo=UTC),
-            created_at__lt=datetime.combine(run_last + timedelta(days=1), time.min, tzinfo=UTC),
-        )
+        start, end = days_span(run_first, run_last)
+        condition |= Q(created_at__gte=start, created_at__lt=end)
     return condition
 
 
@@ -129,12 +125,8 @@ def _grouped(aggregates: dict[tuple, Totals], index) -> dict:
 
 
 def statement_build(*, organization: Organization, month: date) -> Statement:
-    first, last = month.replace(day=1), _month_last_day(month)
-    month_items = UsageLineItem.objects.filter(
-        organization=organization,
-        created_at__gte=datetime.combine(first, time.min, tzinfo=UTC),
-        created_at__lt=datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC),
-    )
+    first, last = month_first(month), month_last(month)
+    month_items = UsageFilter(organization_id=organization.pk, date_from=first, date_to=last).line_items()
     final_days = sorted(final_rollup_days(organization_id=organization.pk, first=first, last=last))
     every_day = (first + timedelta(days=i) for i in range((last - first).days + 1))
     open_days = [day for day in every_day if day not in set(final_days)]
@@ -182,8 +174,8 @@ def statement_build(*, organization: Organization, month: date) -> Statement:
 
 def statement_months(*, organization: Organization) -> list[date]:
     """Months with usage, newest first, always including the current one."""
-    months = set(UsageLineItem.objects.filter(organization=organization).dates("created_at", "month", order="DESC"))
-    months.add(timezone.now().date().replace(day=1))
+    months = set(UsageFilter(organization_id=organization.pk).line_items().dates("created_at", "month", order="DESC"))
+    months.add(month_first(today_utc(timezone.now())))
     return sorted(months, reverse=True)
 
 

@@ -17,18 +17,20 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.generics import ListAPIView
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import BasePagination
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts.callers import Caller, caller_authenticate
-from accounts.models import ApiKey, Organization
-from billing.exports import CSV_COLUMNS, FilterError, usage_filter_parse, usage_line_items
+from accounts.models import ApiKey
 from billing.models import UsageLineItem
 from billing.money import CURRENCY, format_usd
-from billing.rollups import totals_annotations, totals_from_row, totals_sum
+from billing.usage.exports import CSV_COLUMNS
+from billing.usage.filter import FilterError, UsageFilter, UsagePage, keyset_page
+from billing.usage.rollups import totals_annotations, totals_from_row, totals_sum
 from gateway.auth import api_key_from_request
 from gateway.errors import Flavor, GatewayError, error_body
 
@@ -98,16 +100,16 @@ class _UsageApiView(APIView):
     def usage_items(self) -> QuerySet[UsageLineItem]:
         # ApiKeyAuthentication (required by HasApiKey) puts the Caller in request.auth.
         caller = cast(Caller, self.request.auth)
+        own_only = caller.usage_scope != ApiKey.UsageScope.ORGANIZATION
         try:
-            usage_filter = usage_filter_parse(self.request.query_params)
+            usage_filter = UsageFilter.from_params(
+                self.request.query_params,
+                organization_id=caller.organization_id,
+                api_key_id=caller.api_key_id if own_only else None,
+            )
         except FilterError as exc:
             raise exceptions.ParseError(str(exc)) from None
-        own_only = caller.usage_scope != ApiKey.UsageScope.ORGANIZATION
-        return usage_line_items(
-            usage_filter=usage_filter,
-            organization=Organization(pk=caller.organization_id),
-            api_key_id=caller.api_key_id if own_only else None,
-        )
+        return usage_filter.line_items()
 
 
 class MoneyField(serializers.DecimalField):
@@ -138,19 +140,79 @@ class UsageLineItemSerializer(serializers.ModelSerializer):
         return item.details.get("cached")
 
 
-class UsageCursorPagination(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 1000
+class UsageKeysetPagination(BasePagination):
+    """The usage keyset (billing.usage.filter.keyset_page) as links: `{"next", "previous", "results"}`.
+
+    `cursor` is a position the links carry; `limit` is the page size, up to MAX_LIMIT.
+    """
+
+    DEFAULT_LIMIT = 100
+    MAX_LIMIT = 1000
+    # Of the request being paginated.
+    page: UsagePage
+    url: str
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.url = request.build_absolute_uri()
+        try:
+            self.page = keyset_page(queryset, cursor=request.query_params.get("cursor", ""), size=self._limit(request))
+        except FilterError as exc:
+            raise exceptions.ParseError(str(exc)) from None
+        return self.page.items
+
+    def _limit(self, request) -> int:
+        # As DRF's page_size_query_param: a missing, malformed or non-positive limit means the default.
+        try:
+            limit = int(request.query_params["limit"])
+        except (KeyError, ValueError):
+            return self.DEFAULT_LIMIT
+        return min(limit, self.MAX_LIMIT) if limit > 0 else self.DEFAULT_LIMIT
+
+    def _link(self, cursor: str | None) -> str | None:
+        return replace_query_param(self.url, "cursor", cursor) if cursor else None
+
+    def get_paginated_response(self, data) -> Response:
+        return Response(
+            {
+                "next": self._link(self.page.next_cursor),
+                "previous": self._link(self.page.previous_cursor),
+                "results": data,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        link = {"type": "string", "format": "uri", "nullable": True}
+        return {
+            "type": "object",
+            "required": ["results"],
+            "properties": {"next": link, "previous": link, "results": schema},
+        }
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        return [
+            {
+                "name": "cursor",
+                "required": False,
+                "in": "query",
+                "description": "The page to return: the position in a `next` or `previous` link",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": "limit",
+                "required": False,
+                "in": "query",
+                "description": f"Items per page, default {self.DEFAULT_LIMIT}, at most {self.MAX_LIMIT}",
+                "schema": {"type": "integer"},
+            },
+        ]
 
 
 @extend_schema(parameters=FILTER_PARAMETERS, summary="Usage line items, newest first")
 class UsageList(_UsageApiView, ListAPIView):
-    """GET /api/usage: one entry per request, cursor-paginated (`next`, `previous`)."""
+    """GET /api/usage: one entry per request, keyset-paginated (`next`, `previous`)."""
 
     serializer_class = UsageLineItemSerializer
-    pagination_class = UsageCursorPagination
+    pagination_class = UsageKeysetPagination
 
     def get_queryset(self):
         return self.usage_items().select_related("organization", "api_key")

@@ -1,4 +1,4 @@
-"""Usage exports: the filters shared by exports, statements and the usage API, and the CSV writer.
+"""Usage exports: the CSV writer (streamed or to a file) and the background export jobs.
 
 The CSV columns are a documented contract (docs/finance.md): add columns at the
 end, never rename or reorder them.
@@ -7,9 +7,8 @@ end, never rename or reorder them.
 import csv
 import io
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import IO
 
 from django.conf import settings
@@ -17,9 +16,9 @@ from django.core.files.base import File
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import Organization
 from billing.models import UsageExport, UsageLineItem
 from billing.money import format_usd
+from billing.usage.filter import UsageFilter
 from gateway.queue import enqueue_on_commit
 
 # Each CSV column and the database value behind it, in order.
@@ -49,96 +48,6 @@ _VALUES = tuple(source for _, source in _COLUMN_SOURCES)
 _FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 # Rows fetched per round trip from the server-side cursor: big enough to be fast, small enough to stay flat in memory.
 CHUNK_ROWS = 5000
-MAX_RANGE_DAYS = 366
-
-
-class FilterError(ValueError):
-    """A filter the caller must fix; the message says how."""
-
-
-@dataclass(frozen=True)
-class UsageFilter:
-    """Which line items a report covers: a UTC date range (both days included) and optional narrowing."""
-
-    date_from: date
-    date_to: date
-    model: str = ""
-    status: str = ""
-    key_prefix: str = ""
-    end_user: str = ""
-
-    @property
-    def start(self) -> datetime:
-        return datetime.combine(self.date_from, time.min, tzinfo=UTC)
-
-    @property
-    def end(self) -> datetime:
-        """Exclusive: midnight after the last day."""
-        return datetime.combine(self.date_to + timedelta(days=1), time.min, tzinfo=UTC)
-
-    def as_params(self) -> dict[str, str]:
-        params = {"from": self.date_from.isoformat(), "to": self.date_to.isoformat()}
-        for name in ("model", "status", "end_user"):
-            if getattr(self, name):
-                params[name] = getattr(self, name)
-        if self.key_prefix:
-            params["key"] = self.key_prefix
-        return params
-
-
-def _parse_day(text: str, name: str) -> date:
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise FilterError(f"'{name}' must be a date as YYYY-MM-DD, got '{text}'") from None
-
-
-def usage_filter_parse(params: Mapping[str, str], *, today: date | None = None) -> UsageFilter:
-    """The filter from query parameters (`from`, `to`, `model`, `status`, `key`, `end_user`).
-
-    Without dates the range is the current month up to today.
-    """
-    today = today or timezone.now().date()
-    date_from = _parse_day(params["from"], "from") if params.get("from") else today.replace(day=1)
-    date_to = _parse_day(params["to"], "to") if params.get("to") else today
-    if date_from > date_to:
-        raise FilterError(f"'from' ({date_from}) must not be after 'to' ({date_to})")
-    if (date_to - date_from).days >= MAX_RANGE_DAYS:
-        raise FilterError(f"The range covers more than {MAX_RANGE_DAYS} days; split it into smaller ranges")
-    status = params.get("status", "").strip()
-    if status and status not in UsageLineItem.Status.values:
-        raise FilterError(f"'status' must be one of {', '.join(UsageLineItem.Status.values)}, got '{status}'")
-    return UsageFilter(
-        date_from=date_from,
-        date_to=date_to,
-        model=params.get("model", "").strip(),
-        status=status,
-        key_prefix=params.get("key", "").strip(),
-        end_user=params.get("end_user", "").strip(),
-    )
-
-
-def usage_line_items(
-    *, usage_filter: UsageFilter, organization: Organization | None, api_key_id: int | None = None
-) -> QuerySet[UsageLineItem]:
-    """The line items a filter selects; `organization=None` means every organization (staff only).
-
-    `api_key_id` narrows to one key's own requests (usage API keys with the `own` scope).
-    """
-    items = UsageLineItem.objects.filter(created_at__gte=usage_filter.start, created_at__lt=usage_filter.end)
-    if organization is not None:
-        items = items.filter(organization=organization)
-    if api_key_id is not None:
-        items = items.filter(api_key_id=api_key_id)
-    if usage_filter.model:
-        items = items.filter(model=usage_filter.model)
-    if usage_filter.status:
-        items = items.filter(status=usage_filter.status)
-    if usage_filter.key_prefix:
-        items = items.filter(api_key__prefix=usage_filter.key_prefix)
-    if usage_filter.end_user:
-        items = items.filter(end_user=usage_filter.end_user)
-    return items
 
 
 def csv_cell(value: str) -> str:
@@ -221,12 +130,12 @@ def export_is_large(*, items: QuerySet[UsageLineItem]) -> bool:
     return items[: threshold + 1].count() > threshold
 
 
-def usage_export_create(*, organization: Organization | None, usage_filter: UsageFilter, requested_by) -> UsageExport:
-    """Queue a background export; the Celery job starts once this transaction commits."""
+def usage_export_create(*, usage_filter: UsageFilter, requested_by) -> UsageExport:
+    """Queue a background export of the filter's scope; the Celery job starts once this transaction commits."""
     export = UsageExport.objects.create(
-        organization=organization, requested_by=requested_by, filters=usage_filter.as_params()
+        organization_id=usage_filter.organization_id, requested_by=requested_by, filters=usage_filter.as_params()
     )
-    enqueue_on_commit("billing.finance_tasks.usage_export_run", export.pk)
+    enqueue_on_commit("billing.tasks.usage_export_run", export.pk)
     return export
 
 
@@ -239,8 +148,8 @@ def usage_export_run(*, export_id: int) -> UsageExport:
     if not claimed:
         # Another worker has it (or it already ran): a redelivered task must not write the file twice.
         return export
-    usage_filter = usage_filter_parse(export.filters)
-    items = usage_line_items(usage_filter=usage_filter, organization=export.organization)
+    usage_filter = UsageFilter.from_params(export.filters, organization_id=export.organization_id)
+    items = usage_filter.line_items()
     UsageExport.objects.filter(pk=export_id).update(rows_total=items.count())
 
     def progress(rows: int) -> None:

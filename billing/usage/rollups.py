@@ -7,7 +7,7 @@ one transaction, so running it twice, or after late line items, is safe.
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
@@ -18,11 +18,12 @@ from django.utils import timezone
 from accounts.models import Organization
 from billing.models import DailyUsageRollup, UsageLineItem, UsageRollupDay
 from billing.money import format_usd
+from billing.periods import day_end
+from billing.usage.filter import FAILED_STATUSES, UsageFilter
 
 # A request can still settle this long after it started (provider timeout plus retries);
 # a day's rollup is final only when it was built at least this long after midnight.
 SETTLE_MARGIN = timedelta(minutes=15)
-FAILED_STATUSES = (UsageLineItem.Status.FAILED, UsageLineItem.Status.REJECTED)
 # The grouping of a rollup row, in the names the line items use.
 DIMENSIONS = ("day", "organization_id", "api_key_id", "model", "size", "quality", "unit_price")
 
@@ -41,12 +42,6 @@ class Totals:
             self.failures + other.failures,
             self.amount + other.amount,
         )
-
-
-def _day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
-    return datetime.combine(first, time.min, tzinfo=UTC), datetime.combine(
-        last + timedelta(days=1), time.min, tzinfo=UTC
-    )
 
 
 def totals_annotations() -> dict:
@@ -86,11 +81,9 @@ def rollup_aggregates(rollups: QuerySet[DailyUsageRollup]) -> dict[tuple, Totals
 
 def rollup_rebuild(*, day: date, organization_id: int | None = None) -> int:
     """Rebuild one UTC day's rollups (of one organization, or all); returns the number of rollup rows."""
-    start, end = _day_bounds(day, day)
-    items = UsageLineItem.objects.filter(created_at__gte=start, created_at__lt=end)
+    items = UsageFilter(organization_id=organization_id, date_from=day, date_to=day).line_items()
     rollups = DailyUsageRollup.objects.filter(day=day)
     if organization_id is not None:
-        items = items.filter(organization_id=organization_id)
         rollups = rollups.filter(organization_id=organization_id)
     with transaction.atomic():
         if connection.vendor == "postgresql":
@@ -139,11 +132,7 @@ def rollup_rebuild_range(*, first: date, last: date, organization_id: int | None
 def final_rollup_days(*, organization_id: int, first: date, last: date) -> set[date]:
     """Days whose rollups were built after the day had settled, so they can stand in for the line items."""
     built = UsageRollupDay.objects.filter(organization_id=organization_id, day__gte=first, day__lte=last)
-    return {
-        marker.day
-        for marker in built
-        if marker.built_at >= datetime.combine(marker.day + timedelta(days=1), time.min, tzinfo=UTC) + SETTLE_MARGIN
-    }
+    return {marker.day for marker in built if marker.built_at >= day_end(marker.day) + SETTLE_MARGIN}
 
 
 @dataclass(frozen=True)
@@ -168,11 +157,9 @@ class RollupDifference:
 
 def rollup_reconcile(*, first: date, last: date, organization_id: int | None = None) -> list[RollupDifference]:
     """Every grouping in [first, last] where the rollups do not equal the line items."""
-    start, end = _day_bounds(first, last)
-    items = UsageLineItem.objects.filter(created_at__gte=start, created_at__lt=end)
+    items = UsageFilter(organization_id=organization_id, date_from=first, date_to=last).line_items()
     rollups = DailyUsageRollup.objects.filter(day__gte=first, day__lte=last)
     if organization_id is not None:
-        items = items.filter(organization_id=organization_id)
         rollups = rollups.filter(organization_id=organization_id)
     expected = line_item_aggregates(items)
     actual = rollup_aggregates(rollups)

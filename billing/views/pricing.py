@@ -1,0 +1,143 @@
+"""Staff pages: the price of each model, quality and size, and the model catalog."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.audit import Actor
+from accounts.dashboard import after_change, confirmed, render_confirmation, render_panel, require_staff
+from billing.forms import ModelSpecForm, PriceForm
+from billing.models import ModelSpec, PriceConfig
+from billing.money import format_usd
+from billing.services import BillingError, model_spec_update, price_delete, price_set
+
+
+def _pricing_context(**extra) -> dict:
+    """Every (quality, size) the catalog allows for each image model, priced or not."""
+    prices = {(p.model_id, p.quality, p.size): p for p in PriceConfig.objects.all()}
+    models = []
+    for spec in ModelSpec.objects.filter(supports_images=True).order_by("name"):
+        rows = [
+            {"quality": quality, "size": size, "config": prices.get((spec.pk, quality, size))}
+            for quality in spec.qualities or ["standard"]
+            for size in spec.sizes
+        ]
+        models.append({"spec": spec, "rows": rows})
+    return {"models": models, "staff_view": True, **extra}
+
+
+@login_required
+@require_GET
+def pricing(request: HttpRequest) -> HttpResponse:
+    require_staff(request)
+    return render_panel(request, "billing/partials/pricing.html", _pricing_context())
+
+
+@login_required
+@require_POST
+def pricing_set(request: HttpRequest) -> HttpResponse:
+    """Create or change one price, after a confirmation; new requests are priced by it at once."""
+    require_staff(request)
+    form = PriceForm(request.POST)
+    pricing_url = reverse("pricing")
+    if not form.is_valid():
+        return render_panel(request, "billing/partials/pricing.html", _pricing_context(price_form=form), status=422)
+    data = form.cleaned_data
+    current = PriceConfig.objects.filter(model__name=data["model"], quality=data["quality"], size=data["size"]).first()
+    if not confirmed(request):
+        return render_confirmation(
+            request,
+            title=f"{'Change' if current else 'Add'} the price of {data['model']} ({data['quality']}, {data['size']})?",
+            changes=[
+                (
+                    "Price per image",
+                    f"${format_usd(current.unit_price)}" if current else "not priced",
+                    f"${format_usd(data['unit_price'])}",
+                )
+            ],
+            warning="Applies to new requests only; recorded line items keep their price.",
+            cancel_url=pricing_url,
+            context={"staff_view": True},
+        )
+    try:
+        price_set(**data, actor=Actor.dashboard(request.user))
+    except BillingError as exc:
+        form.add_error("unit_price", str(exc))
+        return render_panel(request, "billing/partials/pricing.html", _pricing_context(price_form=form), status=422)
+    messages.success(
+        request, f"{data['model']} ({data['quality']}, {data['size']}) costs ${format_usd(data['unit_price'])}."
+    )
+    return after_change(request, pricing_url)
+
+
+@login_required
+@require_POST
+def pricing_delete(request: HttpRequest, price_id: int) -> HttpResponse:
+    require_staff(request)
+    config = get_object_or_404(PriceConfig.objects.select_related("model"), pk=price_id)
+    pricing_url = reverse("pricing")
+    label = f"{config.model.name} ({config.quality}, {config.size})"
+    if not confirmed(request):
+        return render_confirmation(
+            request,
+            title=f"Remove the price of {label}?",
+            changes=[("Price per image", f"${format_usd(config.unit_price)}", "not priced")],
+            warning="New requests for this combination are refused with IMAGE_CONFIG_NOT_FOUND.",
+            cancel_url=pricing_url,
+            context={"staff_view": True},
+        )
+    price_delete(model=config.model.name, quality=config.quality, size=config.size, actor=Actor.dashboard(request.user))
+    messages.success(request, f"Removed the price of {label}.")
+    return after_change(request, pricing_url)
+
+
+def _catalog_context(**extra) -> dict:
+    forms = extra.pop("forms", {})
+    specs = ModelSpec.objects.order_by("name")
+    rows = [
+        (spec, forms.get(spec.pk) or ModelSpecForm(initial=_spec_initial(spec), prefix=f"m{spec.pk}")) for spec in specs
+    ]
+    return {"rows": rows, "staff_view": True, **extra}
+
+
+def _spec_initial(spec: ModelSpec) -> dict:
+    return {name: getattr(spec, name) for name in ModelSpecForm.base_fields}
+
+
+@login_required
+@require_GET
+def catalog(request: HttpRequest) -> HttpResponse:
+    require_staff(request)
+    return render_panel(request, "billing/partials/catalog.html", _catalog_context())
+
+
+@login_required
+@require_POST
+def catalog_update(request: HttpRequest, spec_id: int) -> HttpResponse:
+    require_staff(request)
+    spec = get_object_or_404(ModelSpec, pk=spec_id)
+    form = ModelSpecForm(request.POST, prefix=f"m{spec.pk}")
+    if not form.is_valid():
+        return render_panel(
+            request, "billing/partials/catalog.html", _catalog_context(forms={spec.pk: form}), status=422
+        )
+    before = _spec_initial(spec)
+    changes = {name: value for name, value in form.cleaned_data.items() if before[name] != value}
+    catalog_url = reverse("catalog")
+    if not changes:
+        return after_change(request, catalog_url)
+    if not confirmed(request):
+        return render_confirmation(
+            request,
+            title=f"Change the catalog entry of {spec.name}?",
+            changes=[(name, str(before[name]), str(value)) for name, value in changes.items()],
+            warning="Applies to new requests only.",
+            cancel_url=catalog_url,
+            context={"staff_view": True},
+        )
+    model_spec_update(spec=spec, actor=Actor.dashboard(request.user), **changes)
+    messages.success(request, f"Saved {spec.name}.")
+    return after_change(request, catalog_url)

@@ -1,0 +1,120 @@
+"""Dashboard pages about usage: the overview, the usage table (an organization's, or every one for staff)
+and one request's detail."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from accounts.access import dashboard_user, org_access_get
+from accounts.dashboard import htmx_details, render_panel, require_staff
+from accounts.models import Organization
+from billing.forms import UsageFilterForm
+from billing.limits import cap_bars_get
+from billing.models import UsageLineItem
+from billing.usage.filter import CursorError, UsageFilter
+from billing.usage.overview import overview_get
+from gateway.images import CONTENT_TYPES, signed_image_path
+
+USAGE_PAGE_SIZE = 50
+
+
+@login_required
+@require_GET
+def overview(request: HttpRequest, slug: str) -> HttpResponse:
+    access = org_access_get(request.user, slug)
+    created_by = dashboard_user(request) if access.own_usage_only else None
+    context = {
+        "access": access,
+        "overview": overview_get(organization=access.organization, created_by=created_by),
+        "cap_bars": cap_bars_get(organization=access.organization, created_by=created_by),
+    }
+    return render_panel(request, "billing/partials/overview.html", context)
+
+
+def _usage_response(
+    request: HttpRequest, context: dict, *, organization_id: int | None, created_by_id: int | None = None
+) -> HttpResponse:
+    """The usage panel, or only its table when htmx refreshes it after a filter change."""
+    form = UsageFilterForm(request.GET)
+    page = None
+    status = 200
+    if form.is_valid():
+        usage_filter = UsageFilter.from_form(
+            form.cleaned_data, organization_id=organization_id, created_by_id=created_by_id
+        )
+        try:
+            page = usage_filter.page(cursor=form.cleaned_data["cursor"], size=USAGE_PAGE_SIZE)
+        except CursorError as exc:
+            form.add_error("cursor", str(exc))
+    if page is None:
+        status = 400
+    query = request.GET.copy()
+    query.pop("cursor", None)
+    context = {**context, "form": form, "page": page, "query": query.urlencode()}
+    htmx = htmx_details(request)
+    if htmx and htmx.target == "usage-table":
+        return render_panel(request, "billing/partials/usage_table.html", context, status=status)
+    return render_panel(request, "billing/partials/usage.html", context, status=status)
+
+
+@login_required
+@require_GET
+def usage(request: HttpRequest, slug: str) -> HttpResponse:
+    access = org_access_get(request.user, slug)
+    created_by_id = dashboard_user(request).pk if access.own_usage_only else None
+    context = {"access": access, "usage_url": reverse("usage", kwargs={"slug": slug})}
+    return _usage_response(request, context, organization_id=access.organization.pk, created_by_id=created_by_id)
+
+
+@login_required
+@require_GET
+def staff_usage(request: HttpRequest) -> HttpResponse:
+    """Every organization's usage, newest first, with an organization filter."""
+    require_staff(request)
+    slug = request.GET.get("org", "")
+    organization = get_object_or_404(Organization, slug=slug) if slug else None
+    context = {
+        "staff_view": True,
+        "usage_url": reverse("staff-usage"),
+        "all_organizations": Organization.objects.order_by("slug"),
+    }
+    return _usage_response(request, context, organization_id=organization.pk if organization else None)
+
+
+def _stored_images(item: UsageLineItem) -> list[str]:
+    """Signed URLs of the images of `item` that are still stored (they expire under retention)."""
+    if item.status != UsageLineItem.Status.SUCCEEDED or item.details.get("response_format") == "b64_json":
+        return []
+    day = item.created_at.strftime("%Y/%m/%d")
+    urls = []
+    for index in range(item.n):
+        for extension in CONTENT_TYPES:
+            name = f"images/{day}/{item.request_id}-{index}.{extension}"
+            if default_storage.exists(name):
+                urls.append(signed_image_path(name))
+                break
+    return urls
+
+
+@login_required
+@require_GET
+def usage_detail(request: HttpRequest, slug: str, request_id: str) -> HttpResponse:
+    access = org_access_get(request.user, slug)
+    created_by_id = dashboard_user(request).pk if access.own_usage_only else None
+    items = UsageFilter(organization_id=access.organization.pk, created_by_id=created_by_id).line_items()
+    item = get_object_or_404(items.select_related("api_key"), request_id=request_id)
+    # Attempts and the cache hit get their own table and note; the rest is listed as recorded.
+    shown_apart = {"attempts", "cached", "cache_source_request_id"}
+    context = {
+        "access": access,
+        "item": item,
+        "details": sorted((name, value) for name, value in item.details.items() if name not in shown_apart),
+        "attempts": item.details.get("attempts", []),
+        "cached": item.details.get("cached") is True,
+        "cache_source": item.details.get("cache_source_request_id", ""),
+        "images": _stored_images(item),
+    }
+    return render_panel(request, "billing/partials/usage_detail.html", context)
