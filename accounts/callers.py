@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Organization, Tier
 from accounts.services import API_KEY_MARKER, api_key_prefix, hash_api_key
-from gateway.db import HotStatements, concrete_field
+from gateway.core.db import HotStatements, concrete_field
 
 Quote = Callable[[str], str]
 

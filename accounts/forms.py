@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from accounts.models import Membership, Tier
 from accounts.services import ENTERPRISE_TIER
-from billing.models import ModelSpec
+from providers.models import ModelSpec
 
 
 def image_model_choices() -> list[tuple[str, str]]:

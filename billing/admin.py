@@ -1,7 +1,8 @@
 from django.contrib import admin
 
 from accounts.admin import AuditedModelAdmin, ReadOnlyModelAdmin
-from billing.models import AlertPolicy, ModelSpec, PriceConfig, SpendAlert, SpendLimit, UsageLineItem
+from billing.models import AlertPolicy, PriceConfig, SpendAlert, SpendLimit, UsageLineItem
+from providers.models import ModelSpec
 
 
 @admin.register(ModelSpec)

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from accounts.models import Membership
 from billing.models import AlertPolicy, SpendAlert
-from billing.money import format_usd
-from gateway.queue import enqueue_on_commit
+from gateway.core.money import format_usd
+from gateway.core.queue import enqueue_on_commit
 
 SIGNATURE_HEADER = "X-Imagegate-Signature"
 

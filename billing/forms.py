@@ -4,7 +4,7 @@ from django import forms
 
 from accounts.models import ApiKey
 from billing.models import SpendLimit, UsageLineItem
-from billing.money import parse_usd
+from gateway.core.money import parse_usd
 
 
 class UsageFilterForm(forms.Form):

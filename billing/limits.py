@@ -17,9 +17,9 @@ from django.utils import timezone
 from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import ApiKey, Organization
 from billing.models import AlertPolicy, SpendAlert, SpendCounter, SpendLimit
-from billing.money import quantize_usd
 from billing.periods import days_span, period_reset, period_start
 from billing.services import BillingError
+from gateway.core.money import quantize_usd
 
 ZERO = Decimal(0)
 

@@ -1,38 +1,10 @@
-"""The model catalog, the price list and the usage ledger."""
+"""The price list, the usage ledger, spend caps and alerts, finance rollups and exports."""
 
 from django.conf import settings
 from django.db import models
 
-from billing.money import MONEY_DIGITS, MONEY_PLACES
-
-
-class ModelSpec(models.Model):
-    """One entry of the model catalog: who serves it and which parameters it accepts."""
-
-    name = models.CharField(max_length=100, unique=True)
-    provider = models.CharField(max_length=32, help_text="Provider slug, e.g. openai, stability, bfl.")
-    upstream_model = models.CharField(
-        max_length=100, blank=True, help_text="The provider's own name for it, when it differs."
-    )
-    supports_images = models.BooleanField(default=True)
-    suggested_model = models.CharField(
-        max_length=100, blank=True, help_text="What to suggest when this model cannot generate images."
-    )
-    sizes = models.JSONField(default=list, blank=True)
-    qualities = models.JSONField(default=list, blank=True)
-    styles = models.JSONField(default=list, blank=True)
-    default_size = models.CharField(max_length=16, blank=True)
-    default_quality = models.CharField(max_length=16, blank=True)
-    max_n = models.PositiveSmallIntegerField(default=1)
-    max_prompt_length = models.PositiveIntegerField(default=4000)
-    is_active = models.BooleanField(default=True)
-
-    class Meta:
-        ordering = ["name"]
-        verbose_name = "model"
-
-    def __str__(self) -> str:
-        return self.name
+from gateway.core.money import MONEY_DIGITS, MONEY_PLACES
+from providers.models import ModelSpec
 
 
 class PriceConfig(models.Model):

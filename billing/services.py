@@ -5,8 +5,9 @@ from decimal import Decimal
 from django.db import transaction
 
 from accounts.audit import Actor, audit_record, audit_snapshot, audited_update
-from billing.models import ModelSpec, PriceConfig
-from billing.money import quantize_usd
+from billing.models import PriceConfig
+from gateway.core.money import quantize_usd
+from providers.models import ModelSpec
 
 CATALOG_EDITABLE_FIELDS = {
     "provider",

@@ -2,7 +2,7 @@
 export jobs and the expiry of their files, usage rollups and their reconciliation.
 
 Nothing below this module imports it: code that decides work is due enqueues the task by
-name (gateway.queue.enqueue_on_commit), so these imports only ever point down.
+name (gateway.core.queue.enqueue_on_commit), so these imports only ever point down.
 """
 
 import logging

@@ -8,8 +8,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 # folders, so a deployment needs no collectstatic step and no CDN.
 django_application = ASGIStaticFilesHandler(get_asgi_application())
 
-from gateway.db import hot_connections_close  # noqa: E402
-from gateway.endpoint import IMAGE_ENDPOINTS, image_endpoint  # noqa: E402  (needs the apps loaded)
+from gateway.core.db import hot_connections_close  # noqa: E402
+from gateway.pipeline.endpoint import IMAGE_ENDPOINTS, image_endpoint  # noqa: E402  (needs the apps loaded)
 from providers.http import http_client_close  # noqa: E402
 
 
@@ -27,7 +27,7 @@ async def _lifespan(receive, send) -> None:
 
 
 async def application(scope, receive, send):
-    """The image endpoints take the lean path (gateway.endpoint); everything else is Django."""
+    """The image endpoints take the lean path (gateway.pipeline.endpoint); everything else is Django."""
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return

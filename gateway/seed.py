@@ -12,8 +12,10 @@ from django.db import transaction
 
 from accounts.models import Organization, Tier
 from accounts.tiers import DEFAULT_TIERS
-from billing.catalog import DEFAULT_MODELS, DEFAULT_PRICES
-from billing.models import ModelSpec, PriceConfig
+from billing.models import PriceConfig
+from billing.prices import DEFAULT_PRICES
+from providers.catalog import DEFAULT_MODELS
+from providers.models import ModelSpec
 
 ADMIN_USERNAME = "admin"
 DEMO_ORG_SLUG = "demo"

@@ -10,7 +10,7 @@ from typing import Any
 
 import dj_database_url
 
-from gateway.env import env_bool, env_choice, env_int, env_list, env_str
+from gateway.core.env import env_bool, env_choice, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -54,8 +54,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "gateway.middleware.RequestIdMiddleware",
-    "gateway.middleware.NulParameterMiddleware",
+    "gateway.core.middleware.RequestIdMiddleware",
+    "gateway.core.middleware.NulParameterMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -86,7 +86,7 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'gateway.sqlite3'}")
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'gateway.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):

@@ -9,12 +9,12 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
 from accounts.callers import caller_authenticate
-from billing.models import ModelSpec
-from gateway.auth import api_key_from_request
-from gateway.db import db_step
-from gateway.errors import Flavor, GatewayError, error_response
-from gateway.images import CONTENT_TYPES, signature_valid
-from gateway.middleware import IdentifiedRequest
+from gateway.core.auth import api_key_from_request
+from gateway.core.db import db_step
+from gateway.core.errors import Flavor, GatewayError, error_response
+from gateway.core.images import CONTENT_TYPES, signature_valid
+from gateway.core.middleware import IdentifiedRequest
+from providers.models import ModelSpec
 
 
 def _models_for_key(plaintext: str | None) -> list[dict] | None:
@@ -74,7 +74,7 @@ def _health() -> dict[str, str]:
     except Exception as exc:  # noqa: BLE001 - any failure means "down", and we say which
         checks["database"] = f"down: {exc.__class__.__name__}"
     if settings.REDIS_URL:
-        from gateway.redis import redis_client
+        from gateway.core.redis import redis_client
 
         try:
             redis_client().ping()

@@ -1,13 +1,42 @@
-"""Routing and caching data: fallback routes and the per-organization response cache."""
+"""The model catalog, fallback routes, and the per-organization response cache."""
 
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from billing.money import MONEY_DIGITS, MONEY_PLACES
+from gateway.core.money import MONEY_DIGITS, MONEY_PLACES
 
 DEFAULT_CACHE_TTL = timedelta(hours=24)
+
+
+class ModelSpec(models.Model):
+    """One entry of the model catalog: who serves it and which parameters it accepts."""
+
+    name = models.CharField(max_length=100, unique=True)
+    provider = models.CharField(max_length=32, help_text="Provider slug, e.g. openai, stability, bfl.")
+    upstream_model = models.CharField(
+        max_length=100, blank=True, help_text="The provider's own name for it, when it differs."
+    )
+    supports_images = models.BooleanField(default=True)
+    suggested_model = models.CharField(
+        max_length=100, blank=True, help_text="What to suggest when this model cannot generate images."
+    )
+    sizes = models.JSONField(default=list, blank=True)
+    qualities = models.JSONField(default=list, blank=True)
+    styles = models.JSONField(default=list, blank=True)
+    default_size = models.CharField(max_length=16, blank=True)
+    default_quality = models.CharField(max_length=16, blank=True)
+    max_n = models.PositiveSmallIntegerField(default=1)
+    max_prompt_length = models.PositiveIntegerField(default=4000)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "model"
+
+    def __str__(self) -> str:
+        return self.name
 
 
 def _validate_route_models(value) -> None:

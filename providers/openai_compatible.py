@@ -8,7 +8,7 @@ OPENAI_COMPATIBLE_API_KEY.
 
 import re
 
-from gateway.env import env_str
+from gateway.core.env import env_str
 from providers.openai import OpenAIProvider
 
 

@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from gateway.images import images_delete_expired
+from gateway.core.images import images_delete_expired
 from providers.cache import cached_responses_delete_expired
 
 

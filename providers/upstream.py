@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 from django.conf import settings
 
-from gateway.env import env_str
+from gateway.core.env import env_str
 from providers.base import (
     GeneratedImage,
     ImageJob,

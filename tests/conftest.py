@@ -58,10 +58,10 @@ def _isolated_media(settings, tmp_path):
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits(settings):
     """Rate-limit counters start empty: FLUSHDB of this run's own Redis database (never FLUSHALL)."""
-    from gateway.ratelimit import local_limiter
+    from gateway.pipeline.ratelimit import local_limiter
 
     if settings.REDIS_URL:
-        from gateway.redis import redis_client
+        from gateway.core.redis import redis_client
 
         redis_client().flushdb()
     local_limiter.reset()

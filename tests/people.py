@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import Membership
 from billing.ledger import line_item_values
 from billing.models import UsageLineItem
-from gateway.db import HotStatements
+from gateway.core.db import HotStatements
 
 PASSWORD = "correct-horse-battery-staple"
 

@@ -11,7 +11,8 @@ from django.core.management.base import CommandError
 
 from accounts.models import ApiKey, Organization
 from accounts.services import hash_api_key
-from billing.models import ModelSpec, PriceConfig
+from billing.models import PriceConfig
+from providers.models import ModelSpec
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ async def test_healthy(gateway_client, settings):
 
 
 async def test_redis_down_is_503_and_named(gateway_client, settings):
-    from gateway.redis import redis_client
+    from gateway.core.redis import redis_client
 
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     redis_client.cache_clear()

@@ -1,4 +1,4 @@
-"""The request path's own PostgreSQL connections (gateway.db): reused, bounded, and recovered after a restart."""
+"""The request path's own PostgreSQL connections (gateway.core.db): reused, bounded, and recovered after a restart."""
 
 import asyncio
 from decimal import Decimal
@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from billing.models import UsageLineItem
-from gateway.db import hot_connections_close
+from gateway.core.db import hot_connections_close
 from tests.governance import SMALL_IMAGE, URL, bearer, small_image_price
 
 pytestmark = pytest.mark.django_db(transaction=True)

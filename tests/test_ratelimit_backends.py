@@ -5,8 +5,8 @@ from dataclasses import dataclass, replace
 import pytest
 import time_machine
 
-from gateway.ratelimit import local_limiter, redis_limiter
-from gateway.ratelimit.rules import RateDecision, RateLimiter, Scope
+from gateway.pipeline.ratelimit import local_limiter, redis_limiter
+from gateway.pipeline.ratelimit.rules import RateDecision, RateLimiter, Scope
 
 ORG = Scope("rl:o:parity", "organization 'parity' (Test tier)", per_minute=4, per_day=6)
 KEY = Scope("rl:k:parity", "API key 'ig_parity'", per_minute=3, per_day=6)

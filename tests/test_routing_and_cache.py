@@ -114,7 +114,7 @@ def test_seeded_example_route_exists_after_migrations(seeded):
 
     from django.apps import apps
 
-    import_module("providers.migrations.0001_providers").seed_example_route(apps, None)
+    import_module("providers.migrations.0001_initial").seed_example_route(apps, None)
     route = FallbackRoute.objects.get(name="fast-photo")
     assert route.chain == ["flux-1.1-pro", "dall-e-3", "sdxl-turbo"]
 

@@ -4,7 +4,8 @@ each provider configured against its fake and no local fallback."""
 import pytest
 from openai import OpenAI
 
-from billing.models import ModelSpec, UsageLineItem
+from billing.models import UsageLineItem
+from providers.models import ModelSpec
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,7 +16,7 @@ from billing.ledger.postgres import functions_sql
 from billing.limits import spend_limit_set
 from billing.models import SpendCounter, SpendReservation, UsageLineItem
 from billing.tasks import spend_reservations_sweep
-from gateway.db import hot_connections_close
+from gateway.core.db import hot_connections_close
 from tests.governance import SMALL_IMAGE, URL, bearer, post_many, small_image_price, statuses
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -20,7 +20,7 @@ from accounts.services import api_key_create, org_create
 from billing.ledger import Ledger, OpenedLineItem, PortableLedger, PostgresLedger, SpendLimitExceeded
 from billing.limits import spend_limit_set
 from billing.models import SpendCounter, SpendLimit, UsageLineItem
-from gateway.db import hot_connections_close
+from gateway.core.db import hot_connections_close
 
 UNIT = Decimal("0.04")
 

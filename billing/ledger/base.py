@@ -12,8 +12,8 @@ from billing.alerts import CounterChange, alerts_record, change_may_cross
 from billing.ledger.items import STILL_PENDING, line_item_changes, line_item_values
 from billing.ledger.rules import Moment
 from billing.models import SpendReservation, UsageLineItem
-from billing.money import quantize_usd
-from gateway.db import HotStatements, db_step
+from gateway.core.db import HotStatements, db_step
+from gateway.core.money import quantize_usd
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from billing.models import UsageLineItem
-from billing.money import CURRENCY, quantize_usd
+from gateway.core.money import CURRENCY, quantize_usd
 
 
 class LedgerError(RuntimeError):

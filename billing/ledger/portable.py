@@ -1,6 +1,6 @@
 """The ledger on any database Django speaks (SQLite in the embedded mode): transactions with row locks.
 
-Each step is one transaction on a borrowed thread (gateway.db.db_step). The counters of
+Each step is one transaction on a borrowed thread (gateway.core.db.db_step). The counters of
 the caps that apply are locked in id order (SELECT … FOR UPDATE; SQLite's IMMEDIATE
 transactions take the database's write lock at BEGIN instead), checked, and written
 with amounts worked out in Decimal here, so that SQLite's floating-point columns never
@@ -18,7 +18,7 @@ from billing.ledger import rules
 from billing.ledger.base import Ledger, OpenedLineItem
 from billing.ledger.items import STILL_PENDING, LedgerError
 from billing.models import SpendCounter, SpendLimit, SpendReservation, UsageLineItem
-from gateway.db import HotStatements, concrete_field, db_step, run_sync
+from gateway.core.db import HotStatements, concrete_field, db_step, run_sync
 
 _COUNTER_COLUMNS = ("spend_limit", "period_start", "spent", "reserved")
 # No line item has this id: what a counter created while opening one leaves out of the spend so far.

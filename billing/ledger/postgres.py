@@ -3,7 +3,7 @@
 The cap rules run in PL/pgSQL functions (sql/*.sql, loaded by a migration with the
 rules of rules.py rendered in), so opening a line item with its hold, settling it
 and replacing a hold each take one round trip, on the request path's own async
-connections (gateway.db.hot_run). A function finishes its own work: it creates a
+connections (gateway.core.db.hot_run). A function finishes its own work: it creates a
 missing period counter from the spend already made, and answers a refusal with the
 cap that has no room instead of raising for Python to redo the step.
 """
@@ -20,7 +20,7 @@ from billing.ledger import rules
 from billing.ledger.base import Ledger, OpenedLineItem
 from billing.ledger.items import STILL_PENDING, LedgerError
 from billing.models import UsageLineItem, cap_owner_label
-from gateway.db import HotStatements, hot_run, run_sync, sqlstate
+from gateway.core.db import HotStatements, hot_run, run_sync, sqlstate
 
 SQL_DIR = Path(__file__).with_name("sql")
 # In load order: rehold calls the other two.
@@ -51,6 +51,16 @@ def functions_sql() -> list[str]:
         re.sub(r"\{\{(\w+)\}\}", lambda found: fragments[found.group(1)], (SQL_DIR / f"{name}.sql").read_text())
         for name in FUNCTIONS
     ]
+
+
+def functions_load(apps, schema_editor) -> None:
+    """Create or replace the functions on PostgreSQL (a migration's step; other databases need none)."""
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    with schema_editor.connection.cursor() as cursor:
+        for statement in functions_sql():
+            # No parameters: the bodies' RAISE formats use a literal %.
+            cursor.execute(statement)
 
 
 def _request_parameters(organization_id: int, api_key_id: int | None, amount: Decimal, moment: rules.Moment) -> list:

@@ -19,8 +19,8 @@ from django.db.models import Model
 
 from billing import periods
 from billing.models import SpendLimit, UsageLineItem
-from billing.money import format_usd
-from gateway.db import concrete_field
+from gateway.core.db import concrete_field
+from gateway.core.money import format_usd
 
 
 class SpendLimitExceeded(Exception):

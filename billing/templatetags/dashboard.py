@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django import template
 
-from billing.money import format_usd
+from gateway.core.money import format_usd
 
 register = template.Library()
 

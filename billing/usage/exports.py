@@ -17,9 +17,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from billing.models import UsageExport, UsageLineItem
-from billing.money import format_usd
 from billing.usage.filter import UsageFilter
-from gateway.queue import enqueue_on_commit
+from gateway.core.money import format_usd
+from gateway.core.queue import enqueue_on_commit
 
 # Each CSV column and the database value behind it, in order.
 _COLUMN_SOURCES = (

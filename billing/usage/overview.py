@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from billing.models import UsageLineItem
-from billing.money import quantize_usd
 from billing.periods import day_start, month_first, today_utc
 from billing.usage.filter import FAILED_STATUSES, UsageFilter
+from gateway.core.money import quantize_usd
 
 ZERO = Decimal(0)
 

@@ -17,9 +17,9 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from billing.models import DailyUsageRollup, UsageLineItem, UsageRollupDay
-from billing.money import format_usd
 from billing.periods import day_end
 from billing.usage.filter import FAILED_STATUSES, UsageFilter
+from gateway.core.money import format_usd
 
 # A request can still settle this long after it started (provider timeout plus retries);
 # a day's rollup is final only when it was built at least this long after midnight.

@@ -21,7 +21,6 @@ from django.utils import timezone
 from accounts.models import ApiKey, Organization
 from billing.limits import MonthCap, month_caps_get, month_spend_alerts
 from billing.models import DailyUsageRollup, SpendAlert, SpendLimit
-from billing.money import CURRENCY, format_usd
 from billing.periods import days_span, month_first, month_last, today_utc
 from billing.usage.exports import csv_cell, csv_rows_to_text
 from billing.usage.filter import UsageFilter
@@ -34,6 +33,7 @@ from billing.usage.rollups import (
     totals_from_row,
     totals_sum,
 )
+from gateway.core.money import CURRENCY, format_usd
 
 CSV_COLUMNS = (
     "section",

@@ -27,12 +27,12 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from accounts.callers import Caller, caller_authenticate
 from accounts.models import ApiKey
 from billing.models import UsageLineItem
-from billing.money import CURRENCY, format_usd
 from billing.usage.exports import CSV_COLUMNS
 from billing.usage.filter import FilterError, UsageFilter, UsagePage, keyset_page
 from billing.usage.rollups import totals_annotations, totals_from_row, totals_sum
-from gateway.auth import api_key_from_request
-from gateway.errors import Flavor, GatewayError, error_body
+from gateway.core.auth import api_key_from_request
+from gateway.core.errors import Flavor, GatewayError, error_body
+from gateway.core.money import CURRENCY, format_usd
 
 
 class ApiKeyAuthentication(BaseAuthentication):

@@ -36,8 +36,8 @@ from billing.limits import (
     spend_limit_save,
 )
 from billing.models import AlertPolicy, SpendLimit
-from billing.money import format_usd
 from billing.services import BillingError
+from gateway.core.money import format_usd
 
 LIMITS_TEMPLATE = "billing/partials/limits.html"
 ALERTS_PAGE_SIZE = 100

@@ -10,9 +10,10 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.audit import Actor
 from accounts.dashboard import after_change, confirmed, render_confirmation, render_panel, require_staff
 from billing.forms import ModelSpecForm, PriceForm
-from billing.models import ModelSpec, PriceConfig
-from billing.money import format_usd
+from billing.models import PriceConfig
 from billing.services import BillingError, model_spec_update, price_delete, price_set
+from gateway.core.money import format_usd
+from providers.models import ModelSpec
 
 
 def _pricing_context(**extra) -> dict:

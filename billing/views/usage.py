@@ -16,7 +16,7 @@ from billing.limits import cap_bars_get
 from billing.models import UsageLineItem
 from billing.usage.filter import CursorError, UsageFilter
 from billing.usage.overview import overview_get
-from gateway.images import CONTENT_TYPES, signed_image_path
+from gateway.core.images import CONTENT_TYPES, signed_image_path
 
 USAGE_PAGE_SIZE = 50
 

@@ -7,7 +7,8 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from accounts.models import AuditEvent
-from billing.models import ModelSpec, PriceConfig, UsageLineItem
+from billing.models import PriceConfig, UsageLineItem
+from providers.models import ModelSpec
 from tests.people import line_item
 
 pytestmark = pytest.mark.django_db(transaction=True)

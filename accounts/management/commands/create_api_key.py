@@ -6,7 +6,7 @@ from django.utils import timezone
 from accounts.audit import Actor
 from accounts.models import ApiKey
 from accounts.services import AccountError, api_key_create, org_get
-from billing.models import ModelSpec
+from providers.models import ModelSpec
 
 
 def _positive_int(text: str) -> int:

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.audit import Actor
-from billing.money import format_usd, parse_usd
 from billing.services import BillingError, price_delete, price_set
+from gateway.core.money import format_usd, parse_usd
 
 
 class Command(BaseCommand):

@@ -3,8 +3,8 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts.audit import Actor
 from accounts.services import AccountError, org_get
 from billing.limits import spend_limit_remove, spend_limit_save
-from billing.money import format_usd, parse_usd
 from billing.services import BillingError
+from gateway.core.money import format_usd, parse_usd
 
 
 class Command(BaseCommand):

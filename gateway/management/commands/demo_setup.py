@@ -2,7 +2,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from accounts.services import api_key_create, org_get
-from gateway.env import env_int
+from gateway.core.env import env_int
 from gateway.seed import ADMIN_USERNAME, DEMO_ORG_SLUG, admin_password_file
 
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from gateway.env import env_str
+from gateway.core.env import env_str
 from gateway.seed import ADMIN_USERNAME, admin_password_file, seed_defaults
 
 

@@ -26,7 +26,7 @@ from django.db.models import Field, Model
 from django.db.models.expressions import Col
 from psycopg.types.json import Jsonb
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import GatewayError, invalid_parameter
+from gateway.core.errors import GatewayError, invalid_parameter
 from providers.base import ImageParams
 
 DEFAULT_MODEL = "dall-e-3"

@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from gateway.auth import api_key_from_headers
-from gateway.errors import Flavor, GatewayError, error_body
-from gateway.middleware import new_request_id
-from gateway.pipeline import ImageGeneration
+from gateway.core.auth import api_key_from_headers
+from gateway.core.errors import Flavor, GatewayError, error_body
+from gateway.core.middleware import new_request_id
+from gateway.pipeline.generation import ImageGeneration
 
-logger = logging.getLogger("gateway.endpoint")
+logger = logging.getLogger("gateway.pipeline.endpoint")
 
 IMAGE_ENDPOINTS = {"/v1/images/generations": Flavor.OPENAI, "/api/images/generations": Flavor.FLAT}
 

@@ -1,8 +1,8 @@
 """The image request pipeline: authenticate → validate → price → call provider → record.
 
 Every database step is short: one statement on an async connection for the steps
-every request takes (gateway.db.HotStatements, billing.ledger on PostgreSQL), a
-borrowed thread for the rest (gateway.db.db_step). While the provider works, the request holds
+every request takes (gateway.core.db.HotStatements, billing.ledger on PostgreSQL), a
+borrowed thread for the rest (gateway.core.db.db_step). While the provider works, the request holds
 only its coroutine.
 """
 
@@ -22,20 +22,20 @@ from django.utils import timezone
 
 from billing.ledger import OpenedLineItem, SpendLimitExceeded, ledger
 from billing.models import UsageLineItem
-from billing.money import format_usd, quantize_usd
-from gateway.context import CallContext, call_context_load
-from gateway.db import db_step
-from gateway.errors import Flavor, GatewayError
-from gateway.idempotency import (
+from gateway.core.db import db_step
+from gateway.core.errors import Flavor, GatewayError
+from gateway.core.images import image_store, signed_image_path
+from gateway.core.money import format_usd, quantize_usd
+from gateway.pipeline.context import CallContext, call_context_load
+from gateway.pipeline.idempotency import (
     idempotency_abandon,
     idempotency_claim,
     idempotency_complete,
     idempotency_key_check,
     request_fingerprint,
 )
-from gateway.images import image_store, signed_image_path
-from gateway.ratelimit import RateDecision, rate_limit_consume, rate_limit_refund
-from gateway.validation import (
+from gateway.pipeline.ratelimit import RateDecision, rate_limit_consume, rate_limit_refund
+from gateway.pipeline.validation import (
     CatalogEntry,
     ImageParams,
     check_model_usable,
@@ -56,7 +56,7 @@ from providers.http import http_client
 from providers.registry import ProviderNotConfigured, provider_for
 from providers.routing import AttemptLog, PlannedAttempt, attempt_run
 
-logger = logging.getLogger("gateway.pipeline")
+logger = logging.getLogger("gateway.pipeline.generation")
 
 
 @dataclass

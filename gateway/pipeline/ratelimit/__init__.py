@@ -17,14 +17,14 @@ import time
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from gateway.errors import GatewayError
-from gateway.ratelimit.local_backend import LocalLimiter
-from gateway.ratelimit.redis_backend import RedisLimiter
-from gateway.ratelimit.rules import RateDecision, RateLimiter, Scope, scopes_for
+from gateway.core.errors import GatewayError
+from gateway.pipeline.ratelimit.local_backend import LocalLimiter
+from gateway.pipeline.ratelimit.redis_backend import RedisLimiter
+from gateway.pipeline.ratelimit.rules import RateDecision, RateLimiter, Scope, scopes_for
 
 __all__ = ["RateDecision", "local_limiter", "rate_limit_consume", "rate_limit_refund", "redis_limiter"]
 
-logger = logging.getLogger("gateway.ratelimit")
+logger = logging.getLogger("gateway.pipeline.ratelimit")
 
 local_limiter = LocalLimiter()
 redis_limiter = RedisLimiter()

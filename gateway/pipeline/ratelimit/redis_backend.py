@@ -8,7 +8,7 @@ import redis.asyncio
 from django.conf import settings
 from redis.commands.core import AsyncScript
 
-from gateway.ratelimit.rules import RateDecision, Refusal, Scope, ScopeUsage, Tally
+from gateway.pipeline.ratelimit.rules import RateDecision, Refusal, Scope, ScopeUsage, Tally
 
 _CONSUME = Path(__file__).with_name("consume.lua").read_text()
 _REFUND = Path(__file__).with_name("refund.lua").read_text()

@@ -10,11 +10,10 @@ inline, still only after the commit.
 import logging
 from functools import partial
 
+from celery import current_app
 from django.db import transaction
 
-from gateway.celery import app
-
-logger = logging.getLogger("gateway.queue")
+logger = logging.getLogger("gateway.core.queue")
 
 
 def enqueue_on_commit(task_name: str, *args: object) -> None:
@@ -24,7 +23,7 @@ def enqueue_on_commit(task_name: str, *args: object) -> None:
 
 def _enqueue(task_name: str, args: tuple[object, ...]) -> None:
     try:
-        app.tasks[task_name].delay(*args)
+        current_app.tasks[task_name].delay(*args)
     except Exception:
         # What asked for the work is committed and keeps its record of it (a queued export, an
         # undelivered alert); a broker hiccup, or an inline task's failure, must not turn the

@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 from gateway.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"

@@ -23,11 +23,11 @@ from accounts.callers import (
     lookup_prefix,
 )
 from billing.ledger.rules import caps_applicable_sql
-from billing.models import CatalogRevision, ModelSpec, PriceConfig, SpendLimit
-from gateway.db import HotStatements, concrete_field, db_step
-from gateway.validation import CatalogEntry
+from billing.models import CatalogRevision, PriceConfig, SpendLimit
+from gateway.core.db import HotStatements, concrete_field, db_step
+from gateway.pipeline.validation import CatalogEntry
 from providers.cache import CacheSettings
-from providers.models import FallbackRoute, ResponseCachePolicy
+from providers.models import FallbackRoute, ModelSpec, ResponseCachePolicy
 
 Prices = dict[tuple[str, str], Decimal]
 # A backstop for catalog edits that send no signal (QuerySet.update, raw SQL).

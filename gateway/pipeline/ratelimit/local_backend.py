@@ -4,7 +4,7 @@ import threading
 import time
 from collections import deque
 
-from gateway.ratelimit.rules import DAY_MS, MINUTE_MS, RateDecision, Refusal, Scope, ScopeUsage, Tally
+from gateway.pipeline.ratelimit.rules import DAY_MS, MINUTE_MS, RateDecision, Refusal, Scope, ScopeUsage, Tally
 
 
 class LocalLimiter:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
