@@ -9,7 +9,7 @@ WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/imagegate
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run serve test lint install worker beat clean chromium preflight
+.PHONY: run serve test lint install worker beat clean chromium preflight migrations-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +62,14 @@ test: preflight $(VENV)/.test-installed chromium
 	$(BIN)/ruff check . && \
 	$(BIN)/ruff format --check . && \
 	$(BIN)/mypy gateway accounts billing providers && \
+	$(BIN)/lint-imports && \
+	$(MAKE) --no-print-directory migrations-check && \
 	LOCAL_PROVIDER_FALLBACK=true $(BIN)/pytest $(PYTEST_ARGS)
+
+## Fails when a model changed without its migration (against a throwaway embedded database).
+migrations-check: $(VENV)/.installed
+	@scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
+	env -u DATABASE_URL -u REDIS_URL VAR_DIR="$$scratch" $(BIN)/python manage.py makemigrations --check --dry-run
 
 clean:
 	rm -rf $(VENV) var/ .pytest_cache
