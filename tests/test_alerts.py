@@ -46,9 +46,10 @@ class WebhookReceiver:
 
 @pytest.fixture
 def eager_celery():
+    eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = True
     yield
-    celery_app.conf.task_always_eager = False
+    celery_app.conf.task_always_eager = eager
 
 
 @pytest.fixture
