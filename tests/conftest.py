@@ -71,6 +71,12 @@ def _isolated_media(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """The people of the tests and their logins hash cheaply: PBKDF2's default rounds cost half a second each."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits(settings):
     """Rate-limit counters start empty: FLUSHDB of this run's own Redis database (never FLUSHALL)."""
     from gateway.pipeline.ratelimit import local_limiter
