@@ -1,4 +1,4 @@
-# The two commands: `make run` (embedded, offline) and `make test` (PostgreSQL + Redis).
+# The two commands: `make run` (embedded, offline) and `make test` (PostgreSQL + Redis, then embedded).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -9,7 +9,7 @@ WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/imagegate
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run serve test lint install worker beat clean chromium preflight migrations-check
+.PHONY: run serve test test-embedded lint install worker beat clean chromium preflight migrations-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +64,13 @@ test: preflight $(VENV)/.test-installed chromium
 	$(BIN)/mypy gateway accounts billing providers && \
 	$(BIN)/lint-imports && \
 	$(MAKE) --no-print-directory migrations-check && \
-	LOCAL_PROVIDER_FALLBACK=true $(BIN)/pytest $(PYTEST_ARGS)
+	LOCAL_PROVIDER_FALLBACK=true $(BIN)/pytest $(PYTEST_ARGS) && \
+	$(MAKE) --no-print-directory test-embedded
+
+## The suite as `make run` runs: SQLite in a throwaway VAR_DIR, no Redis (tests marked postgres or redis are skipped).
+test-embedded: $(VENV)/.test-installed chromium
+	@scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
+	env -u DATABASE_URL -u REDIS_URL VAR_DIR="$$scratch" LOCAL_PROVIDER_FALLBACK=true $(BIN)/pytest $(PYTEST_ARGS)
 
 ## Fails when a model changed without its migration (against a throwaway embedded database).
 migrations-check: $(VENV)/.installed

@@ -108,6 +108,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
     )
+    # The test database is a file beside the real one, with the same options. Django's default,
+    # a shared-cache in-memory database, fails concurrent writers at once ("database table is
+    # locked") where the file waits out the busy timeout, as the embedded gateway does.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_gateway.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache and Celery ---------------------------------------------

@@ -28,6 +28,21 @@ from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.stability_upstream import FakeStability
 
 
+def pytest_collection_modifyitems(config, items):
+    """In the embedded mode (SQLite, no REDIS_URL) skip the tests marked `postgres` or `redis`, and only those."""
+    from django.conf import settings
+
+    vendor = connections["default"].vendor
+    missing = {
+        "postgres": None if vendor == "postgresql" else f"needs PostgreSQL; the default database is {vendor}",
+        "redis": None if settings.REDIS_URL else "needs Redis; REDIS_URL is empty",
+    }
+    for item in items:
+        reasons = [reason for marker, reason in missing.items() if reason and item.get_closest_marker(marker)]
+        if reasons:
+            item.add_marker(pytest.mark.skip(reason=" and ".join(reasons)))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_connection_pools(django_db_setup, django_db_blocker):
     """Connections left in the pool or on asgiref's worker threads would block the test database's teardown."""
@@ -53,6 +68,12 @@ def _isolated_media(settings, tmp_path):
     settings.PROVIDER_BACKOFF_BASE_MS = 5
     settings.PROVIDER_BACKOFF_CAP_MS = 20
     breakers_reset()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """The people of the tests and their logins hash cheaply: PBKDF2's default rounds cost half a second each."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

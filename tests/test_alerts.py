@@ -3,19 +3,22 @@
 import hashlib
 import hmac
 import json
+import threading
 from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.db import connections
 
 from accounts.models import Membership
 from accounts.services import org_tier_set
 from billing.limits import spend_limit_set
 from billing.models import AlertPolicy, SpendAlert
-from billing.tasks import alert_deliver
+from billing.tasks import alert_deliver, spend_reservations_sweep
 from gateway.celery import app as celery_app
+from gateway.core.queue import enqueue_on_commit
 from tests.conftest import serve_asgi
 from tests.governance import SMALL_IMAGE, URL, bearer, small_image_price
 
@@ -46,9 +49,10 @@ class WebhookReceiver:
 
 @pytest.fixture
 def eager_celery():
+    eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = True
     yield
-    celery_app.conf.task_always_eager = False
+    celery_app.conf.task_always_eager = eager
 
 
 @pytest.fixture
@@ -108,3 +112,38 @@ async def test_crossing_80_and_100_percent_alerts_once_each(gateway_client, aler
     refused = await gateway_client.post(URL, json=SMALL_IMAGE, headers=headers)
     assert refused.status_code == 402
     assert await SpendAlert.objects.acount() == 2
+
+
+# Two inline tasks that each wait at their own gate: two threads run them at once, ending in a chosen order.
+_GATES: dict[int, tuple[threading.Event, threading.Event]] = {}
+
+
+@celery_app.task(name="tests.wait_at_gate")
+def _wait_at_gate(gate: int) -> None:
+    entered, release = _GATES[gate]
+    entered.set()
+    release.wait(10)
+
+
+def _enqueue_on_a_thread(gate: int) -> threading.Thread:
+    def run() -> None:
+        try:
+            enqueue_on_commit("tests.wait_at_gate", gate)  # outside a transaction: at once
+        finally:
+            connections.close_all()
+
+    _GATES[gate] = (threading.Event(), threading.Event())
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert _GATES[gate][0].wait(10)
+    return thread
+
+
+def test_inline_tasks_on_two_threads_at_once_leave_task_results_readable(eager_celery):
+    """Alerts of concurrent settlements run inline on their own threads, and the first to start may end first."""
+    first = _enqueue_on_a_thread(1)
+    second = _enqueue_on_a_thread(2)
+    for thread, gate in ((first, 1), (second, 2)):
+        _GATES[gate][1].set()
+        thread.join(10)
+    assert spend_reservations_sweep.apply().get() == 0

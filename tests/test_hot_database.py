@@ -10,7 +10,7 @@ from billing.models import UsageLineItem
 from gateway.core.db import hot_connections_close
 from tests.governance import SMALL_IMAGE, URL, bearer, small_image_price
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 
 def _hot_path_backends(*, terminate: bool = False) -> int:

@@ -20,7 +20,7 @@ from billing.models import SpendReservation, UsageLineItem
 from tests.conftest import _free_port
 from tests.governance import SMALL_IMAGE, URL, bearer, small_image_price, statuses
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 
 @pytest.fixture

@@ -74,9 +74,8 @@ def timeless(decision: RateDecision) -> RateDecision:
     )
 
 
-async def test_redis_and_the_process_limiter_decide_alike(settings):
-    if not settings.REDIS_URL:
-        pytest.skip("needs REDIS_URL: the Redis backend is compared against the in-process one")
+@pytest.mark.redis
+async def test_redis_and_the_process_limiter_decide_alike():
     on_redis: list[RateDecision] = []
     in_process: list[RateDecision] = []
     for index in range(len(SCENARIO)):

@@ -186,6 +186,7 @@ async def test_a_cap_set_after_spending_counts_what_was_already_spent_this_perio
     assert (counter.spent, counter.reserved) == (Decimal("0.28"), Decimal(0))
 
 
+@pytest.mark.postgres
 async def test_one_statement_creates_the_counter_holds_and_refuses_leaving_nothing_behind(capped):
     """The request path on PostgreSQL (imagegate_ledger_hold): every outcome in the one statement that opens."""
     org, key = capped
@@ -227,6 +228,7 @@ async def test_one_statement_creates_the_counter_holds_and_refuses_leaving_nothi
     await hot_connections_close()
 
 
+@pytest.mark.postgres
 def test_the_database_runs_the_ledger_functions_the_sql_files_describe(db):
     """Editing billing/ledger/sql/*.sql, or a rule rendered into it, needs a migration that loads them again."""
     with connection.cursor() as cursor:

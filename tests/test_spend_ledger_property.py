@@ -27,7 +27,11 @@ UNIT = Decimal("0.04")
 
 @pytest.mark.parametrize(
     "backend, hot_async",
-    [(PostgresLedger, True), (PostgresLedger, False), (PortableLedger, True)],
+    [
+        pytest.param(PostgresLedger, True, marks=pytest.mark.postgres),
+        pytest.param(PostgresLedger, False, marks=pytest.mark.postgres),
+        (PortableLedger, True),
+    ],
     ids=["postgres", "postgres-sync", "portable"],
 )
 @pytest.mark.django_db(transaction=True)

@@ -23,7 +23,15 @@ def enqueue_on_commit(task_name: str, *args: object) -> None:
 
 def _enqueue(task_name: str, args: tuple[object, ...]) -> None:
     try:
-        current_app.tasks[task_name].delay(*args)
+        task = current_app.tasks[task_name]
+        if current_app.conf.task_always_eager:
+            # Inline, on the thread that committed. Not through delay(): eagerly, it marks "inside
+            # a task" in a process-wide flag that is not thread-safe, and the embedded gateway runs
+            # tasks on several threads at once (alerts of concurrent settlements), which can leave
+            # the flag set for good; every later result.get() in the process then refuses to run.
+            task.apply(args=args)
+        else:
+            task.delay(*args)
     except Exception:
         # What asked for the work is committed and keeps its record of it (a queued export, an
         # undelivered alert); a broker hiccup, or an inline task's failure, must not turn the

@@ -160,12 +160,13 @@ def test_a_queued_export_runs_through_its_named_task(
     for minute in range(3):
         add_item(orgs["acme"], keys["acme"], datetime(2026, 3, 1, 0, minute, tzinfo=UTC))
     client.force_login(people["fiona"])
+    eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = True
     try:
         with django_capture_on_commit_callbacks(execute=True):
             client.post("/orgs/acme/exports/", MARCH)
     finally:
-        celery_app.conf.task_always_eager = False
+        celery_app.conf.task_always_eager = eager
     export = UsageExport.objects.get()
     assert export.status == "done" and export.rows_written == 3
 
