@@ -26,6 +26,7 @@ from tests.fakes.ideogram_upstream import FakeIdeogram
 from tests.fakes.imagen_upstream import FakeImagen
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.stability_upstream import FakeStability
+from tests.people import as_user, people  # noqa: F401 - the cast, for every folder
 
 
 @pytest.fixture(scope="session", autouse=True)
