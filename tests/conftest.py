@@ -9,11 +9,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from io import StringIO
 
 import httpx
 import pytest
 import uvicorn
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.db import connections
 
 from accounts.models import Organization
@@ -72,6 +74,19 @@ def _fresh_rate_limits(settings):
 def seeded(transactional_db):
     """The default tiers, catalog and prices, committed."""
     return seed_defaults(admin_password="admin-password-for-tests")
+
+
+def run(*args) -> str:
+    """A management command run in this process, as `manage.py` would; what it printed."""
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def defaults(db):
+    """The defaults as `manage.py seed_defaults` writes them, inside the test's own transaction."""
+    run("seed_defaults")
 
 
 @pytest.fixture
