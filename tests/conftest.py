@@ -1,4 +1,8 @@
-"""Shared fixtures: seeded catalog, organizations and keys, the ASGI app in-process and live.
+"""Shared fixtures: the cast (tests/people.py), seeded catalog, organizations and keys, management commands,
+the ASGI app in-process and live, and the fake upstreams (tests/fakes/).
+
+Each folder mirrors an app (gateway, billing, accounts, providers) plus e2e; a folder's conftest holds only
+what that folder needs.
 
 Tests that go through the async pipeline use `transaction=True` databases: the
 pipeline runs its database steps on other threads, which only see committed rows.
