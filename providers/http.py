@@ -11,7 +11,7 @@ and what we do about it:
   server hanging up included, to httpx.ConnectTimeout (adapters would report an
   unreachable upstream as a timeout), and lets aiohttp.ClientResponseError (an
   answer that is not HTTP) escape as a non-httpx exception. `_Transport` maps
-  them as httpx's transport does (tests/test_http_transport.py pins each one).
+  them as httpx's transport does (tests/providers/test_http_transport.py pins each one).
 - Proxies: httpx reads HTTP(S)_PROXY/ALL_PROXY only for its own transport, so
   with a proxy in the environment we keep httpx's transport.
 - Timeouts: connect and read are honoured; a wait for a free pooled connection

@@ -1,4 +1,8 @@
-"""Shared fixtures: seeded catalog, organizations and keys, the ASGI app in-process and live.
+"""Shared fixtures: the cast (tests/people.py), seeded catalog, organizations and keys, management commands,
+the ASGI app in-process and live, and the fake upstreams (tests/fakes/).
+
+Each folder mirrors an app (gateway, billing, accounts, providers) plus e2e; a folder's conftest holds only
+what that folder needs.
 
 Tests that go through the async pipeline use `transaction=True` databases: the
 pipeline runs its database steps on other threads, which only see committed rows.
@@ -9,11 +13,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from io import StringIO
 
 import httpx
 import pytest
 import uvicorn
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.db import connections
 
 from accounts.models import Organization
@@ -26,6 +32,7 @@ from tests.fakes.ideogram_upstream import FakeIdeogram
 from tests.fakes.imagen_upstream import FakeImagen
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.stability_upstream import FakeStability
+from tests.people import as_user, people  # noqa: F401 - the cast, for every folder
 
 
 def pytest_collection_modifyitems(config, items):
@@ -92,6 +99,19 @@ def _fresh_rate_limits(settings):
 def seeded(transactional_db):
     """The default tiers, catalog and prices, committed."""
     return seed_defaults(admin_password="admin-password-for-tests")
+
+
+def run(*args) -> str:
+    """A management command run in this process, as `manage.py` would; what it printed."""
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def defaults(db):
+    """The defaults as `manage.py seed_defaults` writes them, inside the test's own transaction."""
+    run("seed_defaults")
 
 
 @pytest.fixture

@@ -1,7 +1,10 @@
-"""The people of the dashboard tests (healthchecks' pattern), as fixtures.
+"""The one cast of every test (healthchecks' pattern), as the `people` fixture.
 
-alice owns acme; bob is a plain member of acme; fiona is acme's finance person;
-charlie owns globex and is an outsider to acme; stella is platform staff.
+alice owns acme (pro tier); bob is her teammate, a plain member of acme; charlie
+owns globex (free tier) and is the outsider, who must see nothing of acme. Two
+roles some tests need: fiona is acme's finance member, stella is platform staff.
+Each has an API key (alice's, bob's, globex's), and acme and globex have a few
+minutes of usage. `as_user(person)` is a test client signed in as that person.
 """
 
 from datetime import timedelta
@@ -13,9 +16,11 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from accounts.models import Membership
+from accounts.services import api_key_create, org_create
 from billing.ledger import line_item_values
 from billing.models import UsageLineItem
 from gateway.core.db import HotStatements
+from gateway.seed import seed_defaults
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -51,18 +56,20 @@ def line_item(organization, api_key, *, request_id: str, minutes_ago: int = 0, *
 
 
 @pytest.fixture
-def people(make_org, make_key):
-    acme = make_org("acme", tier="pro")
-    globex = make_org("globex", tier="free")
+def people(db):
+    """The cast, in the test's own database mode: committed when the test asks for `transaction=True`."""
+    seed_defaults(admin_password="admin-password-for-tests")
+    acme = org_create(slug="acme", name="Acme", tier_slug="pro")
+    globex = org_create(slug="globex", name="Globex", tier_slug="free")
     alice, bob, fiona, charlie = (_user(name) for name in ("alice", "bob", "fiona", "charlie"))
     stella = _user("stella", is_staff=True)
     Membership.objects.create(user=alice, organization=acme, role=Membership.Role.OWNER)
     Membership.objects.create(user=bob, organization=acme, role=Membership.Role.MEMBER)
     Membership.objects.create(user=fiona, organization=acme, role=Membership.Role.FINANCE)
     Membership.objects.create(user=charlie, organization=globex, role=Membership.Role.OWNER)
-    alice_key = make_key(acme, name="alice backend", created_by=alice).api_key
-    bob_key = make_key(acme, name="bob laptop", created_by=bob).api_key
-    globex_key = make_key(globex, name="globex secret", created_by=charlie).api_key
+    alice_key = api_key_create(organization=acme, name="alice backend", created_by=alice).api_key
+    bob_key = api_key_create(organization=acme, name="bob laptop", created_by=bob).api_key
+    globex_key = api_key_create(organization=globex, name="globex secret", created_by=charlie).api_key
     line_item(acme, alice_key, request_id="req-alice-1", minutes_ago=5, end_user="user-42")
     line_item(acme, bob_key, request_id="req-bob-1", minutes_ago=4, model="dall-e-2", cost=Decimal("0.02"))
     line_item(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.people import PASSWORD, as_user, people  # noqa: F401 - fixtures shared with the view tests
+from tests.people import PASSWORD
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

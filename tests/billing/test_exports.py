@@ -31,7 +31,7 @@ def _export(client, user, slug="acme", **params):
 
 
 def test_columns_and_values_are_exact(client, people, ledger):
-    response = _export(client, people["alice"])
+    response = _export(client, people.alice)
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response.streaming
@@ -54,14 +54,14 @@ def test_columns_and_values_are_exact(client, people, ledger):
 
 
 def test_csv_totals_equal_the_line_items(client, people, ledger):
-    rows = _csv(_export(client, people["fiona"]))
+    rows = _csv(_export(client, people.fiona))
     march = UsageLineItem.objects.filter(organization__slug="acme", created_at__month=3)
     assert len(rows) == march.count() == 5
     assert sum(Decimal(row["cost"]) for row in rows) == sum(item.cost for item in march) == Decimal("0.254002")
 
 
 def test_formula_cells_are_neutralised(client, people, ledger):
-    rows = _csv(_export(client, people["alice"]))
+    rows = _csv(_export(client, people.alice))
     assert rows[2]["end_user"] == "'@SUM(A1)"
     assert rows[2]["key_name"] == "'=cmd|' /C calc'!A0"
     for trigger in ("=", "+", "-", "@", "\t", "\r"):
@@ -70,11 +70,11 @@ def test_formula_cells_are_neutralised(client, people, ledger):
 
 
 def test_filters_narrow_the_export(client, people, ledger):
-    rows = _csv(_export(client, people["alice"], model="dall-e-2"))
+    rows = _csv(_export(client, people.alice, model="dall-e-2"))
     assert [row["model"] for row in rows] == ["dall-e-2"]
-    rows = _csv(_export(client, people["alice"], status="failed"))
+    rows = _csv(_export(client, people.alice, status="failed"))
     assert [row["error_code"] for row in rows] == ["upstream_error"]
-    rows = _csv(_export(client, people["alice"], end_user="u-1", **{"from": "2026-03-02"}))
+    rows = _csv(_export(client, people.alice, end_user="u-1", **{"from": "2026-03-02"}))
     assert len(rows) == 2
 
 
@@ -87,31 +87,31 @@ def test_filters_narrow_the_export(client, people, ledger):
     ],
 )
 def test_bad_filters_answer_400_saying_what_to_fix(client, people, ledger, params, message):
-    response = _export(client, people["alice"], **params)
+    response = _export(client, people.alice, **params)
     assert response.status_code == 400
     assert message in response.content.decode()
 
 
 def test_outsider_gets_404_and_member_403(client, people, ledger):
-    assert _export(client, people["charlie"]).status_code == 404
+    assert _export(client, people.charlie).status_code == 404
     assert client.get("/orgs/acme/exports/").status_code == 404
-    assert _export(client, people["mark"]).status_code == 403
+    assert _export(client, people.bob).status_code == 403
     client.logout()
     assert client.get("/orgs/acme/exports/").status_code == 302
 
 
 def test_charlie_export_has_nothing_of_acme(client, people, ledger):
-    rows = _csv(_export(client, people["charlie"], slug="globex"))
+    rows = _csv(_export(client, people.charlie, slug="globex"))
     assert [row["organization"] for row in rows] == ["globex"]
 
 
 def test_staff_exports_any_or_all_organizations(client, people, ledger):
-    client.force_login(people["staff"])
+    client.force_login(people.stella)
     every = _csv(client.post("/staff/exports/", MARCH))
     assert {row["organization"] for row in every} == {"acme", "globex"} and len(every) == 6
     one = _csv(client.post("/staff/exports/", {**MARCH, "organization": "globex"}))
     assert [row["organization"] for row in one] == ["globex"]
-    client.force_login(people["alice"])
+    client.force_login(people.alice)
     assert client.get("/staff/exports/").status_code == 404
 
 
@@ -122,7 +122,7 @@ def test_large_export_runs_as_a_job_with_progress(
     start = datetime(2026, 3, 1, tzinfo=UTC)
     for minute in range(12):
         add_item(orgs["acme"], keys["acme"], start + timedelta(minutes=minute))
-    client.force_login(people["fiona"])
+    client.force_login(people.fiona)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post("/orgs/acme/exports/", MARCH)
     assert response.status_code == 302 and response["Location"] == "/orgs/acme/exports/"
@@ -147,7 +147,7 @@ def test_large_export_runs_as_a_job_with_progress(
     rows = _csv(download)
     assert len(rows) == 12 and sum(Decimal(row["cost"]) for row in rows) == Decimal("0.48")
 
-    client.force_login(people["charlie"])
+    client.force_login(people.charlie)
     assert client.get(f"/orgs/acme/exports/{export.pk}/status").status_code == 404
     assert client.get(f"/orgs/acme/exports/{export.pk}/download").status_code == 404
     assert client.get(f"/orgs/globex/exports/{export.pk}/download").status_code == 404
@@ -159,7 +159,7 @@ def test_a_queued_export_runs_through_its_named_task(
     settings.USAGE_EXPORT_ASYNC_THRESHOLD = 1
     for minute in range(3):
         add_item(orgs["acme"], keys["acme"], datetime(2026, 3, 1, 0, minute, tzinfo=UTC))
-    client.force_login(people["fiona"])
+    client.force_login(people.fiona)
     eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = True
     try:
@@ -219,7 +219,7 @@ async def test_export_streams_under_asgi(people, ledger, gateway_client):
     from django.test import Client
 
     session = Client()
-    await sync_to_async(session.force_login)(people["alice"])
+    await sync_to_async(session.force_login)(people.alice)
     gateway_client.cookies.set("sessionid", session.cookies["sessionid"].value)
     csrf = (await gateway_client.get("/orgs/acme/exports/")).cookies["csrftoken"]
     gateway_client.cookies.set("csrftoken", csrf)

@@ -1,7 +1,7 @@
-"""Finance fixtures: two organizations, the people in them and a small ledger of line items.
+"""Billing's data: acme and globex of the cast, both on the pro tier, their keys, and a March 2026 of line items.
 
-Alice owns acme, Fiona is acme's finance member, Mark an ordinary acme member,
-Charlie owns globex and must never see anything of acme.
+The organizations and people are the cast's (tests/people.py). The ledger below is
+the only usage: the cast's few minutes of usage are removed, so month totals are exact.
 """
 
 import itertools
@@ -10,36 +10,22 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
 
-from accounts.models import Membership, Organization
-from accounts.services import api_key_create, org_create
+from accounts.models import Organization, Tier
+from accounts.services import api_key_create
 from billing.models import UsageLineItem
-from gateway.seed import seed_defaults
 from tests.people import line_item_record
 
 _request_ids = itertools.count(1)
 
 
 @pytest.fixture
-def orgs(db) -> dict[str, Organization]:
-    seed_defaults(admin_password="admin-password-for-tests")
-    return {slug: org_create(slug=slug, name=slug.title(), tier_slug="pro") for slug in ("acme", "globex")}
-
-
-@pytest.fixture
-def people(orgs) -> dict:
-    users = get_user_model().objects
-    alice = users.create_user("alice", password="pw-alice-12345")
-    fiona = users.create_user("fiona", password="pw-fiona-12345")
-    mark = users.create_user("mark", password="pw-mark-123456")
-    charlie = users.create_user("charlie", password="pw-charlie-1234")
-    staff = users.create_user("sam", password="pw-sam-1234567", is_staff=True)
-    Membership.objects.create(user=alice, organization=orgs["acme"], role=Membership.Role.OWNER)
-    Membership.objects.create(user=fiona, organization=orgs["acme"], role=Membership.Role.FINANCE)
-    Membership.objects.create(user=mark, organization=orgs["acme"], role=Membership.Role.MEMBER)
-    Membership.objects.create(user=charlie, organization=orgs["globex"], role=Membership.Role.OWNER)
-    return {"alice": alice, "fiona": fiona, "mark": mark, "charlie": charlie, "staff": staff}
+def orgs(people) -> dict[str, Organization]:
+    """acme and globex, both on the pro tier, with no usage yet."""
+    Organization.objects.filter(pk=people.globex.pk).update(tier=Tier.objects.get(slug="pro"))
+    people.globex.refresh_from_db()
+    UsageLineItem.objects.all().delete()
+    return {"acme": people.acme, "globex": people.globex}
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from billing.usage.filter import UsageFilter, keyset_page
 
 def _request_ids_of_every_consumer(client, people, keys, params: dict) -> dict[str, list[str]]:
     """The request ids the dashboard, a CSV export and the usage API give for the same filter, newest first."""
-    client.force_login(people["alice"])
+    client.force_login(people.alice)
     dashboard = client.get(
         "/orgs/acme/usage/",
         {

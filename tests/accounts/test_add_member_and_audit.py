@@ -9,14 +9,9 @@ from django.core.management.base import CommandError
 
 from accounts.models import AuditEvent, Membership, Tier
 from billing.models import PriceConfig
+from tests.conftest import run
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run(*args) -> str:
-    out = io.StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
 
 
 def test_add_member_creates_a_new_user_with_a_set_password_link(people, client):

@@ -63,7 +63,7 @@ def test_closed_month_does_not_change_when_prices_change(orgs, ledger):
 
 @time_machine.travel(datetime(2026, 4, 20, tzinfo=UTC), tick=False)
 def test_statement_pages_and_csv(client, people, ledger):
-    client.force_login(people["fiona"])
+    client.force_login(people.fiona)
     months = client.get("/orgs/acme/statements/").content.decode()
     assert "/orgs/acme/statements/2026-03/" in months and "/orgs/acme/statements/2026-04/" in months
     page = client.get("/orgs/acme/statements/2026-03/")
@@ -87,11 +87,11 @@ def test_statement_pages_and_csv(client, people, ledger):
 
 
 def test_statements_are_closed_to_outsiders_and_members(client, people, ledger):
-    for user, status in ((people["charlie"], 404), (people["mark"], 403)):
+    for user, status in ((people.charlie, 404), (people.bob, 403)):
         client.force_login(user)
         for url in ("/orgs/acme/statements/", "/orgs/acme/statements/2026-03/", "/orgs/acme/statements/2026-03.csv"):
             assert client.get(url).status_code == status, (user, url)
-    client.force_login(people["charlie"])
+    client.force_login(people.charlie)
     rows = client.get("/orgs/globex/statements/2026-03.csv").content.decode()
     assert "globex-secret-user" in rows and "u-1" not in rows
 
@@ -125,7 +125,7 @@ def test_statement_shows_the_caps_and_alerts_of_the_month(client, people, orgs, 
     assert caps["month"].spent == Decimal("0.254002") and caps["month"].peak_day is None
     assert [(alert.threshold, alert.spent) for alert in statement.alerts] == [(80, Decimal("0.17"))]
 
-    client.force_login(people["fiona"])
+    client.force_login(people.fiona)
     html = client.get("/orgs/acme/statements/2026-03/").content.decode()
     caps_table = html[html.index('id="statement-caps"') : html.index('id="statement-alerts"')]
     assert "2026-03-15: 0.19" in caps_table and "0.254002" in caps_table
@@ -139,6 +139,6 @@ def test_statement_shows_the_caps_and_alerts_of_the_month(client, people, orgs, 
     assert [(r["label"], r["amount"], r["cap"], r["threshold"]) for r in rows if r["section"] == "alert"] == [
         ("2026-03-15T09:30:00Z organization 'acme'", "0.17", "0.20", "80")
     ]
-    client.force_login(people["charlie"])
+    client.force_login(people.charlie)
     globex = client.get("/orgs/globex/statements/2026-03.csv").content.decode()
     assert "acme" not in globex and "\r\ncap," not in globex and "\r\nalert," not in globex

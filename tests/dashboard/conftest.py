@@ -1,1 +1,0 @@
-from tests.people import as_user, people  # noqa: F401 - fixtures shared with the browser tests
