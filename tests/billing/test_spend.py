@@ -32,7 +32,12 @@ def capped(make_org, make_key):
     return org, make_key(org)
 
 
-async def test_two_hundred_concurrent_requests_against_a_one_dollar_cap_admit_exactly_25(gateway_client, capped):
+@pytest.mark.parametrize("hot_async", [True, False], ids=["hot-path-async", "DB_HOT_ASYNC=false"])
+async def test_two_hundred_concurrent_requests_against_a_one_dollar_cap_admit_exactly_25(
+    gateway_client, capped, settings, hot_async
+):
+    # On SQLite both run the portable ledger; on PostgreSQL the second runs its statements through Django's driver.
+    settings.DB_HOT_ASYNC = hot_async
     org, key = capped
     responses = await post_many(gateway_client, bearer(key.plaintext), 200)
     assert statuses(responses) == {200: 25, 402: 175}
