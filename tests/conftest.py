@@ -21,6 +21,7 @@ import uvicorn
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connections
+from django.db.backends.base.creation import TEST_DATABASE_PREFIX
 
 from accounts.models import Organization
 from accounts.services import CreatedApiKey, api_key_create, org_create
@@ -56,14 +57,16 @@ def _close_connection_pools(django_db_setup, django_db_blocker):
     yield
     with django_db_blocker.unblock():
         for connection in connections.all():
-            if getattr(connection, "pool", None) is not None:
-                connection.close_pool()
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                    )
+            if connection.vendor != "postgresql" or not connection.settings_dict["NAME"].startswith(
+                TEST_DATABASE_PREFIX
+            ):
+                continue  # SQLite has no pool; or no test used the database, so no test database was made
+            connection.close_pool()
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
 
 
 @pytest.fixture(autouse=True)

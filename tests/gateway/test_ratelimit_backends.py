@@ -1,5 +1,6 @@
 """The two rate-limit backends decide alike: one history gives the same decisions on Redis and in process."""
 
+import asyncio
 from dataclasses import dataclass, replace
 
 import pytest
@@ -113,3 +114,12 @@ async def test_room_comes_back_when_the_oldest_images_leave_the_minute():
         clock.shift(40)
         assert (await local_limiter.consume([ORG], 2, "fourth")).allowed
         assert (await local_limiter.consume([ORG], 1, "fifth")).refused_window == "minute"
+
+
+@pytest.mark.redis
+async def test_more_checks_at_once_than_redis_connections_wait_for_one_instead_of_failing_open():
+    """A burst larger than the connection pool must queue for Redis, not fall back to a per-process count."""
+    burst = Scope("rl:o:burst", "organization 'burst' (Test tier)", per_minute=1000, per_day=1000)
+    decisions = await asyncio.gather(*(redis_limiter.consume([burst], 1, f"burst-{i}") for i in range(300)))
+    assert all(decision.allowed for decision in decisions)
+    assert (await redis_limiter.consume([burst], 0, "read")).minute.remaining == 700

@@ -10,6 +10,11 @@ from redis.commands.core import AsyncScript
 
 from gateway.pipeline.ratelimit.rules import RateDecision, Refusal, Scope, ScopeUsage, Tally
 
+# Connections per event loop (worker process). A request holds one for a single script call of well under a
+# millisecond, so a burst larger than this waits its turn (up to CONNECTION_WAIT_SECONDS) instead of failing:
+# a failure would fall back to a per-process count and lose the shared, exact one.
+CONNECTIONS_PER_LOOP = 50
+CONNECTION_WAIT_SECONDS = 5
 _CONSUME = Path(__file__).with_name("consume.lua").read_text()
 _REFUND = Path(__file__).with_name("refund.lua").read_text()
 
@@ -45,7 +50,14 @@ class RedisLimiter:
         if cached is None or cached.url != settings.REDIS_URL:
             if len(self._scripts) > 8:
                 self._scripts.clear()
-            client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                settings.REDIS_URL,
+                max_connections=CONNECTIONS_PER_LOOP,
+                timeout=CONNECTION_WAIT_SECONDS,
+                socket_connect_timeout=1,
+                socket_timeout=1,
+            )
+            client = redis.asyncio.Redis(connection_pool=pool)
             cached = _Scripts(
                 url=settings.REDIS_URL, consume=client.register_script(_CONSUME), refund=client.register_script(_REFUND)
             )
