@@ -20,6 +20,8 @@ from gateway.core.money import format_usd
 from gateway.core.queue import enqueue_on_commit
 
 SIGNATURE_HEADER = "X-Imagegate-Signature"
+# billing.tasks.alert_deliver, enqueued by name: the tasks module imports this one.
+DELIVERY_TASK = "billing.tasks.alert_deliver"
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def alerts_record(*, changes: list[CounterChange]) -> list[SpendAlert]:
                 defaults={"organization_id": change.organization_id, "spent": change.spent_after, "cap": change.cap},
             )
             if created:
-                enqueue_on_commit("billing.tasks.alert_deliver", alert.pk)
+                enqueue_on_commit(DELIVERY_TASK, alert.pk)
                 created_alerts.append(alert)
     return created_alerts
 

@@ -21,6 +21,9 @@ from billing.usage.filter import UsageFilter
 from gateway.core.money import format_usd
 from gateway.core.queue import enqueue_on_commit
 
+# billing.tasks.usage_export_run, enqueued by name: the tasks module imports this one.
+EXPORT_TASK = "billing.tasks.usage_export_run"
+
 # Each CSV column and the database value behind it, in order.
 _COLUMN_SOURCES = (
     ("request_id", "request_id"),
@@ -135,7 +138,7 @@ def usage_export_create(*, usage_filter: UsageFilter, requested_by) -> UsageExpo
     export = UsageExport.objects.create(
         organization_id=usage_filter.organization_id, requested_by=requested_by, filters=usage_filter.as_params()
     )
-    enqueue_on_commit("billing.tasks.usage_export_run", export.pk)
+    enqueue_on_commit(EXPORT_TASK, export.pk)
     return export
 
 
