@@ -33,7 +33,10 @@ class Ledger(ABC):
     """
 
     async def line_item_open(self, *, amount: Decimal, check_caps: bool, **fields) -> OpenedLineItem:
-        """The pending line item, with `amount` held against every cap that applies; raises SpendLimitExceeded.
+        """The pending line item, with `amount` held against every cap that applies.
+
+        Raises SpendLimitExceeded when a cap has no room: nothing is held, and the line item is
+        left pending for line_item_refuse to record the refusal on.
 
         `check_caps=False`: no cap applied when the caller was looked up a moment ago, so the
         item is recorded alone (a cap created since counts it: see rules.spent_so_far_sql).
@@ -43,9 +46,18 @@ class Ledger(ABC):
             return OpenedLineItem(id=await HotStatements.ainsert(UsageLineItem, values), reserved=False)
         return await self._open(values, quantize_usd(amount), Moment.of(fields["created_at"]))
 
-    async def line_item_refuse(self, **fields) -> int:
-        """Record a request refused before any provider was called (it costs nothing); returns its id."""
-        return await HotStatements.ainsert(UsageLineItem, line_item_values(**fields))
+    async def line_item_refuse(self, *, opened_id: int | None = None, **fields) -> None:
+        """Record a request refused before any provider was called (it costs nothing).
+
+        `opened_id`: the line item that line_item_open left pending when a cap refused it, which
+        becomes the refusal's record; otherwise the refusal is a line item of its own.
+        """
+        values = line_item_values(**fields)
+        if opened_id is None:
+            await HotStatements.ainsert(UsageLineItem, values)
+            return
+        changes = {name: value for name, value in values.items() if name not in _IDENTITY}
+        await HotStatements.aupdate(UsageLineItem, opened_id, changes, where=STILL_PENDING)
 
     async def line_item_settle(self, *, opened: OpenedLineItem, status: str, cost: Decimal, **close) -> None:
         """Close the pending line item at `cost` (what was delivered), settle its hold, record the alerts it crosses."""
@@ -91,7 +103,7 @@ class Ledger(ABC):
 
     @abstractmethod
     async def _open(self, values: dict, amount: Decimal, moment: Moment) -> OpenedLineItem:
-        """Insert the line item and hold `amount` for it, or raise SpendLimitExceeded leaving nothing behind."""
+        """Insert the line item and hold `amount` for it, or raise SpendLimitExceeded holding nothing."""
 
     @abstractmethod
     async def _settle(self, line_item_id: int, changes: dict, charged: Decimal) -> list[CounterChange]:
@@ -108,6 +120,8 @@ class Ledger(ABC):
         """Release the line item's hold and hold `amount` instead, or raise SpendLimitExceeded changing nothing."""
 
 
+# What a line item is recorded under from the start, which recording its refusal does not change.
+_IDENTITY = {"request_id", "created_at", "organization", "api_key"}
 _ABANDONED = {
     "status": UsageLineItem.Status.FAILED,
     "error_code": "reservation_expired",

@@ -21,8 +21,6 @@ from billing.models import SpendCounter, SpendLimit, SpendReservation, UsageLine
 from gateway.core.db import HotStatements, concrete_field, db_step, run_sync
 
 _COUNTER_COLUMNS = ("spend_limit", "period_start", "spent", "reserved")
-# No line item has this id: what a counter created while opening one leaves out of the spend so far.
-NO_LINE_ITEM = 0
 
 
 @dataclass(frozen=True)
@@ -40,14 +38,14 @@ class PortableLedger(Ledger):
 
     def _open_sync(self, values: dict, amount: Decimal, moment: rules.Moment) -> OpenedLineItem:
         with transaction.atomic():
-            counters = _counters_locked(values["organization"], values["api_key"], moment, excluding=NO_LINE_ITEM)
+            line_item_id = HotStatements.insert(UsageLineItem, values)
+            counters = _counters_locked(values["organization"], values["api_key"], moment, excluding=line_item_id)
             refused = _first_without_room(counters, amount)
             if refused is None:
-                line_item_id = HotStatements.insert(UsageLineItem, values)
                 _hold(line_item_id, counters, amount, moment)
-        # Raised once the transaction has committed: a counter created for this period stays.
+        # Raised once the transaction has committed: the line item and a counter created for this period stay.
         if refused is not None:
-            raise _refusal(refused, amount)
+            raise _refusal(refused, amount, line_item_id=line_item_id)
         return OpenedLineItem(id=line_item_id, reserved=bool(counters))
 
     async def _settle(self, line_item_id: int, changes: dict, charged: Decimal) -> list[CounterChange]:
@@ -72,7 +70,7 @@ class PortableLedger(Ledger):
             counters = _counters_locked(organization_id, api_key_id, moment, excluding=line_item_id)
             refused = _first_without_room(counters, amount)
             if refused is not None:
-                raise _refusal(refused, amount)
+                raise _refusal(refused, amount, line_item_id=None)
             _hold(line_item_id, counters, amount, moment)
         return bool(counters)
 
@@ -145,9 +143,9 @@ def _first_without_room(counters: list[LockedCounter], amount: Decimal) -> Locke
     return next((counter for counter in counters if not counter.state.has_room(amount)), None)
 
 
-def _refusal(counter: LockedCounter, amount: Decimal) -> rules.SpendLimitExceeded:
+def _refusal(counter: LockedCounter, amount: Decimal, *, line_item_id: int | None) -> rules.SpendLimitExceeded:
     limit = SpendLimit.objects.select_related("organization", "api_key").get(pk=counter.limit_id)
-    return rules.refusal(counter.state, amount, owner=limit.owner_label)
+    return rules.refusal(counter.state, amount, owner=limit.owner_label, line_item_id=line_item_id)
 
 
 def _hold(line_item_id: int, counters: list[LockedCounter], amount: Decimal, moment: rules.Moment) -> None:

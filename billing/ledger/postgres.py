@@ -70,12 +70,16 @@ def _request_parameters(organization_id: int, api_key_id: int | None, amount: De
     return [organization_id, api_key_id, amount, moment.now, *starts, *since]
 
 
-def _outcome(row: tuple, amount: Decimal) -> OpenedLineItem:
-    """The line item and whether it holds money; or the refusal that names the cap without room."""
+def _outcome(row: tuple, amount: Decimal, *, opening: bool) -> OpenedLineItem:
+    """The line item and whether it holds money; or the refusal that names the cap without room.
+
+    The refusal of an opening hands on the line item it left pending; a refused replacement leaves the previous hold.
+    """
     line_item_id, held, refused_limit, period, start, cap, spent, reserved, organization, api_key = row
     if refused_limit is not None:
         owner = cap_owner_label(organization_slug=organization, api_key_prefix=api_key)
-        raise rules.refusal(rules.CapPeriod(period, start, cap, spent, reserved), amount, owner=owner)
+        cap_period = rules.CapPeriod(period, start, cap, spent, reserved)
+        raise rules.refusal(cap_period, amount, owner=owner, line_item_id=line_item_id if opening else None)
     return OpenedLineItem(id=line_item_id, reserved=held)
 
 
@@ -83,20 +87,17 @@ class PostgresLedger(Ledger):
     """One statement per step; the rules run in the imagegate_ledger_* functions."""
 
     async def _open(self, values: dict, amount: Decimal, moment: rules.Moment) -> OpenedLineItem:
-        # The line item's id is drawn first so that the hold can name it; the item is inserted only when
-        # no cap refused, so a refusal leaves no line item behind (a counter it created stays).
-        insert, item_parameters = HotStatements.insert_sql(
-            UsageLineItem, values, computed={"id": "hold.line_item_id"}, source="hold WHERE hold.refused_limit IS NULL"
-        )
+        # The line item goes in first and the caps' counters are locked after it, at the end of the
+        # statement: every request of a capped organization waits on the same counter rows, so they stay
+        # locked for as little of the statement as possible.
+        insert, item_parameters = HotStatements.insert_sql(UsageLineItem, values)
         sql = (
-            "WITH hold AS (SELECT * FROM imagegate_ledger_hold("  # noqa: S608  (built from metadata)
-            f"nextval(pg_get_serial_sequence(%s, %s)), {_REQUEST_PLACEHOLDERS})), "
-            f"item AS ({insert}) SELECT {_OUTCOME} FROM hold"
+            f"WITH item AS ({insert}) SELECT {_OUTCOME} "  # noqa: S608  (built from metadata)
+            f"FROM item, imagegate_ledger_hold(item.id, {_REQUEST_PLACEHOLDERS})"
         )
-        sequence = [UsageLineItem._meta.db_table, UsageLineItem._meta.pk.column]
         request = _request_parameters(values["organization"], values["api_key"], amount, moment)
-        rows = await hot_run(sql, [*sequence, *request, *item_parameters])
-        return _outcome(rows[0], amount)
+        rows = await hot_run(sql, [*item_parameters, *request])
+        return _outcome(rows[0], amount, opening=True)
 
     async def _settle(self, line_item_id: int, changes: dict, charged: Decimal) -> list[CounterChange]:
         with _charge_checked(line_item_id, charged):
@@ -114,7 +115,7 @@ class PostgresLedger(Ledger):
         sql = f"SELECT {_OUTCOME} FROM imagegate_ledger_rehold(%s, {_REQUEST_PLACEHOLDERS})"  # noqa: S608  (no input)
         request = _request_parameters(organization_id, api_key_id, amount, moment)
         rows = await hot_run(sql, [line_item_id, *request])
-        return _outcome(rows[0], amount).reserved
+        return _outcome(rows[0], amount, opening=False).reserved
 
 
 def _settle_statement(line_item_id: int, changes: dict, charged: Decimal) -> tuple[str, list]:

@@ -24,11 +24,16 @@ from gateway.core.money import format_usd
 
 
 class SpendLimitExceeded(Exception):
-    """A cap has no room for the request; the message names the cap, what is left and when it resets."""
+    """A cap has no room for the request; the message names the cap, what is left and when it resets.
 
-    def __init__(self, message: str) -> None:
+    `line_item_id`: the line item opened for the request, left pending with nothing held, for the
+    refusal to be recorded on (Ledger.line_item_refuse).
+    """
+
+    def __init__(self, message: str, *, line_item_id: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.line_item_id = line_item_id
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,7 @@ class CapPeriod:
         return self.spent + self.reserved + amount <= self.cap
 
 
-def refusal(cap: CapPeriod, amount: Decimal, *, owner: str) -> SpendLimitExceeded:
+def refusal(cap: CapPeriod, amount: Decimal, *, owner: str, line_item_id: int | None) -> SpendLimitExceeded:
     """The refusal of a request needing `amount`: it names the cap and its owner, what is left and when it resets."""
     left = max(cap.cap - cap.spent - cap.reserved, Decimal(0))
     reset = periods.period_reset(cap.period, cap.start)
@@ -123,5 +128,6 @@ def refusal(cap: CapPeriod, amount: Decimal, *, owner: str) -> SpendLimitExceede
     kind = {periods.DAY: "daily", periods.MONTH: "monthly", periods.TOTAL: "total"}[cap.period]
     return SpendLimitExceeded(
         f"Spend limit exceeded: the {kind} cap of ${format_usd(cap.cap)} on {owner} "
-        f"has ${format_usd(left)} left, and this request needs ${format_usd(amount)}; {when}."
+        f"has ${format_usd(left)} left, and this request needs ${format_usd(amount)}; {when}.",
+        line_item_id=line_item_id,
     )

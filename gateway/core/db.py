@@ -264,31 +264,21 @@ class HotStatements:
         return [concrete_field(model, name).get_db_prep_save(value, connection) for name, value in values.items()]
 
     @classmethod
-    def insert_sql(
-        cls, model: type[Model], values: dict[str, Any], *, computed: dict[str, str] | None = None, source: str = ""
-    ) -> tuple[str, list[Any]]:
-        """The INSERT … RETURNING pk of one row (a caller may wrap it in a larger statement).
-
-        `computed` columns take SQL expressions over `source` (a FROM clause, with its
-        conditions): the row is then inserted by INSERT … SELECT, once per row of `source`.
-        """
+    def insert_sql(cls, model: type[Model], values: dict[str, Any]) -> tuple[str, list[Any]]:
+        """The INSERT … RETURNING pk of one row (a caller may wrap it in a larger statement)."""
         connection = _wrapper()
         quote = connection.ops.quote_name
-        computed = computed or {}
 
         def build() -> str:
-            names = [*computed, *values]
-            columns = ", ".join(quote(concrete_field(model, name).column) for name in names)
-            placeholders = ", ".join([*computed.values(), *["%s"] * len(values)])
-            rows = f"SELECT {placeholders} FROM {source}" if source else f"VALUES ({placeholders})"  # noqa: S608
+            columns = ", ".join(quote(concrete_field(model, name).column) for name in values)
+            placeholders = ", ".join(["%s"] * len(values))
             return (
                 # Identifiers come from model metadata and are quoted; every value is a parameter.
-                f"INSERT INTO {quote(model._meta.db_table)} ({columns}) {rows} "  # noqa: S608
+                f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608
                 f"RETURNING {quote(model._meta.pk.column)}"
             )
 
-        key = ("insert", model, tuple(values), tuple(computed.items()), source, connection.vendor)
-        return cls._sql(key, build), cls._params(model, values)
+        return cls._sql(("insert", model, tuple(values), connection.vendor), build), cls._params(model, values)
 
     @classmethod
     def insert(cls, model: type[Model], values: dict[str, Any]) -> int:

@@ -1,9 +1,10 @@
 """Phase one of a call: who is calling and what the catalog says, in one statement.
 
-The API key, its organization, tier and cache policy come back in one query,
-together with the catalog revision and whether any spend cap applies. The catalog itself (models, prices, routes)
-is held per process and reloaded only when that revision moves, so an
-unchanged catalog costs no query at all.
+The caller statement of accounts.callers (the key, its organization and tier, checked
+there) comes back widened by the organization's cache policy, the catalog revision and
+whether any spend cap applies (the ledger's rule). The catalog itself (models, prices,
+routes) is held per process and reloaded only when that revision moves, so an unchanged
+catalog costs no query at all.
 """
 
 import threading

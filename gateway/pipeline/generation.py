@@ -229,9 +229,12 @@ class ImageGeneration:
         details["api"] = self.flavor
         return details
 
-    async def _record_rejection(self, context: CallContext, error: GatewayError) -> None:
+    async def _record_rejection(
+        self, context: CallContext, error: GatewayError, *, opened_id: int | None = None
+    ) -> None:
         payload = self.payload
         await ledger().line_item_refuse(
+            opened_id=opened_id,
             request_id=self.request_id,
             created_at=self.received_at,
             organization_id=context.caller.organization_id,
@@ -420,7 +423,7 @@ class ImageGeneration:
             )
         except SpendLimitExceeded as refusal:
             error = GatewayError(402, "spend_limit_exceeded", refusal.message)
-            await self._record_rejection(context, error)
+            await self._record_rejection(context, error, opened_id=refusal.line_item_id)
             raise error from None
 
     async def _succeed(

@@ -192,7 +192,7 @@ async def test_a_cap_set_after_spending_counts_what_was_already_spent_this_perio
 
 
 @pytest.mark.postgres
-async def test_one_statement_creates_the_counter_holds_and_refuses_leaving_nothing_behind(capped):
+async def test_one_statement_creates_the_counter_holds_and_refuses_holding_nothing(capped):
     """The request path on PostgreSQL (imagegate_ledger_hold): every outcome in the one statement that opens."""
     org, key = capped
     postgres = PostgresLedger()
@@ -217,10 +217,15 @@ async def test_one_statement_creates_the_counter_holds_and_refuses_leaving_nothi
     assert (counter.spent, counter.reserved) == (Decimal(0), Decimal("1.00"))
     assert await SpendReservation.objects.filter(line_item_id=second.id, amount=Decimal("0.60")).aexists()
 
-    with pytest.raises(SpendLimitExceeded, match=r"daily cap of \$1\.00 on organization 'acme' has \$0\.00 left"):
+    with pytest.raises(SpendLimitExceeded, match=r"daily cap of \$1\.00 on organization 'acme' has \$0\.00 left") as no:
         await open_item("req-third", "0.01")
-    assert not await UsageLineItem.objects.filter(request_id="req-third").aexists(), "nothing recorded"
+    refused = await UsageLineItem.objects.aget(request_id="req-third")
+    assert (no.value.line_item_id, refused.status, refused.cost) == (refused.pk, "pending", Decimal(0)), (
+        "for the refusal"
+    )
     assert await SpendReservation.objects.acount() == 2, "nothing held"
+    counter = await SpendCounter.objects.aget(pk=counter.pk)
+    assert (counter.spent, counter.reserved) == (Decimal(0), Decimal("1.00"))
 
     await postgres.line_item_settle(
         opened=second, status="succeeded", cost=Decimal("0.60"), http_status=200, latency_ms=5

@@ -1,5 +1,5 @@
 -- imagegate_ledger_hold: hold p_amount for line item p_line_item_id against every cap that applies, or
--- name the first cap without room. The request path runs it inside the one statement that opens a line item.
+-- name the first cap without room. Opening a line item inserts it and calls this in the same statement.
 --
 -- The parts between double braces are billing/ledger/rules.py's, rendered when a migration loads this file.
 -- This period's counter of every applicable cap is created when missing, starting from what was already
