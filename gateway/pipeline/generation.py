@@ -35,15 +35,8 @@ from gateway.pipeline.idempotency import (
     request_fingerprint,
 )
 from gateway.pipeline.ratelimit import RateDecision, rate_limit_consume, rate_limit_refund
-from gateway.pipeline.validation import (
-    CatalogEntry,
-    ImageParams,
-    check_model_usable,
-    parse_body,
-    requested_model,
-    validate_params,
-)
-from providers.base import ProviderError, ProviderResult
+from gateway.pipeline.validation import CatalogEntry, check_model_usable, parse_body, requested_model, validate_params
+from providers.base import ImageParams, ProviderError, ProviderResult
 from providers.cache import (
     CachedImage,
     CacheHit,
