@@ -28,6 +28,39 @@ class PriceConfig(models.Model):
         return f"{self.model.name} {self.quality} {self.size}: {self.unit_price}"
 
 
+class TokenPrice(models.Model):
+    """A model priced per token instead of per image: USD per 1M tokens of each bucket.
+
+    Cached buckets left empty are charged at the uncached rate; text output at the image output rate.
+    """
+
+    model = models.OneToOneField(ModelSpec, on_delete=models.CASCADE, related_name="token_price")
+    text_input = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    cached_text_input = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, null=True, blank=True)
+    image_input = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    cached_image_input = models.DecimalField(
+        max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, null=True, blank=True
+    )
+    image_output = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    text_output = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model__name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(text_input__gte=0, image_input__gte=0, image_output__gte=0)
+                & (models.Q(cached_text_input__isnull=True) | models.Q(cached_text_input__gte=0))
+                & (models.Q(cached_image_input__isnull=True) | models.Q(cached_image_input__gte=0))
+                & (models.Q(text_output__isnull=True) | models.Q(text_output__gte=0)),
+                name="token_price_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}: ${self.text_input} text in / ${self.image_output} image out per 1M tokens"
+
+
 class UsageLineItem(models.Model):
     """One request that got past authentication, with what it cost.
 
@@ -72,6 +105,10 @@ class UsageLineItem(models.Model):
     error_code = models.CharField(max_length=64, blank=True)
     http_status = models.PositiveSmallIntegerField(default=200)
     latency_ms = models.PositiveIntegerField(default=0)
+    # What the provider charged us for it (its list rates or its own report), beside what we charged.
+    provider_cost = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, default=0)
+    # Token-metered models: the tokens used, by bucket (providers.base.TokenUsage.BUCKETS).
+    tokens = models.JSONField(default=dict, blank=True)
     # Request parameters and provider details worth keeping (never the key, never the full prompt).
     details = models.JSONField(default=dict, blank=True)
 

@@ -7,6 +7,8 @@ bytes itself, so every provider can answer both `url` and `b64_json`.
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
 
 import httpx
 
@@ -24,6 +26,9 @@ class ImageParams:
     response_format: str
     end_user: str
     provider: str
+    # The model's further parameters the request set (background, output_format, output_compression,
+    # moderation, complexity, ...), each already checked against what the catalog says the model accepts.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,11 @@ class ImageJob:
     style: str = ""
     end_user: str = ""
     seed: int | None = None
+    # Passed through to the provider as they are: see ImageParams.options.
+    options: dict[str, Any] = field(default_factory=dict)
+    # For a token-metered model, the catalog's output tokens per image at this size and quality
+    # (what the local provider reports as used); None otherwise.
+    expected_output_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -49,11 +59,37 @@ class GeneratedImage:
     revised_prompt: str | None = None
 
 
+@dataclass(frozen=True)
+class TokenUsage:
+    """What a token-metered provider says one call used, by the buckets it bills separately."""
+
+    text_input: int = 0
+    cached_text_input: int = 0
+    image_input: int = 0
+    cached_image_input: int = 0
+    image_output: int = 0
+    text_output: int = 0
+
+    BUCKETS = ("text_input", "cached_text_input", "image_input", "cached_image_input", "image_output", "text_output")
+
+    def as_dict(self) -> dict[str, int]:
+        return {bucket: getattr(self, bucket) for bucket in self.BUCKETS}
+
+
 @dataclass
 class ProviderResult:
     images: list[GeneratedImage]
     upstream_request_id: str = ""
     details: dict = field(default_factory=dict)
+    # Token-metered providers: what the call used, as reported (None: not reported).
+    usage: TokenUsage | None = None
+    # The provider's own usage object, as sent, for clients that read it (OpenAI's `usage`).
+    usage_reported: dict | None = None
+    # What the provider says it chose, where the request let it choose (size or quality "auto").
+    reported_size: str = ""
+    reported_quality: str = ""
+    # What the provider says the call cost us in USD, where it says (Black Forest Labs' `cost`).
+    provider_cost: Decimal | None = None
 
 
 class ProviderError(Exception):

@@ -31,6 +31,41 @@ class ModelSpec(models.Model):
     max_prompt_length = models.PositiveIntegerField(default=4000)
     is_active = models.BooleanField(default=True)
 
+    # Sizes beyond the list: a rule any WxH must follow (providers.sizes.SizeRule's fields), and the
+    # classes by pixel count that price configs may name instead of an exact size.
+    size_rule = models.JSONField(default=dict, blank=True)
+    size_classes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Price classes by pixel count, e.g. [{"name": "1mp", "max_pixels": 1048576}].',
+    )
+    # Further parameters the model accepts: name → list of allowed values, or {"min": a, "max": b} for integers.
+    parameters = models.JSONField(default=dict, blank=True)
+
+    class AutoPolicy(models.TextChoices):
+        RESERVE = "reserve", "Reserve at the most expensive choice, charge what was used"
+        REFUSE = "refuse", "Refuse size or quality auto"
+
+    auto_policy = models.CharField(max_length=8, choices=AutoPolicy.choices, default=AutoPolicy.RESERVE)
+    # Token-metered models: the output tokens per image by quality (providers.tokens), for the upper bound.
+    output_tokens = models.JSONField(default=dict, blank=True)
+    # What the provider charges us (providers.costs): per token, per image or per megapixel.
+    list_rates = models.JSONField(default=dict, blank=True)
+
+    class Status(models.TextChoices):
+        LIVE = "live", "Live"
+        DEPRECATED = "deprecated", "Deprecated upstream"
+        RETIRED = "retired", "Retired upstream"
+
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.LIVE)
+    shutdown_date = models.DateField(null=True, blank=True, help_text="When the provider shuts (or shut) it down.")
+    successor = models.CharField(
+        max_length=100, blank=True, help_text="The catalog model that serves this name once it is retired upstream."
+    )
+    successor_enabled = models.BooleanField(
+        default=True, help_text="Off: the retired name answers 404 model_not_found naming the successor."
+    )
+
     class Meta:
         ordering = ["name"]
         verbose_name = "model"

@@ -29,6 +29,8 @@ def line_item_values(
     error_code: str = "",
     http_status: int = 200,
     latency_ms: int = 0,
+    provider_cost: Decimal = Decimal(0),
+    tokens: dict | None = None,
     details: dict | None = None,
 ) -> dict:
     """The columns of a new line item, by field name."""
@@ -50,6 +52,8 @@ def line_item_values(
         "error_code": error_code,
         "http_status": http_status,
         "latency_ms": latency_ms,
+        "provider_cost": quantize_usd(provider_cost),
+        "tokens": tokens or {},
         "details": details or {},
     }
 
@@ -64,13 +68,17 @@ def line_item_changes(
     provider: str | None = None,
     model: str | None = None,
     unit_price: Decimal | None = None,
+    size: str | None = None,
+    quality: str | None = None,
+    provider_cost: Decimal | None = None,
+    tokens: dict | None = None,
     details: dict | None = None,
 ) -> dict:
     """What settling a pending line item writes: what it finally cost and how it ended.
 
     `details` replaces what was stored (the caller holds what it opened the item with);
     `model`, `provider` and `unit_price` change when a fallback route was served by another
-    model than the first.
+    model than the first; `size` and `quality` when the provider chose them ("auto").
     """
     if status != UsageLineItem.Status.SUCCEEDED and cost:
         raise LedgerError("Only a succeeded request can cost anything")
@@ -81,10 +89,19 @@ def line_item_changes(
         "latency_ms": latency_ms,
         "error_code": error_code,
     }
-    optional = {"provider": provider, "model": model, "details": details}
+    optional = {
+        "provider": provider,
+        "model": model,
+        "size": size,
+        "quality": quality,
+        "tokens": tokens,
+        "details": details,
+    }
     changes |= {name: value for name, value in optional.items() if value is not None}
     if unit_price is not None:
         changes["unit_price"] = quantize_usd(unit_price)
+    if provider_cost is not None:
+        changes["provider_cost"] = quantize_usd(provider_cost)
     return changes
 
 
