@@ -166,6 +166,8 @@ class DailyUsageRollup(models.Model):
     images = models.PositiveIntegerField()
     failures = models.PositiveIntegerField()
     amount = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    # What the provider charged us for the same line items (UsageLineItem.provider_cost), beside `amount`.
+    provider_cost = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, default=0)
 
     class Meta:
         indexes = [models.Index(fields=["organization", "day"], name="rollup_org_day")]
