@@ -27,13 +27,15 @@ class SpendLimitExceeded(Exception):
     """A cap has no room for the request; the message names the cap, what is left and when it resets.
 
     `line_item_id`: the line item opened for the request, left pending with nothing held, for the
-    refusal to be recorded on (Ledger.line_item_refuse).
+    refusal to be recorded on (Ledger.line_item_refuse). `resets_at`: when the cap starts afresh,
+    None for a total cap (it never does).
     """
 
-    def __init__(self, message: str, *, line_item_id: int | None = None) -> None:
+    def __init__(self, message: str, *, line_item_id: int | None = None, resets_at: datetime | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.line_item_id = line_item_id
+        self.resets_at = resets_at
 
 
 @dataclass(frozen=True)
@@ -130,4 +132,5 @@ def refusal(cap: CapPeriod, amount: Decimal, *, owner: str, line_item_id: int | 
         f"Spend limit exceeded: the {kind} cap of ${format_usd(cap.cap)} on {owner} "
         f"has ${format_usd(left)} left, and this request needs ${format_usd(amount)}; {when}.",
         line_item_id=line_item_id,
+        resets_at=reset,
     )

@@ -10,7 +10,6 @@ from django.http import JsonResponse
 _TYPE_BY_STATUS = {
     400: "invalid_request_error",
     401: "invalid_request_error",
-    402: "insufficient_quota",
     403: "permission_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
@@ -19,6 +18,9 @@ _TYPE_BY_STATUS = {
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
+# Codes whose `type` is not their status family's: OpenAI answers an exhausted quota (our spend caps)
+# with a 429 of type insufficient_quota, which clients tell apart from a rate limit by this type.
+_TYPE_BY_CODE = {"insufficient_quota": "insufficient_quota"}
 
 
 class GatewayError(Exception):
@@ -42,7 +44,8 @@ class GatewayError(Exception):
 
     @property
     def error_type(self) -> str:
-        return _TYPE_BY_STATUS.get(self.status, "server_error" if self.status >= 500 else "invalid_request_error")
+        by_status = _TYPE_BY_STATUS.get(self.status, "server_error" if self.status >= 500 else "invalid_request_error")
+        return _TYPE_BY_CODE.get(self.code, by_status)
 
 
 def invalid_parameter(message: str, param: str | None) -> GatewayError:

@@ -351,6 +351,8 @@ class ImageGeneration:
                     "attempts": attempts.records,
                 },
             )
+            if isinstance(exc, _SpendRefusedAttempt):
+                raise exc.refusal from None
             raise GatewayError(exc.status, exc.code, exc.message, headers=_retry_headers(exc)) from exc
         except BaseException:
             # Anything unexpected (or a cancelled request) still settles the line item at zero.
@@ -459,7 +461,7 @@ class ImageGeneration:
                 now=self.received_at,
             )
         except SpendLimitExceeded as refusal:
-            raise ProviderError(refusal.message, code="spend_limit_exceeded", status=402, permanent=True) from None
+            raise _SpendRefusedAttempt(_spend_refusal(refusal, self.flavor)) from None
 
     async def _serve_cached(
         self, context: CallContext, params: ImageParams, hit: CacheHit, cache: CacheSettings
@@ -550,7 +552,7 @@ class ImageGeneration:
                 details=self.line_item_details,
             )
         except SpendLimitExceeded as refusal:
-            error = GatewayError(402, "spend_limit_exceeded", refusal.message)
+            error = _spend_refusal(refusal, self.flavor)
             await self._record_rejection(context, error, opened_id=refusal.line_item_id)
             raise error from None
 
@@ -668,3 +670,34 @@ def _retry_headers(error: ProviderError) -> dict[str, str]:
     if error.status == 429:
         return {"Retry-After": "1"}
     return {}
+
+
+# A cap that starts afresh within this many seconds is worth waiting for: its refusal says when.
+SPEND_RESET_WAIT_SECONDS = 60
+
+
+def _spend_refusal(refusal: SpendLimitExceeded, flavor: str) -> GatewayError:
+    """A spend cap without room, as each flavour answers it.
+
+    OpenAI's answers as OpenAI does for an exhausted quota: 429 `insufficient_quota`, which the official
+    SDK raises as RateLimitError; `x-should-retry: false` stops its retries, which could only fail again,
+    unless the cap resets within a minute, when `Retry-After` says how long to wait instead. The flat
+    flavour answers 402 `spend_limit_exceeded`, as it always has.
+    """
+    if flavor == Flavor.FLAT:
+        return GatewayError(402, "spend_limit_exceeded", refusal.message)
+    wait = None if refusal.resets_at is None else (refusal.resets_at - timezone.now()).total_seconds()
+    if wait is not None and wait <= SPEND_RESET_WAIT_SECONDS:
+        headers = {"Retry-After": str(max(1, math.ceil(wait)))}
+    else:
+        headers = {"x-should-retry": "false"}
+    return GatewayError(429, "insufficient_quota", refusal.message, headers=headers)
+
+
+class _SpendRefusedAttempt(ProviderError):
+    """A fallback attempt a cap has no room for: the chain goes on as after a failure, and when it was the
+    last attempt the client gets `refusal`, the answer a cap gives when the request opens."""
+
+    def __init__(self, refusal: GatewayError) -> None:
+        super().__init__(refusal.message, code=refusal.code, status=refusal.status, permanent=True)
+        self.refusal = refusal

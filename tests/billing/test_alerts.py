@@ -110,7 +110,7 @@ async def test_crossing_80_and_100_percent_alerts_once_each(gateway_client, aler
         "api_key_prefix": None,
     }
     refused = await gateway_client.post(URL, json=SMALL_IMAGE, headers=headers)
-    assert refused.status_code == 402
+    assert refused.status_code == 429
     assert await SpendAlert.objects.acount() == 2
 
 

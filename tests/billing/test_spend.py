@@ -4,6 +4,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import time_machine
 from asgiref.sync import async_to_sync
 from django.core.management import call_command
 from django.db import connection
@@ -40,7 +41,7 @@ async def test_two_hundred_concurrent_requests_against_a_one_dollar_cap_admit_ex
     settings.DB_HOT_ASYNC = hot_async
     org, key = capped
     responses = await post_many(gateway_client, bearer(key.plaintext), 200)
-    assert statuses(responses) == {200: 25, 402: 175}
+    assert statuses(responses) == {200: 25, 429: 175}
     total = await UsageLineItem.objects.filter(organization=org, status="succeeded").aaggregate(total=Sum("cost"))
     assert total["total"] == Decimal("1.00")
     assert not await SpendReservation.objects.aexists()
@@ -56,9 +57,11 @@ async def test_refusal_names_the_cap_what_is_left_and_the_reset_and_consumes_no_
     for _ in range(2):
         assert (await gateway_client.post(URL, json={**SMALL_IMAGE, "n": 10}, headers=headers)).status_code == 200
     refused = await gateway_client.post(URL, json={**SMALL_IMAGE, "n": 6}, headers=headers)
-    assert refused.status_code == 402
+    assert refused.status_code == 429
     error = refused.json()["error"]
-    assert error["code"] == "spend_limit_exceeded" and error["type"] == "insufficient_quota"
+    assert error["code"] == "insufficient_quota" and error["type"] == "insufficient_quota"
+    assert refused.headers["x-should-retry"] == "false", "the cap resets tomorrow: the SDK must not retry"
+    assert "Retry-After" not in refused.headers
     tomorrow = (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%d")
     assert error["message"] == (
         "Spend limit exceeded: the daily cap of $1.00 on organization 'acme' has $0.20 left, "
@@ -67,14 +70,70 @@ async def test_refusal_names_the_cap_what_is_left_and_the_reset_and_consumes_no_
     assert refused.headers["x-ratelimit-remaining-images-day"] == "99980", "no rate-limit budget consumed"
     assert len(fake_openai.requests) == 2, "the refused request is not sent upstream"
     item = await UsageLineItem.objects.aget(status="rejected")
-    assert (item.error_code, item.http_status, item.cost) == ("spend_limit_exceeded", 402, Decimal(0))
+    assert (item.error_code, item.http_status, item.cost) == ("insufficient_quota", 429, Decimal(0))
+
+
+async def test_the_flat_flavour_answers_a_cap_with_402(gateway_client, capped):
+    org, key = capped
+    headers = bearer(key.plaintext)
+    for _ in range(2):
+        assert (await gateway_client.post(URL, json={**SMALL_IMAGE, "n": 10}, headers=headers)).status_code == 200
+    flat = {**SMALL_IMAGE, "n": 6, "provider": "openai"}
+    refused = await gateway_client.post("/api/images/generations", json=flat, headers=headers)
+    assert refused.status_code == 402
+    body = refused.json()
+    assert body["code"] == "spend_limit_exceeded" and body["requestId"] == refused.headers["X-Request-ID"]
+    assert body["error"].startswith("Spend limit exceeded: the daily cap of $1.00 on organization 'acme'")
+    assert "x-should-retry" not in refused.headers
+
+
+async def test_a_cap_that_resets_within_a_minute_says_when_instead_of_forbidding_retries(gateway_client, capped):
+    org, key = capped
+    headers = bearer(key.plaintext)
+    with time_machine.travel("2030-01-01 23:59:30Z", tick=False):
+        for _ in range(2):
+            assert (await gateway_client.post(URL, json={**SMALL_IMAGE, "n": 10}, headers=headers)).status_code == 200
+        refused = await gateway_client.post(URL, json={**SMALL_IMAGE, "n": 6}, headers=headers)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "insufficient_quota"
+    assert refused.headers["Retry-After"] == "30", "the daily cap starts afresh at midnight UTC"
+    assert "x-should-retry" not in refused.headers
+    assert "it resets at 2030-01-02 00:00 UTC" in refused.json()["error"]["message"]
+
+
+async def test_a_fallback_attempt_refused_by_a_cap_ends_as_a_refusal_at_the_opening_does(
+    gateway_client, capped, settings, fake_bfl, fake_openai
+):
+    """The route's first model fits the cap and fails upstream; the second is dearer than the room left."""
+    from asgiref.sync import sync_to_async
+
+    from billing.services import price_set
+    from providers.models import FallbackRoute
+
+    org, key = capped
+    settings.LOCAL_PROVIDER_FALLBACK = False
+    fake_bfl.outage_status = 500
+    await sync_to_async(price_set)(model="dall-e-3", quality="standard", size="1024x1024", unit_price=Decimal("2"))
+    await FallbackRoute.objects.acreate(name="flux-then-dalle", chain=["flux-1.1-pro", "dall-e-3"])
+    request = {"model": "flux-then-dalle", "prompt": "harbour", "size": "1024x1024", "response_format": "b64_json"}
+    refused = await gateway_client.post(URL, json=request, headers=bearer(key.plaintext))
+    assert refused.status_code == 429, refused.text
+    error = refused.json()["error"]
+    assert (error["code"], error["type"]) == ("insufficient_quota", "insufficient_quota")
+    assert error["message"].startswith("Spend limit exceeded: the daily cap of $1.00 on organization 'acme' has")
+    assert refused.headers["x-should-retry"] == "false" and "Retry-After" not in refused.headers
+    assert fake_openai.requests == [], "the refused attempt is not sent upstream"
+    item = await UsageLineItem.objects.aget(request_id=refused.headers["X-Request-ID"])
+    assert (item.status, item.error_code, item.http_status, item.cost) == ("failed", "insufficient_quota", 429, 0)
+    assert [a.get("error_code") for a in item.details["attempts"]] == ["upstream_error", "insufficient_quota"]
+    counter = await SpendCounter.objects.aget(spend_limit__organization=org)
+    assert (counter.spent, counter.reserved) == (Decimal(0), Decimal(0))
 
 
 async def test_key_cap_and_organization_cap_both_apply(gateway_client, capped):
     org, key = capped
     await _key_cap(org, key.api_key.prefix, "0.08")
     headers = bearer(key.plaintext)
-    assert statuses(await post_many(gateway_client, headers, 4)) == {200: 2, 402: 2}
+    assert statuses(await post_many(gateway_client, headers, 4)) == {200: 2, 429: 2}
     refused = await gateway_client.post(URL, json=SMALL_IMAGE, headers=headers)
     assert f"total cap of $0.08 on API key '{key.api_key.prefix}' has $0.00 left" in refused.text
     assert "does not reset" in refused.text
@@ -184,7 +243,7 @@ async def test_a_cap_set_after_spending_counts_what_was_already_spent_this_perio
     headers = bearer(key.plaintext)
     assert statuses(await post_many(gateway_client, headers, 5)) == {200: 5}, "$0.20 spent before any cap"
     await sync_to_async(spend_limit_set)(organization=org, key_prefix=None, period="day", amount=Decimal("0.30"))
-    assert statuses(await post_many(gateway_client, headers, 5)) == {200: 2, 402: 3}
+    assert statuses(await post_many(gateway_client, headers, 5)) == {200: 2, 429: 3}
     total = await UsageLineItem.objects.filter(organization=org, status="succeeded").aaggregate(total=Sum("cost"))
     assert total["total"] == Decimal("0.28")
     counter = await SpendCounter.objects.aget(spend_limit__organization=org)

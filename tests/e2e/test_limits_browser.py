@@ -38,9 +38,9 @@ def test_spend_cap_set_in_the_browser_is_enforced_and_alerts(page, live_gateway,
     # Two images at $0.04 fit under $0.10 and cross 80 %; the third would pass the cap.
     for _ in range(2):
         assert client.images.generate(prompt="a small square", **SMALL).data[0].b64_json
-    with pytest.raises(openai.APIStatusError) as refused:
+    with pytest.raises(openai.RateLimitError) as refused:
         client.images.generate(prompt="one too many", **SMALL)
-    assert refused.value.status_code == 402 and refused.value.code == "spend_limit_exceeded"
+    assert refused.value.code == "insufficient_quota"
     assert "daily cap of $0.10 on organization 'acme' has $0.02 left" in refused.value.message
 
     page.reload()

@@ -2,13 +2,21 @@
 
 import base64
 import io
+import time
+from decimal import Decimal
 
 import httpx
 import openai
 import pytest
 from PIL import Image
 
+from billing.limits import spend_limit_set
+from billing.models import UsageLineItem
+from tests.governance import small_image_price
+
 pytestmark = pytest.mark.django_db(transaction=True)
+
+SMALL = {"model": "dall-e-2", "size": "256x256", "response_format": "b64_json"}
 
 
 def test_sync_client_url_and_b64_round_trips(live_gateway, api_key_plaintext):
@@ -47,3 +55,24 @@ async def test_async_client_round_trip(live_gateway, api_key_plaintext):
     )
     assert Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json))).size == (1536, 1024)
     await client.close()
+
+
+def _refused_requests() -> int:
+    """How many requests reached the gateway and were refused: each leaves one rejected line item."""
+    return UsageLineItem.objects.filter(status=UsageLineItem.Status.REJECTED).count()
+
+
+def test_a_spend_cap_raises_rate_limit_error_at_once_without_retries(live_gateway, make_org, make_key):
+    small_image_price("0.04")
+    org = make_org("acme", tier="free")
+    spend_limit_set(organization=org, key_prefix=None, period="day", amount=Decimal("0.05"))
+    # Two retries are the SDK's default; each would reach the gateway and be refused again.
+    client = openai.OpenAI(base_url=f"{live_gateway}/v1", api_key=make_key(org).plaintext, max_retries=2)
+    assert client.images.generate(prompt="the first fits", **SMALL).data[0].b64_json
+    started = time.monotonic()
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.images.generate(prompt="the second does not", **SMALL)
+    assert time.monotonic() - started < 1, "no backoff: two retries wait at least 1.1 s"
+    assert (refused.value.code, refused.value.type) == ("insufficient_quota", "insufficient_quota")
+    assert "the daily cap of $0.05 on organization 'acme' has $0.01 left" in refused.value.message
+    assert _refused_requests() == 1, "the SDK sent the request once"
