@@ -58,6 +58,31 @@ async def test_n_images_consume_n_and_a_crossing_request_is_refused_whole(gatewa
     assert exact.status_code == 200 and exact.headers["x-ratelimit-remaining-images-minute"] == "0"
 
 
+async def test_a_request_that_can_never_fit_is_refused_at_once_and_told_not_to_retry(gateway_client, free):
+    refused = await gateway_client.post(URL, json={**SMALL_IMAGE, "n": 6}, headers=free[1])
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert (error["code"], error["type"]) == ("rate_limit_exceeded", "rate_limit_error")
+    assert error["message"] == (
+        "This request asks for 6 images; organization 'acme' (Free tier) allows at most 5 images per minute, "
+        "so it can never succeed: lower n."
+    )
+    assert refused.headers["x-should-retry"] == "false" and "Retry-After" not in refused.headers
+    assert refused.headers["x-ratelimit-remaining-images-minute"] == "5", "nothing was consumed"
+    item = await UsageLineItem.objects.aget(request_id=refused.headers["X-Request-ID"])
+    assert (item.status, item.error_code, item.http_status) == ("rejected", "rate_limit_exceeded", 429)
+
+
+async def test_the_minute_reset_says_when_the_oldest_image_gives_room_back(gateway_client, free, settings):
+    settings.REDIS_URL = ""
+    with time_machine.travel("2030-01-01 12:00:00Z", tick=False) as clock:
+        await gateway_client.post(URL, json={**SMALL_IMAGE, "n": 4}, headers=free[1])
+        clock.shift(20)
+        last = await gateway_client.post(URL, json=SMALL_IMAGE, headers=free[1])
+    assert last.headers["x-ratelimit-remaining-images-minute"] == "0"
+    assert last.headers["x-ratelimit-reset-images-minute"] == "40", "the first four images leave at 12:01:00"
+
+
 async def test_failed_provider_call_gives_its_images_back(gateway_client, free, fake_openai):
     failing = {**SMALL_IMAGE, "prompt": "[policy] a square", "n": 2}
     response = await gateway_client.post(URL, json=failing, headers=free[1])
@@ -83,6 +108,9 @@ async def test_day_limit_names_the_day_and_custom_enterprise_numbers(gateway_cli
     )
     assert refused.headers["x-ratelimit-limit-images-minute"] == "100"
     assert int(refused.headers["Retry-After"]) == int(refused.headers["x-ratelimit-reset-images-day"])
+    never = await gateway_client.post(URL, json={**SMALL_IMAGE, "n": 4}, headers=headers)
+    assert "Enterprise tier) allows at most 3 images per day, so it can never succeed" in never.text
+    assert never.headers["x-should-retry"] == "false"
 
 
 @pytest.fixture
@@ -100,6 +128,8 @@ async def test_a_key_with_tighter_limits_is_held_to_them(gateway_client, tight_k
     refused = next(r for r in responses if r.status_code == 429)
     assert f"Rate limit of 2 images per minute exceeded for API key '{tight_key.api_key.prefix}'" in refused.text
     assert refused.headers["x-ratelimit-limit-images-minute"] == "2"
+    never = await gateway_client.post(URL, json={**SMALL_IMAGE, "n": 3}, headers=bearer(tight_key.plaintext))
+    assert f"API key '{tight_key.api_key.prefix}' allows at most 2 images per minute" in never.text
 
 
 async def test_redis_down_fails_open_to_the_process_limiter(gateway_client, free, settings, caplog, monkeypatch):

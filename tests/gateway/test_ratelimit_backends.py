@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 import pytest
 import time_machine
 
+from gateway.core.redis import redis_client
 from gateway.pipeline.ratelimit import local_limiter, redis_limiter
 from gateway.pipeline.ratelimit.rules import RateDecision, RateLimiter, Scope
 
@@ -109,11 +110,30 @@ async def test_room_comes_back_when_the_oldest_images_leave_the_minute():
         refused = await local_limiter.consume([ORG], 3, "third")
         assert refused.refused_window == "minute"
         assert refused.retry_after == 50, "the second request's first image leaves at 12:01:10"
-        assert refused.minute.reset_seconds == 50
+        assert refused.minute.reset_seconds == 40, "the first request's images leave at 12:01:00"
         assert refused.today.reset_seconds == 12 * 3600 - 20
         clock.shift(40)
         assert (await local_limiter.consume([ORG], 2, "fourth")).allowed
         assert (await local_limiter.consume([ORG], 1, "fifth")).refused_window == "minute"
+
+
+async def test_the_minute_resets_when_its_oldest_image_leaves_in_process():
+    with time_machine.travel("2030-01-01 12:00:00Z", tick=False) as clock:
+        assert (await local_limiter.consume([ORG], 1, "first")).minute.reset_seconds == 60
+        clock.shift(25)
+        decision = await local_limiter.consume([ORG], 1, "second")
+        assert decision.minute.reset_seconds == 35, "not 60: the first image gives its room back at 12:01:00"
+        clock.shift(36)
+        assert (await local_limiter.consume([ORG], 0, "read")).minute.reset_seconds == 24
+
+
+@pytest.mark.redis
+async def test_the_minute_resets_when_its_oldest_image_leaves_on_redis():
+    assert (await redis_limiter.consume([ORG], 1, "first")).minute.reset_seconds == 60
+    # As if the first image had been counted 25 seconds ago: Redis keeps its own clock, which no test can move.
+    redis_client().zincrby(f"{ORG.key}:m", -25_000, "first:1")
+    decision = await redis_limiter.consume([ORG], 1, "second")
+    assert decision.minute.reset_seconds == 35, "not 60: the first image gives its room back in 35 seconds"
 
 
 @pytest.mark.redis

@@ -10,6 +10,7 @@ import openai
 import pytest
 from PIL import Image
 
+from accounts.services import org_tier_set
 from billing.limits import spend_limit_set
 from billing.models import UsageLineItem
 from tests.governance import small_image_price
@@ -76,3 +77,18 @@ def test_a_spend_cap_raises_rate_limit_error_at_once_without_retries(live_gatewa
     assert (refused.value.code, refused.value.type) == ("insufficient_quota", "insufficient_quota")
     assert "the daily cap of $0.05 on organization 'acme' has $0.01 left" in refused.value.message
     assert _refused_requests() == 1, "the SDK sent the request once"
+
+
+def test_a_request_that_can_never_fit_raises_at_once_without_retries(live_gateway, make_org, make_key):
+    small_image_price("0.02")
+    org = make_org("acme", tier="free")
+    client = openai.OpenAI(base_url=f"{live_gateway}/v1", api_key=make_key(org).plaintext, max_retries=2)
+    started = time.monotonic()
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.images.generate(prompt="six at once", n=6, **SMALL)
+    assert time.monotonic() - started < 1, "no backoff: two retries wait at least 1.1 s"
+    assert refused.value.code == "rate_limit_exceeded"
+    assert "allows at most 5 images per minute, so it can never succeed: lower n." in refused.value.message
+    assert _refused_requests() == 1, "the SDK sent the request once"
+    org_tier_set(organization=org, tier_slug="enterprise", images_per_minute=6, images_per_day=100)
+    assert len(client.images.generate(prompt="six at once", n=6, **SMALL).data) == 6

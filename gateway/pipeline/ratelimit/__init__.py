@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from gateway.core.errors import GatewayError
 from gateway.pipeline.ratelimit.local_backend import LocalLimiter
 from gateway.pipeline.ratelimit.redis_backend import RedisLimiter
-from gateway.pipeline.ratelimit.rules import RateDecision, RateLimiter, Scope, scopes_for
+from gateway.pipeline.ratelimit.rules import RateDecision, RateLimiter, Scope, never_fits, scopes_for
 
 __all__ = ["RateDecision", "local_limiter", "rate_limit_consume", "rate_limit_refund", "redis_limiter"]
 
@@ -34,10 +34,14 @@ _last_fallback_warning = 0.0
 async def rate_limit_consume(*, caller, n: int, token: str) -> RateDecision:
     """Check every window and, when all have room, consume `n` images; n=0 only reads the budget.
 
-    Raises GatewayError 429 when a window has no room (nothing is consumed), and
-    503 when Redis is down and the gateway is configured to fail closed.
+    Raises GatewayError 429 when a window has no room (nothing is consumed) or never could have
+    (nothing is asked), and 503 when Redis is down and the gateway is configured to fail closed.
     """
-    decision = await _consume(scopes_for(caller), n, token)
+    scopes = scopes_for(caller)
+    impossible = never_fits(scopes, n)
+    if impossible is not None:
+        raise impossible
+    decision = await _consume(scopes, n, token)
     if not decision.allowed:
         raise decision.error()
     return decision

@@ -1,6 +1,6 @@
 -- KEYS: (minute sorted set, day hash) per scope. ARGV: n, token, then (per-minute, per-day) limit per scope.
 -- Returns: allowed, refused scope (1-based, 0 none), refused window (1 minute, 2 day), retry ms, day number,
--- then per scope: images in the last minute, ms until that window is empty, images today.
+-- then per scope: images in the last minute, ms until the oldest of them leaves it (giving room back), images today.
 -- Each image is one member "<token>:<i>" scored by its time, so ZCARD counts images and a refund is a ZREM.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -51,9 +51,9 @@ if out[1] == 1 and n > 0 then
   end
 end
 for i = 1, scopes do
-  local newest = redis.call('ZRANGE', KEYS[2 * i - 1], -1, -1, 'WITHSCORES')
+  local oldest = redis.call('ZRANGE', KEYS[2 * i - 1], 0, 0, 'WITHSCORES')
   local reset = 0
-  if newest[2] then reset = tonumber(newest[2]) + 60000 - now end
+  if oldest[2] then reset = tonumber(oldest[2]) + 60000 - now end
   table.insert(out, used[i][1])
   table.insert(out, reset)
   table.insert(out, used[i][2])

@@ -59,7 +59,7 @@ class LocalLimiter:
         usage = []
         for scope, (minute_used, day_used) in zip(scopes, used, strict=True):
             entries = self._minute[scope.key]
-            reset = entries[-1][0] + MINUTE_MS - now if entries else 0
+            reset = entries[0][0] + MINUTE_MS - now if entries else 0
             usage.append(ScopeUsage(minute_used, reset, day_used))
         return Tally(day, usage, refusal)
 

@@ -46,12 +46,38 @@ def scopes_for(caller) -> list[Scope]:
     return [org, key]
 
 
+def never_fits(scopes: list[Scope], n: int) -> GatewayError | None:
+    """The refusal of a request for more images than a window ever holds, or None when every window could.
+
+    No wait can help such a request, so it is refused before anything is counted, and the client is told
+    not to retry (the official SDK would otherwise wait and retry in vain). The tightest limit is named:
+    it is the most images any request may ask for.
+    """
+    limits = [
+        (limit, window, scope)
+        for scope in scopes
+        for window, limit in (("minute", scope.per_minute), ("day", scope.per_day))
+        if n > limit
+    ]
+    if not limits:
+        return None
+    limit, window, scope = min(limits, key=lambda entry: entry[0])
+    return GatewayError(
+        429,
+        "rate_limit_exceeded",
+        f"This request asks for {n} images; {scope.label} allows at most {limit} images per {window}, "
+        "so it can never succeed: lower n.",
+        headers={"x-should-retry": "false"},
+    )
+
+
 @dataclass(frozen=True)
 class ScopeUsage:
     """One scope's images as a backend counted them, after any consumption."""
 
     minute_used: int
-    minute_reset_ms: int  # until the newest image leaves the rolling minute; 0 when none is in it
+    # Until the oldest image leaves the rolling minute, giving room back; 0 when none is in it.
+    minute_reset_ms: int
     day_used: int
 
 
@@ -155,9 +181,7 @@ class RateDecision:
         assert scope is not None
         limit = scope.per_minute if self.refused_window == "minute" else scope.per_day
         message = f"Rate limit of {limit} images per {self.refused_window} exceeded for {scope.label}"
-        if self.n > limit:
-            message += f": this request asks for {self.n} images, more than the limit allows"
-        elif self.refused_window == "minute":
+        if self.refused_window == "minute":
             message += f"; retry after {self.retry_after} seconds"
         else:
             message += "; the day resets at 00:00 UTC"
