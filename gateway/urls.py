@@ -5,6 +5,7 @@ from gateway import views
 
 urlpatterns = [
     path("v1/models", views.list_models, name="v1-models"),
+    path("v1/models/<path:model>", views.retrieve_model, name="v1-model"),
     path("v1/images/files/<path:name>", views.image_file, name="image-file"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),

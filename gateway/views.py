@@ -6,36 +6,57 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from accounts.callers import caller_authenticate
+from billing.periods import today_utc
+from billing.selectors import model_objects
 from gateway.core.auth import api_key_from_request
 from gateway.core.db import db_step
 from gateway.core.errors import Flavor, GatewayError, error_response
 from gateway.core.images import CONTENT_TYPES, signature_valid
 from gateway.core.middleware import IdentifiedRequest
-from providers.models import ModelSpec
 
 
-def _models_for_key(plaintext: str | None) -> list[dict] | None:
+def _models_for_key(plaintext: str | None, name: str | None = None) -> list[dict] | None:
+    """The model objects the key may use (only `name`, when given); None when the key is not a live one."""
     caller = caller_authenticate(plaintext)
     if caller is None:
         return None
-    specs = ModelSpec.objects.filter(is_active=True, supports_images=True).order_by("name")
-    return [
-        {"id": spec.name, "object": "model", "created": 0, "owned_by": spec.provider}
-        for spec in specs
-        if caller.allows_model(spec.name)
-    ]
+    return model_objects(caller=caller, today=today_utc(timezone.now()), name=name)
 
 
+def _key_refused(request: IdentifiedRequest) -> HttpResponse:
+    error = GatewayError(401, "invalid_api_key", "Invalid or missing API key.")
+    return error_response(error, flavor=Flavor.OPENAI, request_id=request.request_id)
+
+
+@require_GET
 async def list_models(request: IdentifiedRequest) -> HttpResponse:
     """GET /v1/models: the image models this key may use, in OpenAI's list format."""
     models = await db_step(_models_for_key, api_key_from_request(request))
     if models is None:
-        error = GatewayError(401, "invalid_api_key", "Invalid or missing API key.")
-        return error_response(error, flavor=Flavor.OPENAI, request_id=request.request_id)
+        return _key_refused(request)
     return JsonResponse({"object": "list", "data": models})
+
+
+@require_GET
+async def retrieve_model(request: IdentifiedRequest, model: str) -> HttpResponse:
+    """GET /v1/models/{model}: one of them, as OpenAI's model object; 404 for any other name."""
+    models = await db_step(_models_for_key, api_key_from_request(request), model)
+    if models is None:
+        return _key_refused(request)
+    if not models:
+        error = GatewayError(
+            404,
+            "model_not_found",
+            f"The model '{model[:100]}' does not exist or this API key may not use it: "
+            "GET /v1/models lists the models it may use.",
+            param="model",
+        )
+        return error_response(error, flavor=Flavor.OPENAI, request_id=request.request_id)
+    return JsonResponse(models[0])
 
 
 @require_GET

@@ -78,9 +78,12 @@ class ModelSpec(models.Model):
 
 
 def model_status(status: str, shutdown_date: date | None, today: date) -> str:
-    """A model's status as of `today`: past its shutdown date it is retired, whatever was recorded."""
+    """A model's status upstream as of `today` (a UTC day), whatever was recorded: past its shutdown date it is
+    retired, and with a date still ahead it is at least deprecated."""
     if shutdown_date is not None and shutdown_date <= today:
         return ModelSpec.Status.RETIRED
+    if shutdown_date is not None and status == ModelSpec.Status.LIVE:
+        return ModelSpec.Status.DEPRECATED
     return status
 
 

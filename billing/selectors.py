@@ -1,0 +1,42 @@
+"""Reads of the model catalog as API clients see it (GET /v1/models and /v1/models/{id})."""
+
+from datetime import date
+
+from django.db.models import Exists, OuterRef
+
+from accounts.callers import Caller
+from billing.models import TokenPrice
+from providers.models import ModelSpec
+
+
+def model_objects(*, caller: Caller, today: date, name: str | None = None) -> list[dict]:
+    """The image models `caller` may use (only `name`, when given), as OpenAI's model objects.
+
+    Besides OpenAI's fields, each says what the gateway will accept and how it prices: sizes (a list and/or
+    a rule), qualities, styles, further parameters, max n, price basis, and the model's status upstream on
+    `today` with its shutdown date and successor.
+    """
+    specs = ModelSpec.objects.filter(is_active=True, supports_images=True)
+    if name is not None:
+        specs = specs.filter(name=name)
+    specs = specs.annotate(per_token=Exists(TokenPrice.objects.filter(model=OuterRef("pk")))).order_by("name")
+    return [
+        {
+            "id": spec.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": spec.provider,
+            "sizes": spec.sizes,
+            "size_rule": spec.size_rule,
+            "qualities": spec.qualities,
+            "styles": spec.styles,
+            "parameters": spec.parameters,
+            "max_n": spec.max_n,
+            "price_basis": "per_token" if spec.per_token else "per_image",
+            "status": spec.effective_status(today),
+            "shutdown_date": spec.shutdown_date.isoformat() if spec.shutdown_date else None,
+            "successor": spec.successor or None,
+        }
+        for spec in specs
+        if caller.allows_model(spec.name)
+    ]
