@@ -55,6 +55,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "gateway.core.middleware.RequestIdMiddleware",
+    # Outside CommonMiddleware, so that a missing slash is still redirected before a 404 is reshaped.
+    "gateway.core.middleware.ApiErrorShapeMiddleware",
     "gateway.core.middleware.NulParameterMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -5,8 +5,9 @@ import time
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import connection
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from accounts.callers import caller_authenticate
@@ -32,6 +33,9 @@ def _key_refused(request: IdentifiedRequest) -> HttpResponse:
     return error_response(error, flavor=Flavor.OPENAI, request_id=request.request_id)
 
 
+# The /v1 views are read with an API key, never a session cookie: CSRF does not apply, and its HTML 403
+# would stand in the way of the JSON 405 a wrong method gets.
+@csrf_exempt
 @require_GET
 async def list_models(request: IdentifiedRequest) -> HttpResponse:
     """GET /v1/models: the image models this key may use, in OpenAI's list format."""
@@ -41,6 +45,7 @@ async def list_models(request: IdentifiedRequest) -> HttpResponse:
     return JsonResponse({"object": "list", "data": models})
 
 
+@csrf_exempt
 @require_GET
 async def retrieve_model(request: IdentifiedRequest, model: str) -> HttpResponse:
     """GET /v1/models/{model}: one of them, as OpenAI's model object; 404 for any other name."""
@@ -59,8 +64,9 @@ async def retrieve_model(request: IdentifiedRequest, model: str) -> HttpResponse
     return JsonResponse(models[0])
 
 
+@csrf_exempt
 @require_GET
-def image_file(request: HttpRequest, name: str) -> HttpResponse:
+def image_file(request: IdentifiedRequest, name: str) -> HttpResponse:
     """A hosted image, served only through an unexpired, untampered signed URL."""
     expires = request.GET.get("expires", "")
     signature = request.GET.get("signature", "")
@@ -77,7 +83,12 @@ def image_file(request: HttpRequest, name: str) -> HttpResponse:
             status=403,
         )
     if not default_storage.exists(name):
-        raise Http404("Image no longer exists")
+        error = GatewayError(
+            404,
+            "image_not_found",
+            "This image no longer exists (the gateway keeps hosted images for a limited time): generate it again.",
+        )
+        return error_response(error, flavor=Flavor.OPENAI, request_id=request.request_id)
     extension = name.rsplit(".", 1)[-1]
     # Images are a few MB at most; reading them whole avoids a sync iterator under ASGI.
     with default_storage.open(name, "rb") as image:

@@ -1,9 +1,12 @@
-"""Every response carries an X-Request-ID, errors included; parameters that cannot be stored are refused up front."""
+"""Every response carries an X-Request-ID, errors included; parameters that cannot be stored are refused up front;
+the API's paths answer in their error shape even where Django would answer with a page."""
 
 import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from gateway.core.errors import Flavor, GatewayError, error_response
 
 
 def new_request_id() -> str:
@@ -87,3 +90,47 @@ class NulParameterMiddleware(_BothModesMiddleware):
 
     async def _acall(self, request):
         return self._refusal(request) or await self.get_response(request)
+
+
+# The API's two flavours by path prefix, and what each serves, for a client that asked for something else.
+_API_PREFIXES = {"/v1/": Flavor.OPENAI, "/api/": Flavor.FLAT}
+_SERVED = {
+    Flavor.OPENAI: "POST /v1/images/generations, GET /v1/models and GET /v1/models/{model}",
+    Flavor.FLAT: "POST /api/images/generations and the usage API (GET /api/usage and /api/usage/summary, "
+    "described at /api/docs/)",
+}
+
+
+class ApiErrorShapeMiddleware(_BothModesMiddleware):
+    """Under /v1/ and /api/, an unknown path (404) or a method the view does not take (405) answers JSON in
+    that flavour's error shape rather than Django's HTML page, in debug mode too.
+
+    JSON answers pass untouched: the image endpoints, the models and the usage API write their own errors.
+    """
+
+    def _reshaped(self, request, response):
+        if response.status_code not in (404, 405) or response.get("Content-Type", "").startswith("application/json"):
+            return response
+        flavor = next((f for prefix, f in _API_PREFIXES.items() if (request.path + "/").startswith(prefix)), None)
+        if flavor is None:
+            return response
+        path = request.path[:200]
+        if response.status_code == 404:
+            error = GatewayError(404, "not_found", f"Unknown path {path}: this gateway serves {_SERVED[flavor]}.")
+        else:
+            allowed = response.get("Allow", "")
+            error = GatewayError(
+                405,
+                "method_not_allowed",
+                f"Method {request.method} is not allowed on {path}: use {allowed}.",
+                headers={"Allow": allowed},
+            )
+        return error_response(error, flavor=flavor, request_id=request.request_id)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        return self._reshaped(request, self.get_response(request))
+
+    async def _acall(self, request):
+        return self._reshaped(request, await self.get_response(request))
