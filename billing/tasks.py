@@ -1,5 +1,6 @@
 """Background work for billing: delivering spend alerts, releasing reservations of crashed workers,
-export jobs and the expiry of their files, usage rollups and their reconciliation.
+export jobs and the expiry of their files, usage rollups and their reconciliation, and the model
+catalog's lifecycle check.
 
 Nothing below this module imports it: code that decides work is due enqueues the task by
 name (gateway.core.queue.enqueue_on_commit), so these imports only ever point down.
@@ -16,6 +17,7 @@ from billing.ledger import ledger
 from billing.models import SpendAlert
 from billing.periods import today_utc
 from billing.usage import exports, rollups
+from providers.lifecycle import catalog_lifecycle_check
 
 logger = logging.getLogger("billing.tasks")
 
@@ -78,3 +80,10 @@ def usage_reconcile_recent() -> int:
     for difference in differences:
         logger.error("usage rollup differs from line items: %s", difference.describe())
     return len(differences)
+
+
+@shared_task
+def model_catalog_check() -> dict[str, int]:
+    """Daily: the catalog against what each provider lists, and staff warned of retirements (providers.lifecycle)."""
+    report = catalog_lifecycle_check(today=today_utc(timezone.now()))
+    return {"providers_checked": len(report.checked), "changed": len(report.changes), "warned": len(report.warnings)}

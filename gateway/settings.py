@@ -236,6 +236,7 @@ CELERY_BEAT_SCHEDULE |= {
     "usage-rollup-recent": {"task": "billing.tasks.usage_rollup_recent", "schedule": 3600},
     "usage-reconcile-recent": {"task": "billing.tasks.usage_reconcile_recent", "schedule": 6 * 3600},
     "usage-exports-expire": {"task": "billing.tasks.usage_exports_expire", "schedule": 3600},
+    "model-catalog-check": {"task": "billing.tasks.model_catalog_check", "schedule": 24 * 3600},
 }
 REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
 SPECTACULAR_SETTINGS = {

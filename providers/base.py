@@ -7,6 +7,7 @@ bytes itself, so every provider can answer both `url` and `b64_json`.
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -89,6 +90,14 @@ class ProviderResult:
     reported_quality: str = ""
     # What the provider says the call cost us in USD, where it says (Black Forest Labs' `cost`).
     provider_cost: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class UpstreamModel:
+    """A model as its provider lists it: the provider's own name, and the day it shuts down once announced."""
+
+    name: str
+    shutdown_date: date | None = None
 
 
 class ProviderError(Exception):
@@ -186,3 +195,8 @@ class Provider(ABC):
     @abstractmethod
     async def generate(self, job: ImageJob, client: httpx.AsyncClient) -> ProviderResult:
         """Produce `job.n` images (fewer means some were filtered) or raise ProviderError."""
+
+    async def list_models(self, client: httpx.AsyncClient) -> list[UpstreamModel] | None:
+        """The models the provider serves today, for the catalog's lifecycle check (providers.lifecycle);
+        None when it has no way to list them. Raises ProviderError."""
+        return None

@@ -65,6 +65,8 @@ class ModelSpec(models.Model):
     successor_enabled = models.BooleanField(
         default=True, help_text="Off: the retired name answers 404 model_not_found naming the successor."
     )
+    # The shutdown date staff were last warned of (providers.lifecycle), so that each date is announced once.
+    shutdown_warned_for = models.DateField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

@@ -7,10 +7,18 @@ that answers with URLs anyway (another gateway) is downloaded from its own origi
 
 import base64
 import binascii
+from datetime import date
 
 import httpx
 
-from providers.base import ImageJob, ProviderError, ProviderResult, content_policy_error, error_for_status
+from providers.base import (
+    ImageJob,
+    ProviderError,
+    ProviderResult,
+    UpstreamModel,
+    content_policy_error,
+    error_for_status,
+)
 from providers.retry import parse_retry_after
 from providers.upstream import HttpProvider, image_from_bytes
 
@@ -52,6 +60,22 @@ class OpenAIProvider(HttpProvider):
         if job.end_user:
             body["user"] = job.end_user
         return body
+
+    async def list_models(self, client: httpx.AsyncClient) -> list[UpstreamModel] | None:
+        """GET /models: what the key may use, each with the `shutdown_date` ("YYYY-MM-DD") OpenAI announced."""
+        response = await self.send(
+            client, "GET", f"{self.base_url()}/models", headers={"Authorization": f"Bearer {self.api_key()}"}
+        )
+        try:
+            return [
+                UpstreamModel(
+                    name=str(item["id"]),
+                    shutdown_date=date.fromisoformat(item["shutdown_date"]) if item.get("shutdown_date") else None,
+                )
+                for item in response.json()["data"]
+            ]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ProviderError("The upstream provider sent a malformed model list.", upstream_status=200) from None
 
     async def generate(self, job: ImageJob, client: httpx.AsyncClient) -> ProviderResult:
         key = self.api_key(job.model)

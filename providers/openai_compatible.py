@@ -8,7 +8,10 @@ OPENAI_COMPATIBLE_API_KEY.
 
 import re
 
+import httpx
+
 from gateway.core.env import env_str
+from providers.base import UpstreamModel
 from providers.openai import OpenAIProvider
 
 
@@ -32,3 +35,8 @@ class OpenAICompatibleProvider(OpenAIProvider):
     def is_configured(self, model: str = "") -> bool:
         # A self-hosted server may need no key, but it always needs an address.
         return bool(self.base_url(model))
+
+    async def list_models(self, client: httpx.AsyncClient) -> list[UpstreamModel] | None:
+        # Each model may live on its own server, and what another gateway lists says nothing of a vendor's
+        # retirements: no list is taken as the truth about these models.
+        return None

@@ -38,6 +38,11 @@ class ProviderNotConfigured(Exception):
         self.slug = slug
 
 
+def provider_named(slug: str) -> Provider | None:
+    """The provider registered as `slug`, configured or not (None for an unknown slug)."""
+    return _PROVIDERS.get(slug)
+
+
 def provider_for(slug: str, model: str = "") -> Provider:
     """The provider that will actually serve `model`, whose catalog provider is `slug`."""
     provider = _PROVIDERS.get(slug)

@@ -12,7 +12,34 @@ from tests.fakes.base import TINY_PNG_B64, FakeRequest, FakeUpstream, Reply, ser
 _ERROR_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
 
 
+# What GET /v1/models lists by default: id → the shutdown date OpenAI announced ("YYYY-MM-DD") or None.
+LISTED_MODELS: dict[str, str | None] = {
+    "gpt-image-2": None,
+    "gpt-image-2.6-sunburst": None,
+    "gpt-image-1-mini": "2026-12-01",
+    "gpt-image-1.5": "2026-12-01",
+    "gpt-4o": None,
+}
+
+
 class FakeOpenAI(FakeUpstream):
+    def __init__(self, api_key: str = "fake-key") -> None:
+        super().__init__(api_key)
+        # GET /v1/models answers these; a test sets its own.
+        self.listed_models = dict(LISTED_MODELS)
+
+    def respond(self, request: FakeRequest) -> Reply:
+        if request.method == "GET" and request.path == "/v1/models" and self.authorised(request):
+            return self.models_list()
+        return super().respond(request)
+
+    def models_list(self) -> Reply:
+        models = [
+            {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "system", "shutdown_date": date}
+            for name, date in self.listed_models.items()
+        ]
+        return Reply(200, {"object": "list", "data": models})
+
     def authorised(self, request: FakeRequest) -> bool:
         return request.headers.get("authorization") == f"Bearer {self.api_key}"
 
