@@ -27,7 +27,7 @@ async def test_two_hundred_concurrent_token_priced_requests_never_pass_a_one_dol
     org, key = capped
     responses = await post_many(gateway_client, bearer(key.plaintext), 200, TOKEN_IMAGE)
     counts = statuses(responses)
-    assert set(counts) <= {200, 402, 429} and counts.get(200, 0) >= 15, counts
+    assert set(counts) <= {200, 429} and counts.get(200, 0) >= 15, counts
     assert not await SpendReservation.objects.aexists()
     items = [item async for item in UsageLineItem.objects.filter(organization=org, status="succeeded")]
     total = sum((item.cost for item in items), Decimal(0))
