@@ -47,9 +47,8 @@ class ImageJob:
     seed: int | None = None
     # Passed through to the provider as they are: see ImageParams.options.
     options: dict[str, Any] = field(default_factory=dict)
-    # For a token-metered model, the catalog's output tokens per image at this size and quality
-    # (what the local provider reports as used); None otherwise.
-    expected_output_tokens: int | None = None
+    # For a token-metered model, the catalog's token spec (providers.tokens); empty otherwise.
+    output_tokens: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
