@@ -9,6 +9,7 @@ OPENAI_COMPATIBLE_API_KEY.
 import re
 
 from gateway.core.env import env_str
+from providers.base import ImageJob
 from providers.openai import OpenAIProvider
 
 
@@ -32,3 +33,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
     def is_configured(self, model: str = "") -> bool:
         # A self-hosted server may need no key, but it always needs an address.
         return bool(self.base_url(model))
+
+    def request_body(self, job: ImageJob) -> dict:
+        # Such servers mostly speak the dall-e dialect, whose default answer is a URL.
+        return {**super().request_body(job), "response_format": "b64_json"}

@@ -31,7 +31,7 @@ from providers.breaker import breakers_reset
 from tests.fakes.bfl_upstream import FakeBFL
 from tests.fakes.ideogram_upstream import FakeIdeogram
 from tests.fakes.imagen_upstream import FakeImagen
-from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.openai_upstream import FakeOpenAI, FakeOpenAICompatible
 from tests.fakes.stability_upstream import FakeStability
 from tests.people import as_user, people  # noqa: F401 - the cast, for every folder
 
@@ -211,7 +211,7 @@ def fake_openai(monkeypatch):
 @pytest.fixture
 def fake_compatible(monkeypatch):
     """Another OpenAI-compatible server, configured as the `openai_compatible` provider's default upstream."""
-    yield from _serve_fake(monkeypatch, FakeOpenAI(api_key="sk-compatible"), "OPENAI_COMPATIBLE", "/v1")
+    yield from _serve_fake(monkeypatch, FakeOpenAICompatible(api_key="sk-compatible"), "OPENAI_COMPATIBLE", "/v1")
 
 
 @pytest.fixture
