@@ -5,6 +5,8 @@ from django import forms
 from accounts.models import ApiKey
 from billing.models import SpendLimit, UsageLineItem
 from gateway.core.money import parse_usd
+from providers.models import ModelSpec
+from providers.sizes import AUTO, size_parse
 
 
 class UsageFilterForm(forms.Form):
@@ -60,6 +62,17 @@ class ModelSpecForm(forms.Form):
     max_n = forms.IntegerField(min_value=1, max_value=100, label="Max n")
     max_prompt_length = forms.IntegerField(min_value=0, max_value=1_000_000, label="Prompt limit")
     is_active = forms.BooleanField(required=False, label="Active")
+    successor = forms.CharField(
+        max_length=100, required=False, help_text="Serves this name once the provider retires it."
+    )
+    successor_enabled = forms.BooleanField(required=False, label="Serve by successor when retired")
+    auto_policy = forms.ChoiceField(choices=ModelSpec.AutoPolicy.choices, label="size/quality auto")
+
+    def clean_successor(self):
+        name = self.cleaned_data["successor"]
+        if name and not ModelSpec.objects.filter(name=name).exists():
+            raise forms.ValidationError(f"No catalog model is named '{name}'.")
+        return name
 
     def clean_sizes(self):
         sizes = self.cleaned_data["sizes"]
@@ -70,8 +83,7 @@ class ModelSpecForm(forms.Form):
 
 
 def _is_size(text: str) -> bool:
-    width, sep, height = text.partition("x")
-    return bool(sep) and width.isdigit() and height.isdigit()
+    return text == AUTO or size_parse(text) is not None
 
 
 class SpendLimitForm(forms.Form):

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from gateway.core.money import MONEY_DIGITS, MONEY_PLACES
+from providers.costs import TokenRates
 from providers.models import ModelSpec
 
 
@@ -59,6 +60,16 @@ class TokenPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name}: ${self.text_input} text in / ${self.image_output} image out per 1M tokens"
+
+    def rates(self) -> TokenRates:
+        return TokenRates(
+            text_input=self.text_input,
+            image_input=self.image_input,
+            image_output=self.image_output,
+            cached_text_input=self.cached_text_input,
+            cached_image_input=self.cached_image_input,
+            text_output=self.text_output,
+        )
 
 
 class UsageLineItem(models.Model):
@@ -155,6 +166,8 @@ class DailyUsageRollup(models.Model):
     images = models.PositiveIntegerField()
     failures = models.PositiveIntegerField()
     amount = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    # What the provider charged us for the same line items (UsageLineItem.provider_cost), beside `amount`.
+    provider_cost = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, default=0)
 
     class Meta:
         indexes = [models.Index(fields=["organization", "day"], name="rollup_org_day")]

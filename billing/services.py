@@ -5,9 +5,10 @@ from decimal import Decimal
 from django.db import transaction
 
 from accounts.audit import Actor, audit_record, audit_snapshot, audited_update
-from billing.models import PriceConfig
+from billing.models import PriceConfig, TokenPrice
 from gateway.core.money import quantize_usd
 from providers.models import ModelSpec
+from providers.sizes import AUTO, SizeRule, size_parse
 
 CATALOG_EDITABLE_FIELDS = {
     "provider",
@@ -19,7 +20,19 @@ CATALOG_EDITABLE_FIELDS = {
     "max_n",
     "max_prompt_length",
     "is_active",
+    "successor",
+    "successor_enabled",
+    "auto_policy",
 }
+# TokenPrice's rates, in the order `set_token_price` takes them.
+TOKEN_RATE_FIELDS = (
+    "text_input",
+    "cached_text_input",
+    "image_input",
+    "cached_image_input",
+    "image_output",
+    "text_output",
+)
 
 
 class BillingError(ValueError):
@@ -39,8 +52,8 @@ def price_set(*, model: str, quality: str, size: str, unit_price: Decimal, actor
     spec = model_spec_get(name=model)
     if spec.qualities and quality not in spec.qualities:
         raise BillingError(f"Model {model} has no quality '{quality}'. Allowed: {', '.join(spec.qualities)}")
-    if spec.sizes and size not in spec.sizes:
-        raise BillingError(f"Model {model} has no size '{size}'. Allowed: {', '.join(spec.sizes)}")
+    if spec.sizes and not _priceable_size(spec, size):
+        raise BillingError(f"Model {model} has no size '{size}'. Allowed: {_priceable_sizes(spec)}")
     with transaction.atomic():
         existing = PriceConfig.objects.select_for_update().filter(model=spec, quality=quality, size=size).first()
         before = audit_snapshot(existing) if existing else None
@@ -56,6 +69,65 @@ def price_set(*, model: str, quality: str, size: str, unit_price: Decimal, actor
                 after=audit_snapshot(config),
             )
     return config
+
+
+def _priceable_size(spec: ModelSpec, size: str) -> bool:
+    """A listed size, a size class of the model, or any size its rule allows (never `auto`: it is priced by what
+    the provider chose)."""
+    if size == AUTO:
+        return False
+    if size in spec.sizes or size in {entry["name"] for entry in spec.size_classes}:
+        return True
+    rule, dimensions = SizeRule.of(spec.size_rule), size_parse(size)
+    return rule is not None and dimensions is not None and rule.allows(*dimensions)
+
+
+def _priceable_sizes(spec: ModelSpec) -> str:
+    listed = [size for size in spec.sizes if size != AUTO]
+    listed += [f"class {entry['name']} (up to {int(entry['max_pixels']):,} px)" for entry in spec.size_classes]
+    rule = SizeRule.of(spec.size_rule)
+    if rule is not None:
+        listed.append(f"any size where {rule.describe()}")
+    return ", ".join(listed)
+
+
+def token_price_set(*, model: str, rates: dict[str, Decimal | None], actor: Actor | None = None) -> TokenPrice:
+    """Price a model per token (USD per 1M tokens) instead of per image, for new requests."""
+    spec = model_spec_get(name=model)
+    if not spec.output_tokens:
+        raise BillingError(
+            f"Model {model} has no output-token table in the catalog, so no hold can be computed before the call; "
+            "it can only be priced per image."
+        )
+    missing = [name for name in ("text_input", "image_input", "image_output") if rates.get(name) is None]
+    if missing:
+        raise BillingError(f"A token price needs {', '.join(name.replace('_', '-') for name in missing)}.")
+    values = {name: None if (rate := rates.get(name)) is None else quantize_usd(rate) for name in TOKEN_RATE_FIELDS}
+    with transaction.atomic():
+        existing = TokenPrice.objects.select_for_update().filter(model=spec).first()
+        before = audit_snapshot(existing) if existing else None
+        price, created = TokenPrice.objects.update_or_create(model=spec, defaults=values)
+        if actor is not None:
+            audit_record(
+                actor=actor,
+                action="token_price.create" if created else "token_price.update",
+                instance=price,
+                before=before,
+                after=audit_snapshot(price),
+            )
+    return price
+
+
+def token_price_delete(*, model: str, actor: Actor | None = None) -> None:
+    """Return the model to its per-image price grid."""
+    spec = model_spec_get(name=model)
+    with transaction.atomic():
+        price = TokenPrice.objects.select_for_update().filter(model=spec).first()
+        if price is None:
+            raise BillingError(f"Model {model} has no token price; it is priced per image already.")
+        if actor is not None:
+            audit_record(actor=actor, action="token_price.delete", instance=price, before=audit_snapshot(price))
+        price.delete()
 
 
 def price_delete(*, model: str, quality: str, size: str, actor: Actor | None = None) -> None:

@@ -18,6 +18,6 @@ def catalog_revision_bump(**kwargs) -> None:
 
 
 def connect() -> None:
-    for sender in ("providers.ModelSpec", "billing.PriceConfig", "providers.FallbackRoute"):
+    for sender in ("providers.ModelSpec", "billing.PriceConfig", "billing.TokenPrice", "providers.FallbackRoute"):
         post_save.connect(catalog_revision_bump, sender=sender, dispatch_uid=f"catalog-revision-save-{sender}")
         post_delete.connect(catalog_revision_bump, sender=sender, dispatch_uid=f"catalog-revision-delete-{sender}")

@@ -12,8 +12,8 @@ from django.db import transaction
 
 from accounts.models import Organization, Tier
 from accounts.tiers import DEFAULT_TIERS
-from billing.models import PriceConfig
-from billing.prices import DEFAULT_PRICES
+from billing.models import PriceConfig, TokenPrice
+from billing.prices import DEFAULT_PRICES, DEFAULT_TOKEN_PRICES
 from providers.catalog import DEFAULT_MODELS
 from providers.models import ModelSpec
 
@@ -49,6 +49,9 @@ def seed_defaults(*, admin_password: str | None = None) -> SeedReport:
         _, created = PriceConfig.objects.get_or_create(
             model=specs[model_name], quality=quality, size=size, defaults={"unit_price": unit_price}
         )
+        report.prices += created
+    for model_name, rates in DEFAULT_TOKEN_PRICES.items():
+        _, created = TokenPrice.objects.get_or_create(model=specs[model_name], defaults=rates)
         report.prices += created
     _, created = Organization.objects.get_or_create(
         slug=DEMO_ORG_SLUG, defaults={"name": "Demo", "tier": Tier.objects.get(slug="free")}

@@ -38,7 +38,17 @@ class CacheHit:
 
 
 def cache_key(*, organization_id: int, model: str, params: ImageParams) -> str:
-    identity = [organization_id, model, params.prompt, params.size, params.quality, params.style, params.n]
+    identity = [
+        organization_id,
+        model,
+        params.prompt,
+        params.size,
+        params.quality,
+        params.style,
+        params.n,
+    ]
+    if params.options:  # appended only when set, so keys stored before options existed still match
+        identity.append(sorted(params.options.items()))
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
 
 

@@ -1,6 +1,6 @@
 """The model catalog, fallback routes, and the per-organization response cache."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -72,6 +72,16 @@ class ModelSpec(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def effective_status(self, today: date) -> str:
+        return model_status(self.status, self.shutdown_date, today)
+
+
+def model_status(status: str, shutdown_date: date | None, today: date) -> str:
+    """A model's status as of `today`: past its shutdown date it is retired, whatever was recorded."""
+    if shutdown_date is not None and shutdown_date <= today:
+        return ModelSpec.Status.RETIRED
+    return status
 
 
 def _validate_route_models(value) -> None:

@@ -18,15 +18,26 @@ from providers.breaker import breaker_for, circuit_open_error
 
 @dataclass(frozen=True)
 class PlannedAttempt:
-    """One model to try: its validated parameters, its own price and its provider."""
+    """One model to try: its validated parameters, its own price and its provider.
+
+    `sent` is what the provider is asked when it differs from what was requested (a name retired
+    upstream, served by its successor); `hold` is the most the attempt may cost.
+    """
 
     params: ImageParams
     unit_price: Decimal
     provider: Provider
     upstream_model: str
+    hold: Decimal = Decimal(0)
+    sent: ImageParams | None = None
+    output_tokens: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def served(self) -> ImageParams:
+        return self.sent or self.params
 
     def job(self, request_id: str) -> ImageJob:
-        params = self.params
+        params = self.served
         return ImageJob(
             request_id=request_id,
             model=params.model,
@@ -37,6 +48,8 @@ class PlannedAttempt:
             quality=params.quality,
             style=params.style,
             end_user=params.end_user,
+            options=params.options,
+            output_tokens=self.output_tokens,
         )
 
 
@@ -65,7 +78,14 @@ class AttemptLog:
 
     @staticmethod
     def _describe(attempt: PlannedAttempt) -> dict[str, Any]:
-        return {"model": attempt.params.model, "provider": attempt.provider.slug, "unit_price": str(attempt.unit_price)}
+        described = {
+            "model": attempt.params.model,
+            "provider": attempt.provider.slug,
+            "unit_price": str(attempt.unit_price),
+        }
+        if attempt.sent is not None:
+            described["served_by"] = attempt.sent.model
+        return described
 
 
 async def attempt_run(attempt: PlannedAttempt, *, request_id: str, client: httpx.AsyncClient) -> ProviderResult:

@@ -11,8 +11,10 @@ register = template.Library()
 
 @register.filter
 def usd(amount: Decimal | None) -> str:
-    """'$0.04' — the exact Decimal, never through a float."""
-    return "—" if amount is None else f"${format_usd(amount)}"
+    """'$0.04' — the exact Decimal, never through a float; a negative margin reads '-$0.01'."""
+    if amount is None:
+        return "—"
+    return f"-${format_usd(-amount)}" if amount < 0 else f"${format_usd(amount)}"
 
 
 @register.filter

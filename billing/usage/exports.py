@@ -18,8 +18,10 @@ from django.utils import timezone
 
 from billing.models import UsageExport, UsageLineItem
 from billing.usage.filter import UsageFilter
+from billing.usage.rollups import margin
 from gateway.core.money import format_usd
 from gateway.core.queue import enqueue_on_commit
+from providers.base import TokenUsage
 
 # billing.tasks.usage_export_run, enqueued by name: the tasks module imports this one.
 EXPORT_TASK = "billing.tasks.usage_export_run"
@@ -44,9 +46,16 @@ _COLUMN_SOURCES = (
     ("error_code", "error_code"),
     ("latency_ms", "latency_ms"),
     ("cached", "details__cached"),
+    ("provider_cost", "provider_cost"),
 )
-CSV_COLUMNS = tuple(column for column, _ in _COLUMN_SOURCES)
-_VALUES = tuple(source for _, source in _COLUMN_SOURCES)
+# A line item's fields as the CSV and the usage API both name and order them; `margin` is worked out
+# from cost and provider_cost (billing.usage.rollups.margin).
+LINE_COLUMNS = (*(column for column, _ in _COLUMN_SOURCES), "margin")
+# Then one column per token bucket (text_input_tokens, …), from the line item's `tokens`: empty for a
+# model priced per image.
+TOKEN_COLUMNS = tuple(f"{bucket}_tokens" for bucket in TokenUsage.BUCKETS)
+CSV_COLUMNS = LINE_COLUMNS + TOKEN_COLUMNS
+_VALUES = (*(source for _, source in _COLUMN_SOURCES), "tokens")
 # Spreadsheets evaluate a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 # Rows fetched per round trip from the server-side cursor: big enough to be fast, small enough to stay flat in memory.
@@ -66,9 +75,20 @@ def _cached(value) -> str:
     return "" if value is None else ("true" if value is True else "false" if value is False else csv_cell(str(value)))
 
 
+def _token_cells(tokens: dict | None) -> list[str]:
+    """One cell per bucket: the count the provider reported, empty where it reported none."""
+    tokens = tokens or {}
+    return [_count(tokens.get(bucket)) for bucket in TokenUsage.BUCKETS]
+
+
+def _count(value) -> str:
+    # Counts are written by the ledger as ints; anything else stored there is text, and escaped as text.
+    return "" if value is None else str(value) if isinstance(value, int) else csv_cell(str(value))
+
+
 def _csv_record(row: tuple) -> list[str]:
     (request_id, created_at, org, prefix, key_name, end_user, provider, model, size, quality, n, unit_price, cost,
-     currency, status, error_code, latency_ms, cached) = row  # fmt: skip
+     currency, status, error_code, latency_ms, cached, provider_cost, tokens) = row  # fmt: skip
     return [
         request_id,
         _utc_iso(created_at),
@@ -88,6 +108,9 @@ def _csv_record(row: tuple) -> list[str]:
         csv_cell(error_code),
         str(latency_ms),
         _cached(cached),
+        format_usd(provider_cost),
+        format_usd(margin(cost=cost, provider_cost=provider_cost)),
+        *_token_cells(tokens),
     ]
 
 

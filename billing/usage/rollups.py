@@ -1,5 +1,8 @@
 """Daily usage rollups: rebuilt from the line items, read by statements, checked by reconciliation.
 
+Totals (and margin, what we charged less what the provider charged us) are also the
+sums every other report adds up: the usage API's summary and the statements.
+
 A rollup row aggregates one UTC day of one organization for one (key, model,
 size, quality, unit price). Rebuilding a day deletes and re-inserts its rows in
 one transaction, so running it twice, or after late line items, is safe.
@@ -28,12 +31,27 @@ SETTLE_MARGIN = timedelta(minutes=15)
 DIMENSIONS = ("day", "organization_id", "api_key_id", "model", "size", "quality", "unit_price")
 
 
+def margin(*, cost: Decimal, provider_cost: Decimal) -> Decimal:
+    """What a line item (or a sum of them) earned: what we charged less what the provider charged us.
+
+    Both are exact micro-dollar amounts, so the difference is exact and needs no rounding; it is
+    negative when the provider charged more than we did (a failed request the provider still billed).
+    """
+    return cost - provider_cost
+
+
 @dataclass(frozen=True)
 class Totals:
     requests: int = 0
     images: int = 0
     failures: int = 0
+    # What we charged (the line items' `cost`) and what the provider charged us (their `provider_cost`).
     amount: Decimal = Decimal(0)
+    provider_cost: Decimal = Decimal(0)
+
+    @property
+    def margin(self) -> Decimal:
+        return margin(cost=self.amount, provider_cost=self.provider_cost)
 
     def __add__(self, other: "Totals") -> "Totals":
         return Totals(
@@ -41,6 +59,7 @@ class Totals:
             self.images + other.images,
             self.failures + other.failures,
             self.amount + other.amount,
+            self.provider_cost + other.provider_cost,
         )
 
 
@@ -51,11 +70,14 @@ def totals_annotations() -> dict:
         "n_images": Coalesce(Sum("n", filter=Q(status=UsageLineItem.Status.SUCCEEDED)), 0),
         "n_failures": Count("id", filter=Q(status__in=FAILED_STATUSES)),
         "total": Coalesce(Sum("cost"), Value(Decimal(0)), output_field=UsageLineItem._meta.get_field("cost")),
+        "provider_total": Coalesce(
+            Sum("provider_cost"), Value(Decimal(0)), output_field=UsageLineItem._meta.get_field("provider_cost")
+        ),
     }
 
 
 def totals_from_row(row: dict) -> Totals:
-    return Totals(row["n_requests"], row["n_images"], row["n_failures"], row["total"])
+    return Totals(row["n_requests"], row["n_images"], row["n_failures"], row["total"], row["provider_total"])
 
 
 def line_item_aggregates(items: QuerySet[UsageLineItem]) -> dict[tuple, Totals]:
@@ -73,7 +95,13 @@ def rollup_aggregates(rollups: QuerySet[DailyUsageRollup]) -> dict[tuple, Totals
     """The same shape as line_item_aggregates, read from rollup rows (summed, in case a row was duplicated)."""
     rows = (
         rollups.values(*DIMENSIONS)
-        .annotate(n_requests=Sum("requests"), n_images=Sum("images"), n_failures=Sum("failures"), total=Sum("amount"))
+        .annotate(
+            n_requests=Sum("requests"),
+            n_images=Sum("images"),
+            n_failures=Sum("failures"),
+            total=Sum("amount"),
+            provider_total=Sum("provider_cost"),
+        )
         .order_by()
     )
     return {tuple(row[name] for name in DIMENSIONS): totals_from_row(row) for row in rows}
@@ -100,6 +128,7 @@ def rollup_rebuild(*, day: date, organization_id: int | None = None) -> int:
                     images=totals.images,
                     failures=totals.failures,
                     amount=totals.amount,
+                    provider_cost=totals.provider_cost,
                 )
                 for key, totals in aggregates.items()
             ],
@@ -149,9 +178,10 @@ class RollupDifference:
         return (
             f"{grouping} @ {format_usd(unit_price)}: "
             f"line items {self.line_items.requests} requests / {self.line_items.images} images / "
-            f"{self.line_items.failures} failures / {format_usd(self.line_items.amount)} USD, "
+            f"{self.line_items.failures} failures / {format_usd(self.line_items.amount)} USD / "
+            f"provider cost {format_usd(self.line_items.provider_cost)} USD, "
             f"rollups {self.rollups.requests} / {self.rollups.images} / {self.rollups.failures} / "
-            f"{format_usd(self.rollups.amount)} USD"
+            f"{format_usd(self.rollups.amount)} USD / provider cost {format_usd(self.rollups.provider_cost)} USD"
         )
 
 

@@ -5,6 +5,9 @@ so a closed month's statement does not change when prices change later. Days
 whose rollups are final are read from the rollups; the rest of the month, and the
 end-user breakdown (rollups have no end user), come from the line items.
 
+Each line shows, beside what was charged, what the provider charged us and the margin
+left (statements are for finance roles only: billing.views.reports).
+
 The month's spend caps and the alerts that fired close the statement; a cap is
 shown at its current amount, while each alert keeps the cap it fired against.
 """
@@ -50,7 +53,12 @@ CSV_COLUMNS = (
     "period",
     "cap",
     "threshold",
+    # Added later, so at the end: what the provider charged us for the row's requests, and amount - provider_cost.
+    "provider_cost",
+    "margin",
 )
+# The cap and alert rows' own columns, empty on the other rows.
+_CAP_COLUMNS = ("period", "cap", "threshold")
 
 
 @dataclass(frozen=True)
@@ -180,7 +188,15 @@ def statement_months(*, organization: Organization) -> list[date]:
 
 
 def _totals_cells(totals: Totals) -> list[str]:
-    return [str(totals.requests), str(totals.images), str(totals.failures), format_usd(totals.amount)]
+    return [
+        str(totals.requests),
+        str(totals.images),
+        str(totals.failures),
+        format_usd(totals.amount),
+        *("" for _ in _CAP_COLUMNS),
+        format_usd(totals.provider_cost),
+        format_usd(totals.margin),
+    ]
 
 
 def statement_csv_lines(statement: Statement) -> Iterator[str]:
@@ -209,7 +225,7 @@ def statement_csv_lines(statement: Statement) -> Iterator[str]:
     for alert in statement.alerts:
         label = f"{alert.created_at:%Y-%m-%dT%H:%M:%SZ} {csv_cell(alert.spend_limit.owner_label)}"
         rows.append(_cap_row("alert", label, spent=alert.spent, limit=alert.spend_limit, cap=alert.cap))
-        rows[-1][-1] = str(alert.threshold)
+        rows[-1][CSV_COLUMNS.index("threshold")] = str(alert.threshold)
     width = len(CSV_COLUMNS)
     return csv_rows_to_text(row + [""] * (width - len(row)) for row in rows)
 

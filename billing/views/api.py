@@ -3,6 +3,10 @@
 A key reads its organization's usage only: keys with the `organization` usage
 scope see every request of it, other keys only the requests made with
 themselves. No parameter can reach another organization.
+
+What the provider charged us (`provider_cost`) and the margin left are finance's:
+they are shown to `organization` keys, the ones an operator issues for the books,
+and are null for a key's own usage, as the dashboard shows them only to finance roles.
 """
 
 from datetime import UTC
@@ -27,12 +31,16 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from accounts.callers import Caller, caller_authenticate
 from accounts.models import ApiKey
 from billing.models import UsageLineItem
-from billing.usage.exports import CSV_COLUMNS
+from billing.usage.exports import LINE_COLUMNS
 from billing.usage.filter import FilterError, UsageFilter, UsagePage, keyset_page
-from billing.usage.rollups import totals_annotations, totals_from_row, totals_sum
+from billing.usage.rollups import margin, totals_annotations, totals_from_row, totals_sum
 from gateway.core.auth import api_key_from_request
 from gateway.core.errors import Flavor, GatewayError, error_body
 from gateway.core.money import CURRENCY, format_usd
+from providers.base import TokenUsage
+
+# Serializer context: whether the caller may read what the provider charged us (see the module's docstring).
+READS_PROVIDER_COST = "reads_provider_cost"
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -97,9 +105,15 @@ class _UsageApiView(APIView):
     def get_exception_handler(self):
         return _api_exception_handler
 
-    def usage_items(self) -> QuerySet[UsageLineItem]:
+    def caller(self) -> Caller:
         # ApiKeyAuthentication (required by HasApiKey) puts the Caller in request.auth.
-        caller = cast(Caller, self.request.auth)
+        return cast(Caller, self.request.auth)
+
+    def reads_provider_cost(self) -> bool:
+        return self.caller().usage_scope == ApiKey.UsageScope.ORGANIZATION
+
+    def usage_items(self) -> QuerySet[UsageLineItem]:
+        caller = self.caller()
         own_only = caller.usage_scope != ApiKey.UsageScope.ORGANIZATION
         try:
             usage_filter = UsageFilter.from_params(
@@ -122,19 +136,47 @@ class MoneyField(serializers.DecimalField):
         return format_usd(value)
 
 
+class ProviderMoneyField(MoneyField):
+    """An amount about what the provider charged us; null unless the caller reads provider costs."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_null=True, **kwargs)
+
+    def get_attribute(self, instance):
+        return super().get_attribute(instance) if self.context.get(READS_PROVIDER_COST) else None
+
+
+class LineMarginField(ProviderMoneyField):
+    """A line item's margin: its cost less its provider cost."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="*", **kwargs)
+
+    def to_representation(self, value) -> str:
+        return super().to_representation(margin(cost=value.cost, provider_cost=value.provider_cost))
+
+
 class UsageLineItemSerializer(serializers.ModelSerializer):
     time = serializers.DateTimeField(source="created_at")
     organization = serializers.CharField(source="organization.slug")
     key_prefix = serializers.CharField(source="api_key.prefix", allow_null=True, default=None)
     key_name = serializers.CharField(source="api_key.name", allow_null=True, default=None)
     unit_price = MoneyField()
-    cost = MoneyField()
+    cost = MoneyField(help_text="What we charged for the request")
     cached = serializers.SerializerMethodField()
+    provider_cost = ProviderMoneyField(
+        help_text="What the provider charged us for the request (null for a key that reads only its own usage)"
+    )
+    margin = LineMarginField(help_text="cost - provider_cost (null for a key that reads only its own usage)")
+    tokens = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text=f"Tokens used by bucket ({', '.join(TokenUsage.BUCKETS)}); empty for a model priced per image",
+    )
 
     class Meta:
         model = UsageLineItem
-        # The same columns, in the same order, as the CSV export.
-        fields = list(CSV_COLUMNS)
+        # The same columns, in the same order, as the CSV export; its one column per token bucket is `tokens` here.
+        fields = [*LINE_COLUMNS, "tokens"]
 
     def get_cached(self, item: UsageLineItem) -> bool | None:
         return item.details.get("cached")
@@ -217,6 +259,9 @@ class UsageList(_UsageApiView, ListAPIView):
     def get_queryset(self):
         return self.usage_items().select_related("organization", "api_key")
 
+    def get_serializer_context(self) -> dict:
+        return {**super().get_serializer_context(), READS_PROVIDER_COST: self.reads_provider_cost()}
+
 
 GROUPS = {
     "day": TruncDate("created_at", tzinfo=UTC),
@@ -231,7 +276,11 @@ class UsageTotalsSerializer(serializers.Serializer):
     requests = serializers.IntegerField()
     images = serializers.IntegerField(help_text="Images of succeeded requests")
     failures = serializers.IntegerField(help_text="Failed and rejected requests")
-    amount = MoneyField()
+    amount = MoneyField(help_text="What we charged")
+    provider_cost = ProviderMoneyField(
+        help_text="What the provider charged us (null for a key that reads only its own usage)"
+    )
+    margin = ProviderMoneyField(help_text="amount - provider_cost (null for a key that reads only its own usage)")
 
 
 class UsageSummarySerializer(serializers.Serializer):
@@ -248,6 +297,8 @@ def _totals_dict(group, totals) -> dict:
         "images": totals.images,
         "failures": totals.failures,
         "amount": totals.amount,
+        "provider_cost": totals.provider_cost,
+        "margin": totals.margin,
     }
 
 
@@ -280,4 +331,5 @@ class UsageSummary(_UsageApiView):
             "results": [_totals_dict(group, totals) for group, totals in results],
             "total": _totals_dict(None, totals_sum(totals for _, totals in results)),
         }
-        return Response(UsageSummarySerializer(body).data)
+        context = {READS_PROVIDER_COST: self.reads_provider_cost()}
+        return Response(UsageSummarySerializer(body, context=context).data)

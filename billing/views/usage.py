@@ -1,5 +1,9 @@
 """Dashboard pages about usage: the overview, the usage table (an organization's, or every one for staff)
-and one request's detail."""
+and one request's detail.
+
+What the provider charged us and the margin are shown only to those who read the organization's
+finances (owners, admins, finance members and staff), never to a member looking at their own usage.
+"""
 
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
@@ -16,7 +20,9 @@ from billing.limits import cap_bars_get
 from billing.models import UsageLineItem
 from billing.usage.filter import CursorError, UsageFilter
 from billing.usage.overview import overview_get
+from billing.usage.rollups import margin
 from gateway.core.images import CONTENT_TYPES, signed_image_path
+from providers.base import TokenUsage
 
 USAGE_PAGE_SIZE = 50
 
@@ -51,9 +57,12 @@ def _usage_response(
             form.add_error("cursor", str(exc))
     if page is None:
         status = 400
+    margins = {}
+    if page is not None and context["reads_provider_cost"]:
+        margins = {item.pk: margin(cost=item.cost, provider_cost=item.provider_cost) for item in page.items}
     query = request.GET.copy()
     query.pop("cursor", None)
-    context = {**context, "form": form, "page": page, "query": query.urlencode()}
+    context = {**context, "form": form, "page": page, "query": query.urlencode(), "margins": margins}
     htmx = htmx_details(request)
     if htmx and htmx.target == "usage-table":
         return render_panel(request, "billing/partials/usage_table.html", context, status=status)
@@ -65,7 +74,11 @@ def _usage_response(
 def usage(request: HttpRequest, slug: str) -> HttpResponse:
     access = org_access_get(request.user, slug)
     created_by_id = dashboard_user(request).pk if access.own_usage_only else None
-    context = {"access": access, "usage_url": reverse("usage", kwargs={"slug": slug})}
+    context = {
+        "access": access,
+        "usage_url": reverse("usage", kwargs={"slug": slug}),
+        "reads_provider_cost": access.can_read_finance,
+    }
     return _usage_response(request, context, organization_id=access.organization.pk, created_by_id=created_by_id)
 
 
@@ -79,6 +92,7 @@ def staff_usage(request: HttpRequest) -> HttpResponse:
     context = {
         "staff_view": True,
         "usage_url": reverse("staff-usage"),
+        "reads_provider_cost": True,
         "all_organizations": Organization.objects.order_by("slug"),
     }
     return _usage_response(request, context, organization_id=organization.pk if organization else None)
@@ -116,5 +130,8 @@ def usage_detail(request: HttpRequest, slug: str, request_id: str) -> HttpRespon
         "cached": item.details.get("cached") is True,
         "cache_source": item.details.get("cache_source_request_id", ""),
         "images": _stored_images(item),
+        # In the buckets' own order (the database keeps a JSON object's keys in an order of its own).
+        "tokens": [(bucket, item.tokens[bucket]) for bucket in TokenUsage.BUCKETS if bucket in item.tokens],
+        "margin": margin(cost=item.cost, provider_cost=item.provider_cost) if access.can_read_finance else None,
     }
     return render_panel(request, "billing/partials/usage_detail.html", context)

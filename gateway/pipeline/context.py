@@ -24,13 +24,15 @@ from accounts.callers import (
     lookup_prefix,
 )
 from billing.ledger.rules import caps_applicable_sql
-from billing.models import CatalogRevision, PriceConfig, SpendLimit
+from billing.models import CatalogRevision, PriceConfig, SpendLimit, TokenPrice
+from billing.pricing import ModelPricing
 from gateway.core.db import HotStatements, concrete_field, db_step
 from gateway.pipeline.validation import CatalogEntry
 from providers.cache import CacheSettings
 from providers.models import FallbackRoute, ModelSpec, ResponseCachePolicy
+from providers.sizes import AUTO, SizeRule
 
-Prices = dict[tuple[str, str], Decimal]
+Priced = tuple[CatalogEntry, ModelPricing]
 # A backstop for catalog edits that send no signal (QuerySet.update, raw SQL).
 SNAPSHOT_MAX_AGE_SECONDS = 30.0
 
@@ -39,15 +41,16 @@ SNAPSHOT_MAX_AGE_SECONDS = 30.0
 class CallContext:
     """Everything phase one loaded: the caller, the catalog entry and its prices.
 
-    For a fallback route, `entry`/`prices` are its first model and `fallbacks` the rest, in order.
+    For a fallback route, `entry`/`pricing` are its first model and `fallbacks` the rest, in order.
     """
 
     caller: Caller
     entry: CatalogEntry | None
-    prices: Prices = field(default_factory=dict)
+    pricing: ModelPricing = field(default_factory=ModelPricing)
     route: str = ""
-    fallbacks: list[tuple[CatalogEntry, Prices]] = field(default_factory=list)
+    fallbacks: list[Priced] = field(default_factory=list)
     cache: CacheSettings | None = None
+    catalog: "CatalogSnapshot | None" = None
 
 
 def catalog_entry(spec: ModelSpec) -> CatalogEntry:
@@ -60,11 +63,29 @@ def catalog_entry(spec: ModelSpec) -> CatalogEntry:
         sizes=tuple(spec.sizes),
         qualities=tuple(spec.qualities),
         styles=tuple(spec.styles),
-        default_size=spec.default_size or (spec.sizes[0] if spec.sizes else "1024x1024"),
-        default_quality=spec.default_quality or (spec.qualities[0] if spec.qualities else "standard"),
+        default_size=_default(spec.default_size, spec.sizes, "1024x1024", spec.auto_policy),
+        default_quality=_default(spec.default_quality, spec.qualities, "standard", spec.auto_policy),
         max_n=spec.max_n,
         max_prompt_length=spec.max_prompt_length,
+        size_rule=SizeRule.of(spec.size_rule),
+        size_classes=tuple(spec.size_classes),
+        parameters=dict(spec.parameters),
+        refuses_auto=spec.auto_policy == ModelSpec.AutoPolicy.REFUSE,
+        output_tokens=dict(spec.output_tokens),
+        list_rates=dict(spec.list_rates),
+        status=spec.status,
+        shutdown_date=spec.shutdown_date,
+        successor=spec.successor,
+        successor_enabled=spec.successor_enabled,
     )
+
+
+def _default(default: str, choices: list[str], fallback: str, auto_policy: str) -> str:
+    """The value an omitted size or quality takes; never `auto` where the operator refuses it."""
+    fixed = [choice for choice in choices if choice != AUTO]
+    if default == AUTO and auto_policy == ModelSpec.AutoPolicy.REFUSE:
+        return fixed[0] if fixed else fallback
+    return default or (fixed[0] if fixed else fallback)
 
 
 @dataclass(frozen=True)
@@ -73,10 +94,10 @@ class CatalogSnapshot:
 
     revision: int | None
     loaded_at: float
-    models: dict[str, tuple[CatalogEntry, Prices]]
+    models: dict[str, Priced]
     routes: dict[str, tuple[str, ...]]
 
-    def candidates(self, name: str) -> tuple[str, list[tuple[CatalogEntry, Prices]]]:
+    def candidates(self, name: str) -> tuple[str, list[Priced]]:
         """(route name or "", the models to try in order) for a requested model name."""
         if name in self.models:
             return "", [self.models[name]]
@@ -87,14 +108,18 @@ class CatalogSnapshot:
 
 
 def _catalog_load(revision: int | None) -> CatalogSnapshot:
-    prices: dict[int, Prices] = {}
+    grids: dict[int, dict[tuple[str, str], Decimal]] = {}
     for model_id, quality, size, price in PriceConfig.objects.values_list("model_id", "quality", "size", "unit_price"):
-        prices.setdefault(model_id, {})[(quality, size)] = price
+        grids.setdefault(model_id, {})[(quality, size)] = price
+    token_rates = {price.model_id: price.rates() for price in TokenPrice.objects.all()}
     return CatalogSnapshot(
         revision=revision,
         loaded_at=time.monotonic(),
         models={
-            spec.name: (catalog_entry(spec), prices.get(spec.pk, {}))
+            spec.name: (
+                catalog_entry(spec),
+                ModelPricing(grid=grids.get(spec.pk, {}), token_rates=token_rates.get(spec.pk)),
+            )
             for spec in ModelSpec.objects.filter(is_active=True)
         },
         routes={route.name: tuple(route.chain) for route in FallbackRoute.objects.filter(is_active=True)},
@@ -178,7 +203,8 @@ async def call_context_load(plaintext: str, model: str | None) -> CallContext | 
         snapshot = catalog_snapshot_current(revision)
         if snapshot is None:
             snapshot = await db_step(catalog_snapshot, revision)
+        context.catalog = snapshot
         context.route, candidates = snapshot.candidates(model)
         if candidates:
-            (context.entry, context.prices), *context.fallbacks = candidates
+            (context.entry, context.pricing), *context.fallbacks = candidates
     return context

@@ -22,6 +22,16 @@ from django.utils import timezone
 
 from billing.ledger import OpenedLineItem, SpendLimitExceeded, ledger
 from billing.models import UsageLineItem
+from billing.pricing import (
+    Charge,
+    ModelPricing,
+    PricedRequest,
+    PriceNotConfigured,
+    Quote,
+    price_charge,
+    price_quote,
+    token_bound,
+)
 from gateway.core.db import db_step
 from gateway.core.errors import Flavor, GatewayError
 from gateway.core.images import image_store, signed_image_path
@@ -34,9 +44,10 @@ from gateway.pipeline.idempotency import (
     idempotency_key_check,
     request_fingerprint,
 )
+from gateway.pipeline.legacy import is_retired, retired_refusal, successor_params
 from gateway.pipeline.ratelimit import RateDecision, rate_limit_consume, rate_limit_refund
 from gateway.pipeline.validation import CatalogEntry, check_model_usable, parse_body, requested_model, validate_params
-from providers.base import ImageParams, ProviderError, ProviderResult
+from providers.base import ImageParams, ProviderError, ProviderResult, TokenUsage
 from providers.cache import (
     CachedImage,
     CacheHit,
@@ -45,6 +56,7 @@ from providers.cache import (
     cached_response_find,
     cached_response_store,
 )
+from providers.costs import list_cost
 from providers.http import http_client
 from providers.registry import ProviderNotConfigured, provider_for
 from providers.routing import AttemptLog, PlannedAttempt, attempt_run
@@ -63,16 +75,55 @@ def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _unit_price(prices: dict[tuple[str, str], Decimal], params: ImageParams) -> Decimal:
-    price = prices.get((params.quality, params.size))
-    if price is None:
-        raise GatewayError(
-            400,
-            "IMAGE_CONFIG_NOT_FOUND",
-            f"Image pricing not configured for model '{params.model}' ({params.quality}, {params.size})",
-            param="model",
-        )
-    return price
+# Parameters kept on the line item beside the common ones (short values, never the prompt).
+_OPTION_DETAILS = ("background", "output_format", "output_compression", "moderation", "complexity")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A planned attempt with what prices it: the model's prices, the request as priced, and the hold.
+
+    `served` is the catalog entry that generates: the requested one, or a retired name's successor.
+    """
+
+    planned: PlannedAttempt
+    pricing: ModelPricing
+    priced: PricedRequest
+    quote: Quote
+    served: CatalogEntry
+    translated: dict[str, str]
+
+
+def _priced_request(entry: CatalogEntry, params: ImageParams) -> PricedRequest:
+    return PricedRequest(
+        model=params.model,
+        size=params.size,
+        quality=params.quality,
+        n=params.n,
+        prompt=params.prompt,
+        size_choices=entry.fixed_sizes,
+        quality_choices=entry.fixed_qualities,
+        size_classes=entry.size_classes,
+        output_tokens=entry.output_tokens,
+    )
+
+
+def _provider_cost(attempt: Attempt, result: ProviderResult, images: int) -> Decimal | None:
+    """What the call cost us: the provider's own figure, else its list rates for what it made (None: unknown)."""
+    if result.provider_cost is not None:
+        return result.provider_cost
+    sent, served = attempt.planned.served, attempt.served
+    usage = result.usage
+    if usage is None and served.output_tokens:
+        usage = token_bound(_priced_request(served, sent), images)  # not reported: what the catalog bounds it by
+    return list_cost(
+        served.list_rates,
+        size=result.reported_size or sent.size,
+        quality=result.reported_quality or sent.quality,
+        images=images,
+        usage=usage,
+        classes=list(served.size_classes),
+    )
 
 
 class ImageGeneration:
@@ -133,7 +184,7 @@ class ImageGeneration:
                 claimed = idempotency_key
             # Images are consumed only after every check that needs no provider; a spend refusal
             # or a failed provider call below gives them back.
-            rate = await rate_limit_consume(caller=context.caller, n=plan[0].params.n, token=self.request_id)
+            rate = await rate_limit_consume(caller=context.caller, n=plan[0].planned.params.n, token=self.request_id)
         except GatewayError as error:
             await self._refuse(context, error, claimed)
             raise
@@ -174,18 +225,18 @@ class ImageGeneration:
         if claimed is not None:
             await db_step(idempotency_abandon, organization_id=context.caller.organization_id, key=claimed)
 
-    def _admit(self, context: CallContext, model: str) -> tuple[list[PlannedAttempt], AttemptLog]:
+    def _admit(self, context: CallContext, model: str) -> tuple[list[Attempt], AttemptLog]:
         """The attempts to make, in order; a route's candidates that cannot take this request are skipped."""
         entry = check_model_usable(context.entry, model)
         requested = context.route or entry.name
         if not context.caller.allows_model(requested):
             raise GatewayError(403, "model_not_allowed", f"This API key may not use model {requested}.", param="model")
-        plan: list[PlannedAttempt] = []
+        plan: list[Attempt] = []
         attempts = AttemptLog()
         first_error: GatewayError | None = None
-        for candidate, prices in [(entry, context.prices), *context.fallbacks]:
+        for candidate, pricing in [(entry, context.pricing), *context.fallbacks]:
             try:
-                plan.append(self._plan_attempt(candidate, prices))
+                plan.append(self._plan_attempt(context, candidate, pricing))
             except GatewayError as error:
                 first_error = first_error or error
                 attempts.skipped(candidate.name, error.message)
@@ -194,19 +245,41 @@ class ImageGeneration:
             raise first_error
         return plan, attempts
 
-    def _plan_attempt(self, entry: CatalogEntry, prices: dict[tuple[str, str], Decimal]) -> PlannedAttempt:
+    def _plan_attempt(self, context: CallContext, entry: CatalogEntry, pricing: ModelPricing) -> Attempt:
+        """Validate and price the request as `entry`; a name retired upstream is sent to its successor."""
         params = validate_params(self.payload, entry, provider_required=self.flavor == Flavor.FLAT)
-        unit_price = _unit_price(prices, params)
+        priced = _priced_request(entry, params)
         try:
-            provider = provider_for(entry.provider, entry.name)
+            quote = price_quote(pricing, priced)
+        except PriceNotConfigured as missing:
+            raise GatewayError(400, "IMAGE_CONFIG_NOT_FOUND", missing.message, param="model") from None
+        served, sent, translated = entry, None, {}
+        if is_retired(entry, self.received_at.date()):
+            successor = context.catalog.models.get(entry.successor) if context.catalog and entry.successor else None
+            if successor is None or not entry.successor_enabled:
+                raise retired_refusal(entry)
+            served = successor[0]
+            translation = successor_params(params, served)
+            sent, translated = translation.params, translation.changes
+        try:
+            provider = provider_for(served.provider, served.name)
         except ProviderNotConfigured as exc:
             raise GatewayError(
                 503,
                 "provider_not_configured",
-                f"Model {entry.name} is served by provider '{exc.slug}', which is not configured on this gateway.",
+                f"Model {served.name} is served by provider '{exc.slug}', which is not configured on this gateway.",
             ) from None
-        return PlannedAttempt(
-            params=params, unit_price=unit_price, provider=provider, upstream_model=entry.upstream_model
+        planned = PlannedAttempt(
+            params=params,
+            unit_price=quote.unit_price,
+            provider=provider,
+            upstream_model=served.upstream_model,
+            hold=quote.hold,
+            sent=sent,
+            output_tokens=served.output_tokens,
+        )
+        return Attempt(
+            planned=planned, pricing=pricing, priced=priced, quote=quote, served=served, translated=translated
         )
 
     def _request_details(self) -> dict[str, Any]:
@@ -214,7 +287,7 @@ class ImageGeneration:
         prompt = self.payload.get("prompt")
         details: dict[str, Any] = {
             key: self.payload[key]
-            for key in ("model", "n", "size", "quality", "style", "response_format")
+            for key in ("model", "n", "size", "quality", "style", "response_format", *_OPTION_DETAILS)
             if key in self.payload and isinstance(self.payload[key], str | int)
         }
         if isinstance(prompt, str):
@@ -245,8 +318,8 @@ class ImageGeneration:
             details={**self._request_details(), "error": error.message[:500]},
         )
 
-    async def _generate(self, context: CallContext, plan: list[PlannedAttempt], attempts: AttemptLog):
-        first = plan[0]
+    async def _generate(self, context: CallContext, plan: list[Attempt], attempts: AttemptLog):
+        first = plan[0].planned
         key = cache_key(
             organization_id=context.caller.organization_id,
             model=context.route or first.params.model,
@@ -256,7 +329,13 @@ class ImageGeneration:
             hit = await db_step(cached_response_find, organization_id=context.caller.organization_id, key=key)
             if hit is not None:
                 return await self._serve_cached(context, first.params, hit, context.cache)
-        await self._open(context, first.params, first.unit_price, first.provider.slug)
+        await self._open(
+            context,
+            first.params,
+            hold=plan[0].quote.hold,
+            unit_price=first.unit_price,
+            provider_slug=first.provider.slug,
+        )
         try:
             attempt, result = await self._first_delivery(context, plan, attempts)
             # Stored when a URL or the cache needs them; b64_json alone is answered from memory.
@@ -277,19 +356,37 @@ class ImageGeneration:
             # Anything unexpected (or a cancelled request) still settles the line item at zero.
             await asyncio.shield(self._fail(status=500, code="internal_error"))
             raise
-        params = attempt.params
+        params = attempt.planned.params
         delivered = len(result.images)
-        cost = quantize_usd(attempt.unit_price * delivered)
+        assert self.line_item is not None
+        charge = price_charge(
+            attempt.pricing,
+            attempt.priced,
+            attempt.quote,
+            images=delivered,
+            usage=result.usage,
+            reported_size=result.reported_size if attempt.planned.sent is None else "",
+            reported_quality=result.reported_quality if attempt.planned.sent is None else "",
+            held=self.line_item.reserved,
+        )
+        provider_cost = _provider_cost(attempt, result, delivered)
+        details: dict[str, Any] = {
+            "images_delivered": delivered,
+            "upstream_request_id": result.upstream_request_id,
+            "attempts": attempts.records,
+            **charge.notes,
+        }
+        if provider_cost is None:
+            details["provider_cost_unknown"] = True
+        if attempt.planned.sent is not None:
+            details["model_used"] = attempt.served.name
+            details["translated"] = attempt.translated
         latency_ms = await self._succeed(
-            cost=cost,
+            charge=charge,
             model=params.model,
-            provider=attempt.provider.slug,
-            unit_price=attempt.unit_price,
-            details={
-                "images_delivered": delivered,
-                "upstream_request_id": result.upstream_request_id,
-                "attempts": attempts.records,
-            },
+            provider=attempt.planned.provider.slug,
+            provider_cost=provider_cost or Decimal(0),
+            details=details,
         )
         if context.cache is not None and images:
             await db_step(
@@ -297,26 +394,39 @@ class ImageGeneration:
                 organization_id=context.caller.organization_id,
                 key=key,
                 model=params.model,
-                provider=attempt.provider.slug,
+                provider=attempt.planned.provider.slug,
                 request_id=self.request_id,
                 images=images,
                 ttl=context.cache.ttl,
             )
-        perf = self._perf(attempt.provider.slug, params, delivered, cost, latency_ms)
+        cost = quantize_usd(charge.cost)
+        perf = self._perf(
+            attempt.planned.provider.slug,
+            params,
+            delivered,
+            cost,
+            latency_ms,
+            model_used=attempt.served.name,
+            size=charge.size,
+            quality=charge.quality,
+        )
         if len(attempts.records) > 1:
             perf["attempts"] = attempts.records
         if hosted:
             data = await asyncio.to_thread(self._image_data, images, params.response_format)
         else:
             data = [_inline_image(image.data, image.revised_prompt) for image in result.images]
-        return GatewayResponse(
-            status=200, body={"created": int(self.received_at.timestamp()), "data": data, "perf": perf}
-        )
+        body: dict[str, Any] = {"created": int(self.received_at.timestamp()), "data": data}
+        body |= _echoed(attempt.planned.served, charge)
+        if result.usage is not None:
+            body["usage"] = openai_usage(result.usage)
+        body["perf"] = perf
+        return GatewayResponse(status=200, body=body)
 
     async def _first_delivery(
-        self, context: CallContext, plan: list[PlannedAttempt], attempts: AttemptLog
-    ) -> tuple[PlannedAttempt, ProviderResult]:
-        """Try each planned model in order; each attempt is priced at its own `unit_price`.
+        self, context: CallContext, plan: list[Attempt], attempts: AttemptLog
+    ) -> tuple[Attempt, ProviderResult]:
+        """Try each planned model in order; each attempt holds its own price against the caps.
 
         Raises the last attempt's error, or the first one that forbids a fallback
         (a content-policy refusal: another model would be asked the same prompt).
@@ -325,17 +435,17 @@ class ImageGeneration:
             try:
                 if attempt is not plan[0]:
                     await self._reserve_for(attempt, context)
-                result = await attempt_run(attempt, request_id=self.request_id, client=http_client())
+                result = await attempt_run(attempt.planned, request_id=self.request_id, client=http_client())
             except ProviderError as exc:
-                attempts.failed(attempt, exc)
+                attempts.failed(attempt.planned, exc)
                 if not exc.allows_fallback or attempt is plan[-1]:
                     raise
             else:
-                attempts.succeeded(attempt, result)
+                attempts.succeeded(attempt.planned, result)
                 return attempt, result
         raise AssertionError("a plan always has at least one attempt")
 
-    async def _reserve_for(self, attempt: PlannedAttempt, context: CallContext) -> None:
+    async def _reserve_for(self, attempt: Attempt, context: CallContext) -> None:
         """A fallback attempt holds its own price against the caps, in place of the previous attempt's hold."""
         assert self.line_item is not None
         if not context.caller.has_spend_limits:
@@ -345,7 +455,7 @@ class ImageGeneration:
                 opened=self.line_item,
                 organization_id=context.caller.organization_id,
                 api_key_id=context.caller.api_key_id,
-                amount=quantize_usd(attempt.unit_price * attempt.params.n),
+                amount=quantize_usd(attempt.quote.hold),
                 now=self.received_at,
             )
         except SpendLimitExceeded as refusal:
@@ -356,9 +466,24 @@ class ImageGeneration:
     ) -> GatewayResponse:
         """Serve stored images again, with no provider call, at the organization's cache price."""
         cost = quantize_usd(cache.price_per_image * len(hit.images))
-        await self._open(context, params, cache.price_per_image, hit.provider, model=hit.model, n=len(hit.images))
+        await self._open(
+            context,
+            params,
+            hold=cost,
+            unit_price=cache.price_per_image,
+            provider_slug=hit.provider,
+            model=hit.model,
+            n=len(hit.images),
+        )
         latency_ms = await self._succeed(
-            cost=cost,
+            charge=Charge(
+                cost=cost,
+                unit_price=cache.price_per_image,
+                size=params.size,
+                quality=params.quality,
+                tokens={},
+                notes={},
+            ),
             details={"cached": True, "cache_source_request_id": hit.source_request_id},
         )
         perf = self._perf(hit.provider, params, len(hit.images), cost, latency_ms, model_used=hit.model)
@@ -369,14 +494,23 @@ class ImageGeneration:
         )
 
     def _perf(
-        self, provider: str, params: ImageParams, n: int, cost: Decimal, latency_ms: int, *, model_used: str = ""
+        self,
+        provider: str,
+        params: ImageParams,
+        n: int,
+        cost: Decimal,
+        latency_ms: int,
+        *,
+        model_used: str = "",
+        size: str = "",
+        quality: str = "",
     ) -> dict[str, Any]:
         return {
             "request_id": self.request_id,
             "provider": provider,
             "model_used": model_used or params.model,
-            "size": params.size,
-            "quality": params.quality,
+            "size": size or params.size,
+            "quality": quality or params.quality,
             "n": n,
             "cost_usd": format_usd(cost),
             "latency_ms": latency_ms,
@@ -386,18 +520,19 @@ class ImageGeneration:
         self,
         context: CallContext,
         params: ImageParams,
+        *,
+        hold: Decimal,
         unit_price: Decimal,
         provider_slug: str,
-        *,
         model: str = "",
         n: int = 0,
     ) -> None:
-        """Before the provider is called: the pending line item and the spend reservation for all n images."""
+        """Before the provider is called: the pending line item and the spend reservation, the most it may cost."""
         n = n or params.n
         self.line_item_details = self._request_details()
         try:
             self.line_item = await ledger().line_item_open(
-                amount=quantize_usd(unit_price * n),
+                amount=quantize_usd(hold),
                 check_caps=context.caller.has_spend_limits,
                 request_id=self.request_id,
                 created_at=self.received_at,
@@ -422,22 +557,26 @@ class ImageGeneration:
     async def _succeed(
         self,
         *,
-        cost: Decimal,
+        charge: Charge,
         details: dict,
         model: str | None = None,
         provider: str | None = None,
-        unit_price: Decimal | None = None,
+        provider_cost: Decimal | None = None,
     ) -> int:
         """The provider delivered: charge what was delivered, to the model that delivered it. Returns the latency."""
         latency_ms = _elapsed_ms(self.started)
         await self._settle(
             status=UsageLineItem.Status.SUCCEEDED,
-            cost=cost,
+            cost=charge.cost,
             http_status=200,
             latency_ms=latency_ms,
             model=model,
             provider=provider,
-            unit_price=unit_price,
+            unit_price=charge.unit_price,
+            size=charge.size,
+            quality=charge.quality,
+            tokens=charge.tokens,
+            provider_cost=provider_cost,
             details=details,
         )
         return latency_ms
@@ -487,6 +626,32 @@ class ImageGeneration:
             | ({"revised_prompt": image.revised_prompt} if image.revised_prompt else {})
             for image in images
         ]
+
+
+def _echoed(sent: ImageParams, charge: Charge) -> dict[str, Any]:
+    """What OpenAI's image responses echo of the request: the size and quality made, and the format options."""
+    echoed: dict[str, Any] = {"size": charge.size, "quality": charge.quality}
+    echoed |= {name: sent.options[name] for name in ("background", "output_format") if name in sent.options}
+    return echoed
+
+
+def openai_usage(usage: TokenUsage) -> dict[str, Any]:
+    """A provider's token usage in the shape of OpenAI's `usage` object."""
+    text = usage.text_input + usage.cached_text_input
+    image = usage.image_input + usage.cached_image_input
+    output = usage.image_output + usage.text_output
+    input_details = {"text_tokens": text, "image_tokens": image}
+    if usage.cached_text_input or usage.cached_image_input:
+        input_details["cached_tokens"] = usage.cached_text_input + usage.cached_image_input
+    shaped: dict[str, Any] = {
+        "input_tokens": text + image,
+        "input_tokens_details": input_details,
+        "output_tokens": output,
+        "total_tokens": text + image + output,
+    }
+    if usage.text_output:
+        shaped["output_tokens_details"] = {"image_tokens": usage.image_output, "text_tokens": usage.text_output}
+    return shaped
 
 
 def _inline_image(data: bytes, revised_prompt: str | None) -> dict[str, str]:

@@ -4,11 +4,14 @@ Every refusal names the field (`param`) and says what is allowed.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from gateway.core.errors import GatewayError, invalid_parameter
 from providers.base import ImageParams
+from providers.models import ModelSpec, model_status
+from providers.sizes import AUTO, SizeRule, size_parse
 
 DEFAULT_MODEL = "dall-e-3"
 RESPONSE_FORMATS = ("url", "b64_json")
@@ -31,6 +34,46 @@ class CatalogEntry:
     default_quality: str
     max_n: int
     max_prompt_length: int
+    size_rule: SizeRule | None = None
+    size_classes: tuple[dict[str, Any], ...] = ()
+    parameters: dict[str, Any] = field(default_factory=dict)
+    refuses_auto: bool = False
+    output_tokens: dict[str, Any] = field(default_factory=dict)
+    list_rates: dict[str, Any] = field(default_factory=dict)
+    status: str = ModelSpec.Status.LIVE
+    shutdown_date: date | None = None
+    successor: str = ""
+    successor_enabled: bool = True
+
+    def status_on(self, today: date) -> str:
+        return model_status(self.status, self.shutdown_date, today)
+
+    @property
+    def fixed_sizes(self) -> tuple[str, ...]:
+        """The listed sizes a provider choosing `auto` may pick from."""
+        return tuple(size for size in self.sizes if size != AUTO)
+
+    @property
+    def fixed_qualities(self) -> tuple[str, ...]:
+        return tuple(quality for quality in self.qualities if quality != AUTO)
+
+
+# The request fields every model understands; any other must be one of the model's `parameters`.
+_COMMON_FIELDS = frozenset(
+    {
+        "model",
+        "prompt",
+        "n",
+        "size",
+        "quality",
+        "style",
+        "response_format",
+        "user",
+        "safety_identifier",
+        "provider",
+        "stream",
+    }
+)
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
@@ -41,10 +84,10 @@ def parse_body(body: bytes) -> dict[str, Any]:
         raise invalid_parameter(f"The request body is not valid JSON: {exc}", None) from None
     if not isinstance(payload, dict):
         raise invalid_parameter("The request body must be a JSON object.", None)
-    for field, value in payload.items():
+    for key, value in payload.items():
         # Nothing recorded may hold one: PostgreSQL text and JSON cannot store U+0000.
-        if _holds_nul(field) or _holds_nul(value):
-            name = field.replace("\x00", "")
+        if _holds_nul(key) or _holds_nul(value):
+            name = key.replace("\x00", "")
             raise invalid_parameter(f"'{name}' contains a NUL character (\\u0000), which is not allowed.", name)
     return payload
 
@@ -79,12 +122,86 @@ def _optional_string(payload: dict[str, Any], field: str) -> str | None:
 
 def _choice(payload: dict, field: str, allowed: tuple[str, ...], default: str, model: str) -> str:
     value = _optional_string(payload, field)
-    if value is None or (value == "auto" and "auto" not in allowed):
+    if value is None or (value == AUTO and AUTO not in allowed):
         return default
     if value not in allowed:
         options = ", ".join(allowed) if allowed else "none"
         raise invalid_parameter(f"Invalid {field} '{value}' for model {model}. Allowed values: {options}.", field)
     return value
+
+
+def _size(payload: dict, entry: CatalogEntry) -> str:
+    """The requested size: one of the model's sizes, or any size its rule allows."""
+    rule = entry.size_rule
+    if rule is None:
+        return _choice(payload, "size", entry.sizes, entry.default_size, entry.name)
+    value = _optional_string(payload, "size")
+    if value is None:
+        return entry.default_size
+    if value in entry.sizes:
+        return value
+    dimensions = size_parse(value)
+    if dimensions is not None and rule.allows(*dimensions):
+        return value
+    listed = ", ".join(entry.sizes)
+    shown = value if len(value) <= 20 else value[:20] + "…"
+    if dimensions is None:
+        reason = "a size is WIDTHxHEIGHT in pixels, e.g. 1536x1024"
+    else:
+        reason = rule.describe()
+    raise invalid_parameter(f"Size {shown} is not allowed for {entry.name}: {reason}; or use one of {listed}.", "size")
+
+
+def _auto_refused(entry: CatalogEntry, field: str, value: str) -> str:
+    """Under the refuse policy an omitted size or quality takes the first listed choice; `auto` asked for is 400."""
+    if value != AUTO or not entry.refuses_auto:
+        return value
+    raise invalid_parameter(
+        f"{field}=auto is not accepted for {entry.name} on this gateway: its price is only known after the call. "
+        f"Set an explicit {field}.",
+        field,
+    )
+
+
+def _options(payload: dict[str, Any], entry: CatalogEntry) -> dict[str, Any]:
+    """The model's further parameters as requested, each checked; a parameter the model does not take is 400."""
+    options: dict[str, Any] = {}
+    for name, value in payload.items():
+        if name in _COMMON_FIELDS or value is None:
+            continue
+        allowed = entry.parameters.get(name)
+        if allowed is None:
+            accepted = ", ".join(sorted(entry.parameters)) or "none beyond the common ones"
+            raise invalid_parameter(
+                f"Unknown parameter '{name}' for model {entry.name}. Its further parameters: {accepted}.", name
+            )
+        if isinstance(allowed, dict):
+            low, high = int(allowed["min"]), int(allowed["max"])
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise invalid_parameter(
+                    f"'{name}' must be an integer from {low} to {high} for model {entry.name}.", name
+                )
+        elif value not in allowed:
+            raise invalid_parameter(
+                f"Invalid {name} {value!r} for model {entry.name}. Allowed values: {', '.join(allowed)}.", name
+            )
+        options[name] = value
+    _options_consistent(options, entry)
+    return options
+
+
+def _options_consistent(options: dict[str, Any], entry: CatalogEntry) -> None:
+    """The combinations OpenAI's image models refuse, refused here before anything is spent."""
+    output_format = options.get("output_format", "png")
+    if options.get("background") == "transparent" and output_format not in ("png", "webp"):
+        raise invalid_parameter(
+            f"background 'transparent' needs output_format png or webp, not {output_format}.", "background"
+        )
+    if "output_compression" in options and output_format not in ("jpeg", "webp"):
+        raise invalid_parameter(
+            f"output_compression applies to output_format jpeg or webp only, not {output_format}.",
+            "output_compression",
+        )
 
 
 def check_model_usable(entry: CatalogEntry | None, model: str) -> CatalogEntry:
@@ -135,8 +252,18 @@ def validate_params(payload: dict[str, Any], entry: CatalogEntry, *, provider_re
             param="n",
         )
 
-    size = _choice(payload, "size", entry.sizes, entry.default_size, entry.name)
-    quality = _choice(payload, "quality", entry.qualities, entry.default_quality, entry.name)
+    size = _auto_refused(entry, "size", _size(payload, entry))
+    quality = _auto_refused(
+        entry, "quality", _choice(payload, "quality", entry.qualities, entry.default_quality, entry.name)
+    )
+    options = _options(payload, entry)
+    if payload.get("stream") not in (None, False):
+        raise invalid_parameter(
+            f"Streamed partial images are not available for model {entry.name} on this gateway: omit 'stream'.",
+            "stream",
+        )
+    if options.get("output_format") == "svg" and n > 1:
+        raise invalid_parameter(f"output_format svg makes one image per request on {entry.name}: set n to 1.", "n")
     style = _optional_string(payload, "style")
     if style is not None:
         if not entry.styles:
@@ -147,7 +274,8 @@ def validate_params(payload: dict[str, Any], entry: CatalogEntry, *, provider_re
         raise invalid_parameter(
             f"Invalid response_format '{response_format}'. Allowed values: url, b64_json.", "response_format"
         )
-    end_user = _optional_string(payload, "user") or ""
+    # OpenAI now asks for `safety_identifier` as the end user's id; `user` is its older name.
+    end_user = _optional_string(payload, "user") or _optional_string(payload, "safety_identifier") or ""
     if len(end_user) > MAX_END_USER_LENGTH:
         raise invalid_parameter(f"'user' must be at most {MAX_END_USER_LENGTH} characters.", "user")
 
@@ -170,4 +298,5 @@ def validate_params(payload: dict[str, Any], entry: CatalogEntry, *, provider_re
         response_format=response_format,
         end_user=end_user,
         provider=entry.provider,
+        options=options,
     )

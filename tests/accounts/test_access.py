@@ -25,6 +25,7 @@ from billing.limits import spend_limit_set
 from billing.models import AlertPolicy, PriceConfig, SpendLimit, UsageExport
 from billing.views.api import GROUPS
 from providers.models import ModelSpec
+from tests.people import line_item
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -405,6 +406,15 @@ def test_signed_out_visitors_are_sent_to_the_login_page(people, examples, client
 def test_a_globex_key_never_sees_acme_through_the_usage_api(people, examples, client):
     """Every API route, asked with globex's keys (its whole organization's and a key's own) and every parameter
     that could point elsewhere, answers with nothing of acme; the same question from acme finds acme's usage."""
+    # What the provider charged us for one of acme's requests, and the margin: amounts no globex request has.
+    line_item(
+        people.acme,
+        people.alice_key,
+        request_id="req-alice-margin",
+        cost=Decimal("0.05"),
+        provider_cost=Decimal("0.037731"),
+        tokens={"text_input": 97531, "image_output": 86420},
+    )
     today = timezone.now().date()
     window = {"from": (today - timedelta(days=1)).isoformat(), "to": today.isoformat()}
     queries = [
@@ -418,7 +428,10 @@ def test_a_globex_key_never_sees_acme_through_the_usage_api(people, examples, cl
         api_key_create(organization=people.globex, name="globex app").plaintext,
     ]
     # Whole words only: the API docs page carries a random CSRF token, in which "acme" can occur by chance.
-    marks = ("acme", "req-alice", "req-bob", "user-42", people.alice_key.prefix, people.bob_key.prefix)
+    marks = (
+        "acme", "req-alice", "req-bob", "user-42", people.alice_key.prefix, people.bob_key.prefix,
+        "0.037731", "0.012269", "97531", "86420",
+    )  # fmt: skip
     acme_marks = re.compile(
         b"(?<![a-z0-9])(" + b"|".join(re.escape(mark.lower().encode()) for mark in marks) + b")(?![a-z0-9])"
     )
@@ -435,3 +448,5 @@ def test_a_globex_key_never_sees_acme_through_the_usage_api(people, examples, cl
     acme_key = api_key_create(organization=people.acme, name="acme books", usage_scope="organization").plaintext
     seen_by_acme = client.get(reverse("api-usage"), window, HTTP_AUTHORIZATION=f"Bearer {acme_key}")
     assert b"req-alice-1" in seen_by_acme.content, "the question could not have seen acme's usage at all"
+    for mark in (b"0.037731", b"0.012269", b"97531"):
+        assert mark in seen_by_acme.content, f"the question could not have seen acme's {mark!r} at all"

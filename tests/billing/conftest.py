@@ -56,6 +56,8 @@ def add_item() -> Callable[..., UsageLineItem]:
         end_user: str = "",
         error_code: str = "",
         details: dict | None = None,
+        provider_cost: str = "0",
+        tokens: dict | None = None,
     ) -> UsageLineItem:
         price = Decimal(unit_price)
         cost = price * n if status == UsageLineItem.Status.SUCCEEDED else Decimal(0)
@@ -75,6 +77,8 @@ def add_item() -> Callable[..., UsageLineItem]:
             cost=cost,
             error_code=error_code,
             latency_ms=1234,
+            provider_cost=Decimal(provider_cost),
+            tokens=tokens,
             details=details,
         )
         return UsageLineItem.objects.get(pk=pk)
@@ -84,10 +88,14 @@ def add_item() -> Callable[..., UsageLineItem]:
 
 @pytest.fixture
 def ledger(orgs, keys, add_item) -> list[UsageLineItem]:
-    """A March 2026 of acme (three days, two keys, two models, a failure) and one globex item."""
+    """A March 2026 of acme (three days, two keys, two models, a failure) and one globex item.
+
+    What the provider charged us for acme's March: 0.226668 of the 0.254002 charged, a margin of 0.027334
+    (one line at a loss of 0.000001).
+    """
     acme, globex = orgs["acme"], orgs["globex"]
     return [
-        add_item(acme, keys["acme"], datetime(2026, 3, 1, 9, 0, tzinfo=UTC), end_user="u-1"),
+        add_item(acme, keys["acme"], datetime(2026, 3, 1, 9, 0, tzinfo=UTC), end_user="u-1", provider_cost="0.032"),
         add_item(
             acme,
             keys["acme"],
@@ -98,6 +106,7 @@ def ledger(orgs, keys, add_item) -> list[UsageLineItem]:
             size="512x512",
             quality="",
             end_user="u-2",
+            provider_cost="0.048",
         ),  # fmt: skip
         add_item(
             acme,
@@ -107,6 +116,7 @@ def ledger(orgs, keys, add_item) -> list[UsageLineItem]:
             unit_price="0.08",
             end_user="@SUM(A1)",
             details={"cached": True},
+            provider_cost="0.080001",
         ),  # fmt: skip
         add_item(
             acme,
@@ -117,8 +127,20 @@ def ledger(orgs, keys, add_item) -> list[UsageLineItem]:
             end_user="u-1",
         ),  # fmt: skip
         add_item(
-            acme, keys["acme"], datetime(2026, 3, 31, 23, 0, tzinfo=UTC), n=2, unit_price="0.040001", end_user="u-1"
+            acme,
+            keys["acme"],
+            datetime(2026, 3, 31, 23, 0, tzinfo=UTC),
+            n=2,
+            unit_price="0.040001",
+            end_user="u-1",
+            provider_cost="0.066667",
         ),  # fmt: skip
-        add_item(acme, keys["acme"], datetime(2026, 4, 1, 0, 0, tzinfo=UTC), end_user="u-1"),
-        add_item(globex, keys["globex"], datetime(2026, 3, 10, 8, 0, tzinfo=UTC), end_user="globex-secret-user"),
+        add_item(acme, keys["acme"], datetime(2026, 4, 1, 0, 0, tzinfo=UTC), end_user="u-1", provider_cost="0.03"),
+        add_item(
+            globex,
+            keys["globex"],
+            datetime(2026, 3, 10, 8, 0, tzinfo=UTC),
+            end_user="globex-secret-user",
+            provider_cost="0.031337",
+        ),
     ]

@@ -34,10 +34,39 @@ def test_reconciliation_catches_a_tampered_row(orgs, ledger, capsys):
     with pytest.raises(CommandError, match="1 rollup group"):
         call_command("reconcile_usage", "--from", "2026-03-01", "--to", "2026-04-01", "--org", "acme")
     out = capsys.readouterr().out
-    assert "2026-03-02" in out and "0.08 USD, rollups 1 / 1 / 0 / 0.09 USD" in out
+    assert "2026-03-02" in out and "0.08 USD / provider cost 0.080001 USD, rollups 1 / 1 / 0 / 0.09 USD" in out
 
     call_command("rollup_usage", "--from", "2026-03-02", "--to", "2026-03-02", "--org", "acme")
     assert rollup_reconcile(first=date(2026, 3, 1), last=date(2026, 4, 1)) == []
+
+
+def test_reconciliation_catches_a_mismatched_provider_cost(orgs, ledger, capsys):
+    """The amount charged agrees, what the provider charged us does not: the rollup is wrong all the same."""
+    call_command("rollup_usage", "--from", "2026-03-01", "--to", "2026-03-31")
+    row = DailyUsageRollup.objects.get(day=date(2026, 3, 2))
+    assert row.provider_cost == Decimal("0.080001") and row.amount == Decimal("0.08")
+    row.provider_cost = Decimal("0.08")
+    row.save(update_fields=["provider_cost"])
+    differences = rollup_reconcile(first=date(2026, 3, 1), last=date(2026, 3, 31))
+    assert [(d.line_items.provider_cost, d.rollups.provider_cost) for d in differences] == [
+        (Decimal("0.080001"), Decimal("0.08"))
+    ]
+    assert differences[0].line_items.amount == differences[0].rollups.amount
+    with pytest.raises(CommandError, match="1 rollup group"):
+        call_command("reconcile_usage", "--from", "2026-03-01", "--to", "2026-03-31")
+    out = capsys.readouterr().out
+    assert "0.08 USD / provider cost 0.080001 USD, rollups 1 / 1 / 0 / 0.08 USD / provider cost 0.08 USD" in out
+    call_command("rollup_usage", "--from", "2026-03-02", "--to", "2026-03-02")
+    assert rollup_reconcile(first=date(2026, 3, 1), last=date(2026, 3, 31)) == []
+
+
+def test_rollups_carry_the_provider_cost_of_their_line_items(orgs, ledger):
+    rollup_rebuild(day=date(2026, 3, 1))
+    rows = DailyUsageRollup.objects.filter(day=date(2026, 3, 1), organization=orgs["acme"])
+    assert sorted((row.model, row.amount, row.provider_cost) for row in rows) == [
+        ("dall-e-2", Decimal("0.054"), Decimal("0.048")),
+        ("dall-e-3", Decimal("0.04"), Decimal("0.032")),
+    ]
 
 
 def test_reconciliation_catches_a_missing_and_an_extra_row(orgs, ledger):

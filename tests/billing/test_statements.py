@@ -78,7 +78,7 @@ def test_statement_pages_and_csv(client, people, ledger):
     assert total == [
         {"section": "total", "label": "2026-03", "model": "", "size": "", "quality": "", "unit_price": "",
          "requests": "5", "images": "7", "failures": "1", "amount": "0.254002",
-         "period": "", "cap": "", "threshold": ""}
+         "period": "", "cap": "", "threshold": "", "provider_cost": "0.226668", "margin": "0.027334"}
     ]  # fmt: skip
     for section in ("model", "key", "end_user", "day"):
         assert sum(Decimal(row["amount"]) for row in rows if row["section"] == section) == Decimal("0.254002")
@@ -139,6 +139,8 @@ def test_statement_shows_the_caps_and_alerts_of_the_month(client, people, orgs, 
     assert [(r["label"], r["amount"], r["cap"], r["threshold"]) for r in rows if r["section"] == "alert"] == [
         ("2026-03-15T09:30:00Z organization 'acme'", "0.17", "0.20", "80")
     ]
+    # A cap's and an alert's rows are about spend, not about what the provider charged us.
+    assert {(r["provider_cost"], r["margin"]) for r in rows if r["section"] in ("cap", "alert")} == {("", "")}
     client.force_login(people.charlie)
     globex = client.get("/orgs/globex/statements/2026-03.csv").content.decode()
     assert "acme" not in globex and "\r\ncap," not in globex and "\r\nalert," not in globex

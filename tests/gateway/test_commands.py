@@ -8,7 +8,9 @@ import pytest
 from django.core.management import get_commands
 
 from accounts.models import Organization
-from billing.models import PriceConfig
+from billing.models import PriceConfig, TokenPrice
+from billing.prices import DEFAULT_PRICES, DEFAULT_TOKEN_PRICES
+from providers.catalog import DEFAULT_MODELS
 from providers.models import ModelSpec
 from tests.conftest import run
 
@@ -18,7 +20,8 @@ APPS = ("gateway", "accounts", "billing", "providers")
 
 
 def test_seed_defaults_is_idempotent_and_keeps_admin_edits(defaults):
-    assert ModelSpec.objects.count() >= 11 and PriceConfig.objects.count() == 40
+    assert ModelSpec.objects.count() == len(DEFAULT_MODELS) and PriceConfig.objects.count() == len(DEFAULT_PRICES)
+    assert TokenPrice.objects.count() == len(DEFAULT_TOKEN_PRICES) > 0
     PriceConfig.objects.filter(model__name="dall-e-3", quality="hd", size="1024x1024").update(unit_price="0.5")
     output = run("seed_defaults")
     assert "Created 0 tiers, 0 models, 0 prices, 0 organizations." in output

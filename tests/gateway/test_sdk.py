@@ -14,17 +14,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_sync_client_url_and_b64_round_trips(live_gateway, api_key_plaintext):
     client = openai.OpenAI(base_url=f"{live_gateway}/v1", api_key=api_key_plaintext, max_retries=0)
 
-    hosted = client.images.generate(model="dall-e-3", prompt="a red bicycle", size="1792x1024", quality="hd")
-    assert hosted.data[0].revised_prompt
+    hosted = client.images.generate(model="flux-dev", prompt="a red bicycle", size="1024x768")
     image = httpx.get(hosted.data[0].url)
     assert image.status_code == 200
-    assert Image.open(io.BytesIO(image.content)).size == (1792, 1024)
+    assert Image.open(io.BytesIO(image.content)).size == (1024, 768)
 
     inline = client.images.generate(
-        model="dall-e-2", prompt="a red bicycle", size="256x256", n=2, response_format="b64_json"
+        model="flux-dev", prompt="a red bicycle", size="768x1024", n=2, response_format="b64_json"
     )
     assert len(inline.data) == 2
-    assert Image.open(io.BytesIO(base64.b64decode(inline.data[1].b64_json))).size == (256, 256)
+    assert Image.open(io.BytesIO(base64.b64decode(inline.data[1].b64_json))).size == (768, 1024)
 
     assert "dall-e-3" in [model.id for model in client.models.list()]
 

@@ -102,7 +102,8 @@ async def test_open_circuit_skips_the_dead_provider(
     assert response.status_code == 503 and response.json()["error"]["code"] == "upstream_unavailable"
     assert response.headers["Retry-After"]
     response = await gateway_client.post(URL, json={"model": "fast-photo", "prompt": "x"}, headers=auth_headers)
-    assert response.status_code == 200 and response.json()["perf"]["model_used"] == "dall-e-3"
+    # dall-e-3, the route's second model, is retired upstream and served by its successor.
+    assert response.status_code == 200 and response.json()["perf"]["model_used"] == "gpt-image-2.5-sunburst"
     assert len(fake_bfl.requests) == calls  # the open circuit sent nothing upstream
     attempts = {attempt["model"]: attempt for attempt in (await line_item(response)).details["attempts"]}
     assert attempts["flux-1.1-pro"]["error_code"] == "upstream_unavailable"

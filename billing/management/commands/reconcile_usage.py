@@ -42,8 +42,9 @@ def organization_and_days(options: dict):
 
 class Command(BaseCommand):
     help = (
-        "Check that the daily usage rollups equal the line items over a range of UTC days "
-        "(default: the last 7); lists every difference and exits non-zero when there is one."
+        "Check that the daily usage rollups equal the line items (requests, images, failures, amount charged and "
+        "provider cost) over a range of UTC days (default: the last 7); lists every difference and exits non-zero "
+        "when there is one."
     )
 
     def add_arguments(self, parser):
