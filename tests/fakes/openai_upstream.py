@@ -2,10 +2,11 @@
 OpenAI-compatible server (another gateway, a self-hosted one), which speaks the older dall-e dialect.
 
 `python -m tests.fakes.openai_upstream --port 9100` runs the OpenAI fake alone. It serves only the live
-GPT image models (docs/providers.md): any other model is 404 `model_not_found`, as after a shutdown. It
-checks each parameter as OpenAI does (a 400 `invalid_request_error` naming `param`), answers real
-images of the size and format asked for, and reports `usage` from its own copy of OpenAI's output-token
-formula (../shared/PROVIDERS.md §1.4; a fake is the provider, so it does not ask the gateway).
+GPT image models (docs/providers.md), and the deprecated ones until their shutdown day: any other model
+is 404 `model_not_found`, as after a shutdown. It checks each parameter as OpenAI does (a 400
+`invalid_request_error` naming `param`), answers real images of the size and format asked for, and
+reports `usage` from its own copy of OpenAI's output-token formula and tables (../shared/PROVIDERS.md
+§1 and §1.4; a fake is the provider, so it does not ask the gateway).
 
 Markers: see tests/fakes/base.py; also "[quota]" answers 429 `insufficient_quota` (the account is out
 of credit) and "[nousage]" leaves `usage` out of the answer. The compatible fake answers "[url]" with
@@ -14,7 +15,9 @@ URLs instead of base64, as a gateway in front of another provider might.
 
 import base64
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
 from fractions import Fraction
 
 from tests.fakes.base import FakeRequest, FakeUpstream, Reply, image_bytes, serve_main
@@ -41,47 +44,73 @@ PARAMETERS = frozenset(
 
 @dataclass(frozen=True)
 class ImageModel:
-    """One live model: its qualities (each with its factor in OpenAI's output-token formula) and formats."""
+    """One model OpenAI serves: its qualities, how many output tokens an image costs, its formats and sizes."""
 
-    factors: dict[str, int]
+    qualities: tuple[str, ...]
     # The quality it picks for "auto". Sunburst uses high; Flare picks for itself (up to ~5,800 tokens
     # at 1024², between xhigh and max), which this fake takes as xhigh.
     auto_quality: str
+    output_tokens: Callable[[int, int, str], int]
     formats: tuple[str, ...] = FORMATS
     parameters: frozenset[str] = PARAMETERS
-    # gpt-image-2.6 spends about 4.2x the 2.5 tokens at low and medium (664 measured at low 1536x1024).
-    multipliers: dict[str, Fraction] = field(default_factory=dict)
+    # Any WxH that follows the custom-size rule, or the standard sizes only (the gpt-image-1 generation).
+    custom_sizes: bool = True
+    # The day OpenAI shuts a deprecated model down; from then on it answers like a shut-down one.
+    shutdown: date | None = None
 
 
-GPT_IMAGE_2 = {"low": 16, "medium": 48, "high": 96}
-GPT_IMAGE_25 = {"low": 16, "medium": 24, "high": 48, "xhigh": 64, "max": 96}
-GPT_IMAGE_26 = {
-    "formats": (*FORMATS, "gif", "svg"),
-    "parameters": PARAMETERS | {"complexity"},
-    "multipliers": {"low": Fraction(21, 5), "medium": Fraction(21, 5)},
+def formula(factors: dict[str, int], multipliers: dict[str, Fraction] | None = None) -> Callable[[int, int, str], int]:
+    """Output tokens of one image by the formula that reproduces OpenAI's calculator."""
+
+    def tokens(width: int, height: int, quality: str) -> int:
+        factor = factors[quality]
+        long, short = max(width, height), min(width, height)
+        shape = (2 * factor * short + long) // (2 * long)
+        count = -(-(factor * shape * (2_000_000 + width * height)) // 4_000_000)
+        multiplier = (multipliers or {}).get(quality, Fraction(1))
+        return -(-count * multiplier.numerator // multiplier.denominator)
+
+    return tokens
+
+
+# gpt-image-1's published output tokens; the fake uses them for the models of its generation still served.
+GPT_IMAGE_1_TOKENS = {
+    "1024x1024": {"low": 272, "medium": 1056, "high": 4160},
+    "1024x1536": {"low": 408, "medium": 1584, "high": 6240},
+    "1536x1024": {"low": 400, "medium": 1568, "high": 6208},
 }
+
+
+def gpt_image_1_tokens(width: int, height: int, quality: str) -> int:
+    return GPT_IMAGE_1_TOKENS[f"{width}x{height}"][quality]
+
+
+GPT_IMAGE_2 = formula({"low": 16, "medium": 48, "high": 96})
+GPT_IMAGE_25_FACTORS = {"low": 16, "medium": 24, "high": 48, "xhigh": 64, "max": 96}
+GPT_IMAGE_25 = formula(GPT_IMAGE_25_FACTORS)
+# gpt-image-2.6 spends about 4.2x the 2.5 tokens at low and medium (664 measured at low 1536x1024).
+GPT_IMAGE_26 = formula(GPT_IMAGE_25_FACTORS, {"low": Fraction(21, 5), "medium": Fraction(21, 5)})
+QUALITIES_2 = ("low", "medium", "high")
+QUALITIES_25 = (*QUALITIES_2, "xhigh", "max")
+FORMATS_26 = (*FORMATS, "gif", "svg")
+PARAMETERS_26 = PARAMETERS | {"complexity"}
+DECEMBER_SHUTDOWN = date(2026, 12, 1)
 MODELS = {
-    "gpt-image-2": ImageModel(GPT_IMAGE_2, "high"),
-    "gpt-image-2-2026-04-21": ImageModel(GPT_IMAGE_2, "high"),
-    "gpt-image-2.5-flare": ImageModel(GPT_IMAGE_25, "xhigh"),
-    "gpt-image-2.5-sunburst": ImageModel(GPT_IMAGE_25, "high"),
-    "gpt-image-2.6-flare": ImageModel(GPT_IMAGE_25, "xhigh", **GPT_IMAGE_26),
-    "gpt-image-2.6-sunburst": ImageModel(GPT_IMAGE_25, "high", **GPT_IMAGE_26),
+    "gpt-image-2": ImageModel(QUALITIES_2, "high", GPT_IMAGE_2),
+    "gpt-image-2-2026-04-21": ImageModel(QUALITIES_2, "high", GPT_IMAGE_2),
+    "gpt-image-2.5-flare": ImageModel(QUALITIES_25, "xhigh", GPT_IMAGE_25),
+    "gpt-image-2.5-sunburst": ImageModel(QUALITIES_25, "high", GPT_IMAGE_25),
+    "gpt-image-2.6-flare": ImageModel(QUALITIES_25, "xhigh", GPT_IMAGE_26, FORMATS_26, PARAMETERS_26),
+    "gpt-image-2.6-sunburst": ImageModel(QUALITIES_25, "high", GPT_IMAGE_26, FORMATS_26, PARAMETERS_26),
+    **{
+        name: ImageModel(QUALITIES_2, "high", gpt_image_1_tokens, custom_sizes=False, shutdown=DECEMBER_SHUTDOWN)
+        for name in ("gpt-image-1.5", "gpt-image-1.5-2025-12-16", "gpt-image-1-mini", "chatgpt-image-latest")
+    },
 }
-SHUT_DOWN = ("dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "chatgpt-image-latest")
+SHUT_DOWN = ("dall-e-2", "dall-e-3", "gpt-image-1")
 
 
-def output_tokens(model: ImageModel, width: int, height: int, quality: str) -> int:
-    """Output tokens of one image: the formula that reproduces OpenAI's calculator."""
-    factor = model.factors[quality]
-    long, short = max(width, height), min(width, height)
-    shape = (2 * factor * short + long) // (2 * long)
-    tokens = -(-(factor * shape * (2_000_000 + width * height)) // 4_000_000)
-    multiplier = model.multipliers.get(quality, Fraction(1))
-    return -(-tokens * multiplier.numerator // multiplier.denominator)
-
-
-def size_allowed(size: str) -> tuple[int, int] | None:
+def size_allowed(size: str, custom: bool = True) -> tuple[int, int] | None:
     """(width, height) when the size is standard or follows the custom-size rule; None otherwise."""
     width, _, height = size.partition("x")
     if not (width.isdigit() and height.isdigit()):
@@ -89,6 +118,8 @@ def size_allowed(size: str) -> tuple[int, int] | None:
     w, h = int(width), int(height)
     if size in STANDARD_SIZES:
         return w, h
+    if not custom:
+        return None
     long, short = max(w, h), min(w, h)
     if w % 16 or h % 16 or long > 3840 or long > 3 * short or not 655_360 <= w * h <= 8_294_400:
         return None
@@ -139,8 +170,12 @@ class FakeOpenAI(FakeUpstream):
             )
         name = str(body.get("model") or "")
         model = MODELS.get(name)
-        if model is None:
-            gone = "has been deprecated" if name in SHUT_DOWN else "does not exist or you do not have access to it"
+        if model is None or (model.shutdown is not None and date.today() >= model.shutdown):
+            gone = (
+                "has been deprecated"
+                if model or name in SHUT_DOWN
+                else "does not exist or you do not have access to it"
+            )
             return error_reply(404, f"The model `{name}` {gone}.", code="model_not_found")
         refusal = self.refusal(model, body)
         if refusal is not None:
@@ -149,7 +184,7 @@ class FakeOpenAI(FakeUpstream):
         quality = model.auto_quality if quality == "auto" else quality
         size = body.get("size", "auto")
         size = AUTO_SIZE if size == "auto" else size
-        width, height = size_allowed(size) or (0, 0)
+        width, height = size_allowed(size, model.custom_sizes) or (0, 0)
         output_format = body.get("output_format", "png")
         transparent = body.get("background") == "transparent"
         data = image_bytes(
@@ -166,7 +201,7 @@ class FakeOpenAI(FakeUpstream):
         }
         if "[nousage]" not in request.prompt:
             text_tokens = len(request.prompt) // 4 + 1
-            image_tokens = n * output_tokens(model, width, height, quality)
+            image_tokens = n * model.output_tokens(width, height, quality)
             answer["usage"] = {
                 "input_tokens": text_tokens,
                 "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": 0},
@@ -187,15 +222,16 @@ class FakeOpenAI(FakeUpstream):
         if not isinstance(n, int) or not 1 <= n <= 10:
             return invalid("n", f"Invalid 'n': {n!r}; it must be between 1 and 10.")
         size = body.get("size", "auto")
-        if size != "auto" and size_allowed(str(size)) is None:
-            return invalid(
-                "size",
-                f"Invalid size '{size}'. Width and height must be multiples of 16, the longest edge at most 3840, "
-                "the aspect ratio at most 3:1 and the total pixels between 655360 and 8294400.",
-                "invalid_size",
+        if size != "auto" and size_allowed(str(size), model.custom_sizes) is None:
+            rule = (
+                "Width and height must be multiples of 16, the longest edge at most 3840, the aspect ratio at most "
+                "3:1 and the total pixels between 655360 and 8294400."
+                if model.custom_sizes
+                else f"Supported sizes are {', '.join(STANDARD_SIZES)} and auto."
             )
+            return invalid("size", f"Invalid size '{size}'. {rule}", "invalid_size")
         quality = body.get("quality", "auto")
-        if quality != "auto" and quality not in model.factors:
+        if quality != "auto" and quality not in model.qualities:
             return invalid("quality", f"Invalid quality '{quality}' for this model.")
         output_format = body.get("output_format", "png")
         if output_format not in model.formats:

@@ -9,6 +9,7 @@ import os
 
 import httpx
 import pytest
+import time_machine
 from PIL import Image
 
 from providers.base import ProviderError, TokenUsage
@@ -166,6 +167,17 @@ async def test_a_model_openai_no_longer_serves_is_a_permanent_error_in_openais_w
     assert (raised.value.code, raised.value.permanent, raised.value.upstream_status) == ("upstream_error", True, 404)
     assert f"The model `{model}` {words}" in raised.value.message
     assert len(fake_openai.requests) == 1
+
+
+async def test_a_deprecated_model_is_served_until_its_shutdown_day(fake_openai, make_job, call):
+    job = make_job("gpt-image-1-mini", size="1536x1024", quality="medium")
+    with time_machine.travel("2026-11-30 23:59:00+00:00", tick=False):
+        result = await call(OpenAIProvider(), job)
+    # gpt-image-1's published table: 1,568 output tokens for a 1536x1024 medium image.
+    assert result.usage.image_output == 1568
+    with time_machine.travel("2026-12-01 00:00:01+00:00", tick=False), pytest.raises(ProviderError) as raised:
+        await call(OpenAIProvider(), job)
+    assert "The model `gpt-image-1-mini` has been deprecated" in raised.value.message
 
 
 async def test_a_moderation_refusal_is_a_content_policy_violation(fake_openai, make_job, call):
