@@ -127,7 +127,7 @@ async def test_unconfigured_provider_is_503_without_local_fallback(gateway_clien
 
 async def test_stability_sends_multipart_with_aspect_ratio_and_model(gateway_client, auth_headers, fake_stability):
     response = await generate(
-        gateway_client, auth_headers, model="stable-diffusion-3", prompt="dunes", size="1344x768", user="u-9"
+        gateway_client, auth_headers, model="stable-diffusion-3", prompt="dunes", size="1792x1024", user="u-9"
     )
     assert response.status_code == 200, response.text
     sent = fake_stability.requests[-1]
