@@ -82,19 +82,18 @@ class FakeIdeogram(FakeUpstream):
         return self.answer(request, int(body.get("num_images", 1)), size, generation_id=uuid.uuid4().hex)
 
     def answer(self, request: FakeRequest, count: int, size: tuple[int, int], generation_id: str = "") -> Reply:
+        """The v2 answer (with its generation id) or the v1 and legacy one (with its creation time and styles)."""
         data = []
         for index in range(count):
             safe = not ("[filtered]" in request.prompt and index == 0)
-            data.append(
-                {
-                    "url": self.host_file(request, image_bytes(*size)) if safe else None,
-                    "prompt": request.prompt,
-                    "resolution": f"{size[0]}x{size[1]}",
-                    "is_image_safe": safe,
-                    "seed": 12345 + index,
-                    "style_type": "GENERAL",
-                }
-            )
+            item = {
+                "url": self.host_file(request, image_bytes(*size)) if safe else None,
+                "prompt": request.prompt,
+                "resolution": f"{size[0]}x{size[1]}",
+                "is_image_safe": safe,
+                "seed": 12345 + index,
+            }
+            data.append(item if generation_id else item | {"style_type": "GENERAL"})
         if generation_id:
             return Reply(
                 200, {"generation_id": generation_id, "generation_kind": "sampling", "seed": 12345, "data": data}
