@@ -212,6 +212,9 @@ def test_catalog_edit_confirms_and_validates(people, as_user):
         prefix + "max_n": "5",
         prefix + "max_prompt_length": "1000",
         prefix + "is_active": "on",
+        prefix + "successor": spec.successor,
+        prefix + "successor_enabled": "on",
+        prefix + "auto_policy": spec.auto_policy,
     }
     url = reverse("catalog-update", args=[spec.pk])
     ask = client.post(url, data)
@@ -223,6 +226,12 @@ def test_catalog_edit_confirms_and_validates(people, as_user):
     bad = client.post(url, {**data, prefix + "sizes": "big", prefix + "max_n": "0"})
     assert bad.status_code == 422
     assert b"Not a WIDTHxHEIGHT size: big" in bad.content and b"greater than or equal to 1" in bad.content
+    unknown = client.post(url, {**data, prefix + "successor": "dall-e-9"})
+    assert unknown.status_code == 422 and b"No catalog model is named &#x27;dall-e-9&#x27;" in unknown.content
+    switched_off = {key: value for key, value in data.items() if key != prefix + "successor_enabled"}
+    assert client.post(url, {**switched_off, "confirmed": "1"}).status_code == 302
+    spec.refresh_from_db()
+    assert spec.successor_enabled is False and spec.successor == "gpt-image-2.5-sunburst"
 
 
 def test_audit_page_lists_commands_and_dashboard_changes_of_this_org_only(people, as_user):
