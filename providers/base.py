@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from providers.sizes import size_parse
+
 
 @dataclass(frozen=True)
 class ImageParams:
@@ -131,8 +133,12 @@ class ProviderError(Exception):
 
     @property
     def counts_against_provider(self) -> bool:
-        """Whether the circuit breaker should hold this against the provider's health."""
-        return not self.permanent or self.code == "upstream_auth_failed"
+        """Whether the circuit breaker should hold this against the provider's health.
+
+        Wrong credentials and an exhausted account are permanent for the request, yet
+        the provider cannot serve anyone until an operator acts.
+        """
+        return not self.permanent or self.code in ("upstream_auth_failed", "upstream_quota_exhausted")
 
 
 def content_policy_error(message: str, *, upstream_status: int | None) -> ProviderError:
@@ -141,8 +147,21 @@ def content_policy_error(message: str, *, upstream_status: int | None) -> Provid
     )
 
 
+def quota_exhausted_error(message: str, *, upstream_status: int | None) -> ProviderError:
+    """Our account with the provider has no credit or quota left: retrying cannot help, an operator must act."""
+    return ProviderError(
+        f"The upstream provider's account for this gateway is out of quota or credit: {message}",
+        code="upstream_quota_exhausted",
+        status=502,
+        permanent=True,
+        upstream_status=upstream_status,
+    )
+
+
 def error_for_status(status: int, message: str, *, retry_after: float | None = None) -> ProviderError:
     """The gateway's error for an upstream HTTP failure that is not a content-policy refusal."""
+    if status == 402:
+        return quota_exhausted_error(message, upstream_status=status)
     if status in (401, 403):
         return ProviderError(
             "The upstream provider rejected the gateway's credentials.",
@@ -180,7 +199,33 @@ def sniff_content_type(data: bytes) -> str:
         return "image/jpeg"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
+    if data.startswith(b"GIF8"):
+        return "image/gif"
+    if data[:256].lstrip().startswith((b"<svg", b"<?xml")):
+        return "image/svg+xml"
     return "image/png"
+
+
+def size_dimensions(size: str) -> tuple[int, int]:
+    """(width, height) of a "WxH" size, for providers that take pixels or aspect ratios."""
+    dimensions = size_parse(size)
+    if dimensions is None:
+        raise ProviderError(
+            f"This provider needs the size as WxH, not {size!r}.", code="invalid_parameter", status=400, permanent=True
+        )
+    return dimensions
+
+
+def options_refuse(job: ImageJob, accepted: tuple[str, ...], provider: str) -> None:
+    """Refuse what the catalog let through but this provider's API cannot express, rather than drop it."""
+    refused = sorted(set(job.options) - set(accepted))
+    if refused:
+        raise ProviderError(
+            f"The {provider} API cannot take the parameter(s) {', '.join(refused)} for model '{job.model}'.",
+            code="invalid_parameter",
+            status=400,
+            permanent=True,
+        )
 
 
 class Provider(ABC):

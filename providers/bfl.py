@@ -1,13 +1,17 @@
 """Black Forest Labs FLUX: submit, poll the returned `polling_url`, download the sample.
 
-Each task makes one image, so n > 1 fans out. `polling_url` and the sample URL
-come from the provider's answer; we follow them only to our configured origin or
-to BFL's own HTTPS hosts (*.bfl.ai), never to an arbitrary URL. The sample's
-signed URL expires in minutes, so it is downloaded at once.
+FLUX.2 (flux-2-pro, -max, -flex, -klein-4b, -klein-9b) and FLUX.1 [pro]/[dev] take
+the size in pixels, Kontext and Ultra an aspect ratio. Each task makes one image,
+so n > 1 fans out. The submit answer's `cost` (in credits of $0.01) is what BFL
+charges for the task. `polling_url` and the sample URL come from the provider's
+answer; we follow them only to our configured origin or to BFL's own HTTPS hosts
+(*.bfl.ai), never to an arbitrary URL. The sample's signed URL expires in
+minutes, so it is downloaded at once.
 """
 
 import asyncio
 import time
+from decimal import Decimal
 
 import httpx
 from django.conf import settings
@@ -19,13 +23,18 @@ from providers.base import (
     ProviderResult,
     content_policy_error,
     error_for_status,
+    options_refuse,
+    size_dimensions,
 )
-from providers.local import parse_size
 from providers.retry import parse_retry_after
-from providers.upstream import HttpProvider, image_from_bytes
+from providers.upstream import HttpProvider, image_from_bytes, nearest_aspect_ratio
 
 _RUNNING = ("Pending", "Reasoning", "Generating", "Queued")
 _MODERATED = ("Request Moderated", "Content Moderated")
+# Models that take an aspect ratio instead of a width and height.
+ASPECT_RATIO_MODELS = ("flux-kontext-pro", "flux-kontext-max", "flux-pro-1.1-ultra")
+ASPECT_RATIOS = ("21:9", "16:9", "3:2", "4:3", "1:1", "3:4", "2:3", "9:16", "9:21")
+CREDIT = Decimal("0.01")
 
 
 def _detail(response: httpx.Response) -> str:
@@ -51,8 +60,12 @@ class BFLProvider(HttpProvider):
         )
 
     def request_body(self, job: ImageJob, index: int) -> dict:
-        width, height = parse_size(job.size)
-        body: dict = {"prompt": job.prompt, "width": width, "height": height, "output_format": "png"}
+        options_refuse(job, ("output_format",), "Black Forest Labs")
+        body: dict = {"prompt": job.prompt, "output_format": job.options.get("output_format", "png")}
+        if job.upstream_model in ASPECT_RATIO_MODELS:
+            body["aspect_ratio"] = nearest_aspect_ratio(job.size, ASPECT_RATIOS)
+        else:
+            body["width"], body["height"] = size_dimensions(job.size)
         if job.seed is not None:
             body["seed"] = job.seed + index
         return body
@@ -60,7 +73,7 @@ class BFLProvider(HttpProvider):
     async def generate(self, job: ImageJob, client: httpx.AsyncClient) -> ProviderResult:
         headers = {"x-key": self.api_key(), "accept": "application/json"}
 
-        async def one(index: int) -> GeneratedImage:
+        async def one(index: int) -> tuple[GeneratedImage, Decimal | None]:
             submitted = await self.send(
                 client,
                 "POST",
@@ -69,13 +82,21 @@ class BFLProvider(HttpProvider):
                 headers=headers,
             )
             try:
-                polling_url = str(submitted.json()["polling_url"])
-            except (ValueError, KeyError, TypeError):
+                task = submitted.json()
+                polling_url = str(task["polling_url"])
+                cost = None if task.get("cost") is None else Decimal(str(task["cost"])) * CREDIT
+            except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError):
                 raise ProviderError("The upstream provider sent a malformed response.", upstream_status=200) from None
             sample_url = await self.poll(client, polling_url, headers)
-            return image_from_bytes(await self.download(client, sample_url, model=job.model))
+            return image_from_bytes(await self.download(client, sample_url, model=job.model)), cost
 
-        return ProviderResult(images=await self.fan_out(job, one))
+        delivered = await self.fan_out(job, one)
+        costs = [cost for _, cost in delivered if cost is not None]
+        return ProviderResult(
+            images=[image for image, _ in delivered],
+            # What BFL charged for the tasks that delivered; unknown when one of them did not say.
+            provider_cost=sum(costs, Decimal(0)) if len(costs) == len(delivered) else None,
+        )
 
     async def poll(self, client: httpx.AsyncClient, polling_url: str, headers: dict[str, str]) -> str:
         """Poll until Ready (returns the sample URL), a terminal status, or our deadline."""

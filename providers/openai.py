@@ -1,8 +1,11 @@
-"""OpenAI Images (dall-e-2, dall-e-3, gpt-image-1).
+"""OpenAI Images: the GPT image models (gpt-image-2, gpt-image-2.5-*, gpt-image-2.6-*).
 
-We always ask for base64 so the gateway holds the bytes and hosts them itself;
-gpt-image models return base64 anyway and refuse `response_format`. An upstream
-that answers with URLs anyway (another gateway) is downloaded from its own origin.
+They always answer base64 and refuse `response_format`, so we never send it; the
+request's further parameters (background, output_format, output_compression,
+moderation, complexity) go as given. They bill in tokens and say so in `usage`,
+and echo the size and quality they chose when the request said `auto`. An
+upstream that answers with URLs anyway (another gateway) is downloaded from its
+own origin.
 """
 
 import base64
@@ -15,24 +18,71 @@ from providers.base import (
     ImageJob,
     ProviderError,
     ProviderResult,
+    TokenUsage,
     UpstreamModel,
     content_policy_error,
     error_for_status,
+    quota_exhausted_error,
 )
 from providers.retry import parse_retry_after
 from providers.upstream import HttpProvider, image_from_bytes
 
 _POLICY_CODES = ("content_policy_violation", "moderation_blocked")
+# A 429 that says the account is out of credit or over a spend limit: retrying "won't restore access".
+_QUOTA_CODES = (
+    "insufficient_quota",
+    "credit_balance_exhausted",
+    "organization_spend_limit_exceeded",
+    "project_spend_limit_exceeded",
+    "organization_usage_limit_exceeded",
+)
 
 
-def _error_message(response: httpx.Response) -> tuple[str, str]:
+def _error_fields(response: httpx.Response) -> tuple[str, str, str]:
+    """(message, type, code) of OpenAI's error body, tolerating other shapes."""
     try:
         error = response.json().get("error") or {}
     except (ValueError, AttributeError):
-        return response.text[:300], ""
+        return response.text[:300], "", ""
     if isinstance(error, str):
-        return error, ""
-    return str(error.get("message") or response.text[:300]), str(error.get("code") or "")
+        return error, "", ""
+    return str(error.get("message") or response.text[:300]), str(error.get("type") or ""), str(error.get("code") or "")
+
+
+def token_usage(usage: dict) -> TokenUsage:
+    """OpenAI's `usage` object in the buckets it bills separately.
+
+    Cached input is billed at its own rate. OpenAI may report `cached_tokens` with a
+    text/image split (`cached_tokens_details`, as its Realtime API does) or without one;
+    without a split the cached tokens count as text first, the smaller of the two
+    discounts, so a charge is never below what the bill can be. Without
+    `output_tokens_details`, every output token is an image token.
+    """
+    details = usage.get("input_tokens_details")
+    if isinstance(details, dict):
+        text, image = int(details.get("text_tokens", 0)), int(details.get("image_tokens", 0))
+    else:  # no breakdown: the prompt is all there is
+        details, text, image = {}, int(usage.get("input_tokens", 0)), 0
+    split = details.get("cached_tokens_details")
+    if isinstance(split, dict):
+        cached_text, cached_image = int(split.get("text_tokens", 0)), int(split.get("image_tokens", 0))
+    else:
+        cached = int(details.get("cached_tokens", 0))
+        cached_text = min(cached, text)
+        cached_image = min(cached - cached_text, image)
+    output = usage.get("output_tokens_details")
+    if isinstance(output, dict):
+        image_output, text_output = int(output.get("image_tokens", 0)), int(output.get("text_tokens", 0))
+    else:
+        image_output, text_output = int(usage.get("output_tokens", 0)), 0
+    return TokenUsage(
+        text_input=text - cached_text,
+        cached_text_input=cached_text,
+        image_input=image - cached_image,
+        cached_image_input=cached_image,
+        image_output=image_output,
+        text_output=text_output,
+    )
 
 
 class OpenAIProvider(HttpProvider):
@@ -42,21 +92,22 @@ class OpenAIProvider(HttpProvider):
     default_base_url = "https://api.openai.com/v1"
 
     def map_error(self, response: httpx.Response) -> ProviderError:
-        message, code = _error_message(response)
-        if response.status_code == 400 and code in _POLICY_CODES:
+        message, kind, code = _error_fields(response)
+        status = response.status_code
+        if status == 400 and code in _POLICY_CODES:
             return content_policy_error(message, upstream_status=400)
-        return error_for_status(response.status_code, message, retry_after=parse_retry_after(response.headers))
+        if status == 429 and (kind in _QUOTA_CODES or code in _QUOTA_CODES):
+            return quota_exhausted_error(message, upstream_status=429)
+        # Anything else, a shut-down model's 404 `model_not_found` included, carries OpenAI's own words.
+        return error_for_status(status, message, retry_after=parse_retry_after(response.headers))
 
     def request_body(self, job: ImageJob) -> dict:
         body: dict = {"model": job.upstream_model, "prompt": job.prompt, "n": job.n, "size": job.size}
-        if job.upstream_model.startswith("gpt-image"):
+        if job.quality:
             body["quality"] = job.quality
-        else:
-            body["response_format"] = "b64_json"
-            if job.quality:
-                body["quality"] = job.quality
         if job.style:
             body["style"] = job.style
+        body.update(job.options)
         if job.end_user:
             body["user"] = job.end_user
         return body
@@ -88,14 +139,22 @@ class OpenAIProvider(HttpProvider):
             headers=headers,
         )
         try:
-            items = response.json()["data"]
+            body = response.json()
             images = []
-            for item in items:
+            for item in body["data"]:
                 if item.get("b64_json"):
                     data = base64.b64decode(item["b64_json"])
                 else:
                     data = await self.download(client, item["url"], model=job.model)
                 images.append(image_from_bytes(data, revised_prompt=item.get("revised_prompt")))
+            usage = body.get("usage")
+            return ProviderResult(
+                images=images,
+                upstream_request_id=response.headers.get("x-request-id", ""),
+                usage=token_usage(usage) if isinstance(usage, dict) else None,
+                usage_reported=usage if isinstance(usage, dict) else None,
+                reported_size=str(body.get("size") or ""),
+                reported_quality=str(body.get("quality") or ""),
+            )
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
             raise ProviderError("The upstream provider sent a malformed response.", upstream_status=200) from None
-        return ProviderResult(images=images, upstream_request_id=response.headers.get("x-request-id", ""))

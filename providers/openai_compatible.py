@@ -11,7 +11,7 @@ import re
 import httpx
 
 from gateway.core.env import env_str
-from providers.base import UpstreamModel
+from providers.base import ImageJob, UpstreamModel
 from providers.openai import OpenAIProvider
 
 
@@ -40,3 +40,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
         # Each model may live on its own server, and what another gateway lists says nothing of a vendor's
         # retirements: no list is taken as the truth about these models.
         return None
+
+    def request_body(self, job: ImageJob) -> dict:
+        # Such servers mostly speak the dall-e dialect, whose default answer is a URL.
+        return {**super().request_body(job), "response_format": "b64_json"}

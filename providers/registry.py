@@ -9,8 +9,8 @@ from django.conf import settings
 
 from providers.base import Provider
 from providers.bfl import BFLProvider
+from providers.google import GoogleProvider
 from providers.ideogram import IdeogramProvider
-from providers.imagen import ImagenProvider
 from providers.local import LocalProvider
 from providers.openai import OpenAIProvider
 from providers.openai_compatible import OpenAICompatibleProvider
@@ -24,7 +24,7 @@ _PROVIDERS: dict[str, Provider] = {
         StabilityProvider(),
         BFLProvider(),
         IdeogramProvider(),
-        ImagenProvider(),
+        GoogleProvider(),
         OpenAICompatibleProvider(),
     )
 }

@@ -1,12 +1,10 @@
-"""Stability AI v2beta Stable Image: stable-diffusion-3 / sd3.5, core, ultra.
+"""Stability AI v2beta Stable Image: stable-image-ultra, stable-image-core, sd3.5-large/-large-turbo/-medium.
 
 Multipart form, one image per call (we fan out for n > 1), size sent as an
-aspect ratio, base64 JSON back. A `CONTENT_FILTERED` finish reason means the
-image came back blurred: that is a refusal, not a success.
+aspect ratio, the image's bytes back (`accept: image/*`) with the outcome in a
+`finish-reason` header. A `CONTENT_FILTERED` finish reason means the image came
+back blurred: that is a refusal, not a success.
 """
-
-import base64
-import binascii
 
 import httpx
 
@@ -17,6 +15,7 @@ from providers.base import (
     ProviderResult,
     content_policy_error,
     error_for_status,
+    options_refuse,
 )
 from providers.retry import parse_retry_after
 from providers.upstream import HttpProvider, image_from_bytes, nearest_aspect_ratio
@@ -51,11 +50,12 @@ class StabilityProvider(HttpProvider):
         return error_for_status(response.status_code, message, retry_after=parse_retry_after(response.headers))
 
     def form(self, job: ImageJob, index: int) -> dict[str, tuple[None, str]]:
+        options_refuse(job, ("output_format",), "Stability AI")
         path_model = endpoint_for(job.upstream_model)[1]
         fields = {
             "prompt": job.prompt,
             "aspect_ratio": nearest_aspect_ratio(job.size, ASPECT_RATIOS),
-            "output_format": "png",
+            "output_format": job.options.get("output_format", "png"),
         }
         if path_model:
             fields["model"] = path_model
@@ -66,7 +66,7 @@ class StabilityProvider(HttpProvider):
 
     async def generate(self, job: ImageJob, client: httpx.AsyncClient) -> ProviderResult:
         path = endpoint_for(job.upstream_model)[0]
-        headers = {"authorization": f"Bearer {self.api_key()}", "accept": "application/json"}
+        headers = {"authorization": f"Bearer {self.api_key()}", "accept": "image/*"}
         if job.end_user:
             headers["stability-client-user-id"] = job.end_user
 
@@ -74,14 +74,12 @@ class StabilityProvider(HttpProvider):
             response = await self.send(
                 client, "POST", f"{self.base_url()}{path}", files=self.form(job, index), headers=headers
             )
-            try:
-                body = response.json()
-                if body.get("finish_reason") == "CONTENT_FILTERED":
-                    raise content_policy_error(
-                        "The provider's safety filter blurred the generated image.", upstream_status=200
-                    )
-                return image_from_bytes(base64.b64decode(body["image"]))
-            except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
-                raise ProviderError("The upstream provider sent a malformed response.", upstream_status=200) from None
+            if response.headers.get("finish-reason") == "CONTENT_FILTERED":
+                raise content_policy_error(
+                    "The provider's safety filter blurred the generated image.", upstream_status=200
+                )
+            if not response.headers.get("content-type", "").startswith("image/") or not response.content:
+                raise ProviderError("The upstream provider sent a malformed response.", upstream_status=200)
+            return image_from_bytes(response.content)
 
         return ProviderResult(images=await self.fan_out(job, one))

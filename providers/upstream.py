@@ -5,6 +5,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -17,11 +18,13 @@ from providers.base import (
     Provider,
     ProviderError,
     error_for_status,
+    size_dimensions,
     sniff_content_type,
 )
 from providers.retry import parse_retry_after, with_retries
 
 logger = logging.getLogger("providers")
+T = TypeVar("T")
 
 
 def upstream_timeout() -> httpx.Timeout:
@@ -30,8 +33,8 @@ def upstream_timeout() -> httpx.Timeout:
 
 def nearest_aspect_ratio(size: str, ratios: Iterable[str], separator: str = ":") -> str:
     """The provider's aspect ratio closest to a WxH size (they take ratios, we take sizes)."""
-    width, _, height = size.partition("x")
-    wanted = math.log(int(width) / int(height))
+    width, height = size_dimensions(size)
+    wanted = math.log(width / height)
 
     def distance(ratio: str) -> float:
         a, _, b = ratio.partition(separator)
@@ -109,20 +112,20 @@ class HttpProvider(Provider):
             )
         return (await self.send(client, "GET", url, **kwargs)).content
 
-    async def fan_out(self, job: ImageJob, one: Callable[[int], Awaitable[GeneratedImage]]) -> list[GeneratedImage]:
+    async def fan_out(self, job: ImageJob, one: Callable[[int], Awaitable[T]]) -> list[T]:
         """`job.n` single-image calls at once, for APIs without `n`; keeps what was delivered.
 
         When some calls fail the rest are still delivered (and charged); when all
         fail, the first failure is the answer.
         """
         outcomes = await asyncio.gather(*(one(index) for index in range(job.n)), return_exceptions=True)
-        images = [outcome for outcome in outcomes if isinstance(outcome, GeneratedImage)]
+        delivered = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
         for outcome in outcomes:
             if isinstance(outcome, BaseException) and not isinstance(outcome, ProviderError):
                 raise outcome
-        if not images:
+        if not delivered:
             raise next(outcome for outcome in outcomes if isinstance(outcome, ProviderError))
-        return images
+        return delivered
 
 
 def image_from_bytes(data: bytes, *, revised_prompt: str | None = None) -> GeneratedImage:

@@ -29,9 +29,9 @@ from gateway.asgi import application
 from gateway.seed import seed_defaults
 from providers.breaker import breakers_reset
 from tests.fakes.bfl_upstream import FakeBFL
+from tests.fakes.google_upstream import FakeGoogle
 from tests.fakes.ideogram_upstream import FakeIdeogram
-from tests.fakes.imagen_upstream import FakeImagen
-from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.openai_upstream import FakeOpenAI, FakeOpenAICompatible
 from tests.fakes.stability_upstream import FakeStability
 from tests.people import as_user, people  # noqa: F401 - the cast, for every folder
 
@@ -211,7 +211,7 @@ def fake_openai(monkeypatch):
 @pytest.fixture
 def fake_compatible(monkeypatch):
     """Another OpenAI-compatible server, configured as the `openai_compatible` provider's default upstream."""
-    yield from _serve_fake(monkeypatch, FakeOpenAI(api_key="sk-compatible"), "OPENAI_COMPATIBLE", "/v1")
+    yield from _serve_fake(monkeypatch, FakeOpenAICompatible(api_key="sk-compatible"), "OPENAI_COMPATIBLE", "/v1")
 
 
 @pytest.fixture
@@ -231,12 +231,12 @@ def fake_ideogram(monkeypatch):
 
 
 @pytest.fixture
-def fake_imagen(monkeypatch):
-    yield from _serve_fake(monkeypatch, FakeImagen(api_key="gemini-key"), "GEMINI")
+def fake_google(monkeypatch):
+    yield from _serve_fake(monkeypatch, FakeGoogle(api_key="gemini-key"), "GEMINI")
 
 
 @pytest.fixture
-def all_fakes(fake_openai, fake_compatible, fake_stability, fake_bfl, fake_ideogram, fake_imagen, settings):
+def all_fakes(fake_openai, fake_compatible, fake_stability, fake_bfl, fake_ideogram, fake_google, settings):
     """Every provider configured against its fake, with no local fallback: each model must reach its upstream."""
     settings.LOCAL_PROVIDER_FALLBACK = False
     return {
@@ -245,7 +245,7 @@ def all_fakes(fake_openai, fake_compatible, fake_stability, fake_bfl, fake_ideog
         "stability": fake_stability,
         "bfl": fake_bfl,
         "ideogram": fake_ideogram,
-        "imagen": fake_imagen,
+        "google": fake_google,
     }
 
 

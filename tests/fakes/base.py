@@ -13,6 +13,7 @@ Vendor fakes add their own markers (see each module).
 import argparse
 import asyncio
 import base64
+import functools
 import io
 import json
 import re
@@ -24,14 +25,46 @@ from email.policy import HTTP
 
 from PIL import Image
 
+_PILLOW_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF"}
+CONTENT_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "svg": "image/svg+xml",
+}
 
-def png_bytes(colour: tuple[int, int, int] = (40, 90, 200)) -> bytes:
+
+@functools.lru_cache(maxsize=64)
+def image_bytes(
+    width: int, height: int, output_format: str = "png", *, transparent: bool = False, compression: int | None = None
+) -> bytes:
+    """A real image of this size and format, as a vendor would send it: a square on a plain ground.
+
+    Transparent: RGBA with a fully transparent ground. GIF: animated, two frames. SVG: a small document.
+    Cached, so a fake answers as fast as a benchmark needs.
+    """
+    if output_format == "svg":
+        return (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+            f'<rect width="{width}" height="{height}" fill="#2856c8"/></svg>'
+        ).encode()
+    mode = "RGBA" if transparent else "RGB"
+    ground = (0, 0, 0, 0) if transparent else (40, 90, 200)
+    frames = []
+    for colour in ((230, 120, 30), (30, 200, 120))[: 2 if output_format == "gif" else 1]:
+        frame = Image.new(mode, (width, height), ground)
+        frame.paste(colour, (width // 4, height // 4, width * 3 // 4, height * 3 // 4))
+        frames.append(frame)
     buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), colour).save(buffer, format="PNG")
+    options: dict = {"quality": compression} if compression is not None else {}
+    if output_format == "gif":
+        options = {"save_all": True, "append_images": frames[1:], "duration": 100, "loop": 0}
+    frames[0].save(buffer, format=_PILLOW_FORMATS[output_format], **options)
     return buffer.getvalue()
 
 
-TINY_PNG = png_bytes()
+TINY_PNG = image_bytes(8, 8)
 TINY_PNG_B64 = base64.b64encode(TINY_PNG).decode()
 
 
@@ -50,9 +83,9 @@ class FakeRequest:
         image_request = self.json.get("image_request")
         if isinstance(image_request, dict):
             return str(image_request.get("prompt", ""))
-        instances = self.json.get("instances")
-        if isinstance(instances, list) and instances:
-            return str(instances[0].get("prompt", ""))
+        contents = self.json.get("contents")
+        if isinstance(contents, list) and contents:
+            return str(contents[0].get("parts", [{}])[0].get("text", ""))
         return str(self.json.get("prompt") or self.form.get("prompt") or "")
 
 
@@ -80,7 +113,7 @@ class FakeUpstream(ABC):
         self.api_key = api_key
         self.requests: list[FakeRequest] = []
         self._seen_prompts: set[str] = set()
-        self.files: dict[str, bytes] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}
         # Set by a test to make every generation request fail with this status (a provider outage).
         self.outage_status: int | None = None
 
@@ -96,16 +129,16 @@ class FakeUpstream(ABC):
     def generate(self, request: FakeRequest) -> Reply:
         """The vendor's answer to a successful generation request."""
 
-    def host_file(self, request: FakeRequest, data: bytes = TINY_PNG) -> str:
+    def host_file(self, request: FakeRequest, data: bytes = TINY_PNG, output_format: str = "png") -> str:
         """Serve `data` from this fake (as the vendor's CDN would) and return its URL."""
         name = uuid.uuid4().hex
-        self.files[name] = data
-        return f"{request.base_url}/files/{name}.png"
+        self.files[name] = (data, CONTENT_TYPES[output_format])
+        return f"{request.base_url}/files/{name}.{output_format}"
 
     def respond(self, request: FakeRequest) -> Reply:
         if request.path.startswith("/files/"):
-            data = self.files.get(request.path.removeprefix("/files/").removesuffix(".png"))
-            return Reply(200, data, {"content-type": "image/png"}) if data else Reply(404, b"gone")
+            hosted = self.files.get(request.path.removeprefix("/files/").partition(".")[0])
+            return Reply(200, hosted[0], {"content-type": hosted[1]}) if hosted else Reply(404, b"gone")
         if not self.authorised(request):
             return self.error(401, "Invalid API key.")
         if self.outage_status is not None:

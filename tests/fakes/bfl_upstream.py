@@ -1,16 +1,41 @@
 """A fake of Black Forest Labs' API: submit a task, poll `polling_url`, download the sample.
 
-`python -m tests.fakes.bfl_upstream --port 9102`. A task is Pending for
-`pending_polls` polls, then Ready. Markers: see base.py; "[moderated]" ends the
-task as Content Moderated and "[policy]" as Request Moderated, "[stuck]" never leaves Pending, "[evil-poll]" returns
-a polling_url on a host that is not BFL's.
+`python -m tests.fakes.bfl_upstream --port 9102`. The submit answer carries `cost` in credits ($0.01):
+FLUX.2 per megapixel (the first, then each started one), FLUX.1 per image. A FLUX.2 width or height that
+is not a multiple of 16 (or under 64, or over 4 MP in all) is a 422, as BFL's validation answers.
+A task is Pending for `pending_polls` polls, then Ready with a real image of the size asked for.
+Markers: see base.py; "[moderated]" ends the task as Content Moderated and "[policy]" as Request Moderated,
+"[stuck]" never leaves Pending, "[evil-poll]" returns a polling_url on a host that is not BFL's.
 """
 
+import math
 import uuid
 
-from tests.fakes.base import FakeRequest, FakeUpstream, Reply, serve_main
+from tests.fakes.base import FakeRequest, FakeUpstream, Reply, image_bytes, serve_main
 
-MODELS = ("flux-pro", "flux-pro-1.1", "flux-dev", "flux-pro-1.1-ultra")
+MEGAPIXEL = 1024 * 1024
+# Credits for the first megapixel and for each further started one.
+FLUX_2 = {
+    "flux-2-pro": (3, 1.5),
+    "flux-2-max": (7, 3),
+    "flux-2-flex": (5, 5),
+    "flux-2-klein-4b": (1.4, 0.1),
+    "flux-2-klein-9b": (1.5, 0.2),
+}
+# FLUX.1: credits per image; Kontext and Ultra take an aspect ratio, the others pixels (multiples of 32).
+FLUX_1 = {"flux-pro": 5, "flux-pro-1.1": 4, "flux-dev": 2.5, "flux-kontext-pro": 4, "flux-kontext-max": 8}
+FLUX_1_RATIOS = {"flux-kontext-pro": 1024 * 1024, "flux-kontext-max": 1024 * 1024, "flux-pro-1.1-ultra": 4 * MEGAPIXEL}
+ULTRA_CREDITS = 6
+
+
+def unprocessable(field: str, message: str) -> Reply:
+    return Reply(422, {"detail": [{"loc": ["body", field], "msg": message, "type": "value_error"}]})
+
+
+def ratio_size(ratio: str, pixels: int) -> tuple[int, int]:
+    a, _, b = ratio.partition(":")
+    width = round(math.sqrt(pixels * int(a) / int(b)) / 32) * 32
+    return width, round(pixels / width / 32) * 32
 
 
 class FakeBFL(FakeUpstream):
@@ -31,7 +56,7 @@ class FakeBFL(FakeUpstream):
                 {"retry-after": "0"},
             )
         if status == 422:
-            return Reply(422, {"detail": [{"loc": ["body", "width"], "msg": message, "type": "value_error"}]})
+            return unprocessable("width", message)
         return Reply(status, {"detail": message})
 
     def respond(self, request: FakeRequest) -> Reply:
@@ -44,12 +69,46 @@ class FakeBFL(FakeUpstream):
 
     def generate(self, request: FakeRequest) -> Reply:
         model = request.path.removeprefix("/v1/")
-        if request.method != "POST" or model not in MODELS:
+        body = request.json
+        if request.method != "POST" or model not in (*FLUX_2, *FLUX_1, "flux-pro-1.1-ultra"):
             return Reply(404, {"detail": "Not Found"})
+        output_format = body.get("output_format", "jpeg")
+        if output_format not in ("jpeg", "png"):
+            return unprocessable("output_format", "Input should be 'jpeg' or 'png'")
+        if model in FLUX_1_RATIOS:
+            ratio = str(body.get("aspect_ratio", "16:9"))
+            a, _, b = ratio.partition(":")
+            if not (a.isdigit() and b.isdigit()) or not 9 / 21 <= int(a) / int(b) <= 21 / 9:
+                return unprocessable("aspect_ratio", "Aspect ratio must be between 21:9 and 9:21")
+            width, height = ratio_size(ratio, FLUX_1_RATIOS[model])
+            cost = FLUX_1.get(model, ULTRA_CREDITS)
+        else:
+            width, height = body.get("width"), body.get("height")
+            step = 16 if model in FLUX_2 else 32
+            for field, value in (("width", width), ("height", height)):
+                if not isinstance(value, int) or value < 64 or value % step:
+                    return unprocessable(field, f"Input should be a multiple of {step} and at least 64")
+            if model in FLUX_2 and width * height > 4 * MEGAPIXEL:
+                return unprocessable("width", "The image may have at most 4 megapixels")
+            output_mp = width * height / MEGAPIXEL
+            if model in FLUX_2:
+                first, extra = FLUX_2[model]
+                cost = first + math.ceil(output_mp - 1) * extra
+            else:
+                cost = FLUX_1[model]
         task_id = uuid.uuid4().hex
-        self.tasks[task_id] = {"prompt": request.prompt, "polls": 0}
+        self.tasks[task_id] = {"prompt": request.prompt, "polls": 0, "size": (width, height), "format": output_format}
         polling_host = "http://169.254.169.254" if "[evil-poll]" in request.prompt else request.base_url
-        return Reply(200, {"id": task_id, "polling_url": f"{polling_host}/v1/get_result?id={task_id}", "cost": 4.0})
+        return Reply(
+            200,
+            {
+                "id": task_id,
+                "polling_url": f"{polling_host}/v1/get_result?id={task_id}",
+                "cost": round(cost, 2),
+                "input_mp": 0.0,
+                "output_mp": round(width * height / MEGAPIXEL, 2),
+            },
+        )
 
     def poll(self, request: FakeRequest) -> Reply:
         if request.headers.get("x-key") != self.api_key:
@@ -65,7 +124,7 @@ class FakeBFL(FakeUpstream):
         if "[moderated]" in prompt or "[policy]" in prompt:
             status = "Request Moderated" if "[policy]" in prompt else "Content Moderated"
             return Reply(200, {"id": task_id, "status": status, "details": {"Moderation Reasons": []}})
-        sample = self.host_file(request)
+        sample = self.host_file(request, image_bytes(*task["size"], task["format"]), task["format"])
         result = {"sample": sample, "prompt": prompt, "seed": 1234}
         return Reply(200, {"id": task_id, "status": "Ready", "result": result, "progress": None})
 

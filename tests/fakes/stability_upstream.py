@@ -1,18 +1,33 @@
-"""A fake of Stability AI's v2beta Stable Image generate endpoints (multipart in, base64 JSON out).
+"""A fake of Stability AI's v2beta Stable Image generate endpoints: multipart in, the image back.
 
-`python -m tests.fakes.stability_upstream --port 9101`. Markers: see base.py;
-"[filtered]" answers 200 with finish_reason CONTENT_FILTERED (a blurred image).
+`accept: image/*` answers the image's bytes with `finish-reason` and `seed` headers; `accept:
+application/json` answers base64 JSON. Images are real, at Stability's one-megapixel size for the aspect
+ratio, in the output format asked for. `python -m tests.fakes.stability_upstream --port 9101`.
+Markers: see base.py; "[filtered]" answers 200 with finish reason CONTENT_FILTERED (a blurred image).
 """
 
+import base64
 import uuid
 
-from tests.fakes.base import TINY_PNG_B64, FakeRequest, FakeUpstream, Reply, serve_main
+from tests.fakes.base import CONTENT_TYPES, FakeRequest, FakeUpstream, Reply, image_bytes, serve_main
 
 PATHS = (
     "/v2beta/stable-image/generate/sd3",
     "/v2beta/stable-image/generate/core",
     "/v2beta/stable-image/generate/ultra",
 )
+SD3_MODELS = ("sd3.5-large", "sd3.5-large-turbo", "sd3.5-medium")
+SIZES = {
+    "1:1": (1024, 1024),
+    "16:9": (1344, 768),
+    "9:16": (768, 1344),
+    "21:9": (1536, 640),
+    "9:21": (640, 1536),
+    "3:2": (1216, 832),
+    "2:3": (832, 1216),
+    "5:4": (1088, 896),
+    "4:5": (896, 1088),
+}
 _NAMES = {400: "bad_request", 401: "unauthorized", 429: "rate_limit_exceeded", 500: "internal_error"}
 
 
@@ -29,14 +44,25 @@ class FakeStability(FakeUpstream):
         return Reply(status, {"id": uuid.uuid4().hex, "name": name, "errors": [message]})
 
     def generate(self, request: FakeRequest) -> Reply:
+        form = request.form
         if request.path not in PATHS or not request.headers.get("content-type", "").startswith("multipart/form-data"):
             return self.error(400, "prompt: is required (send multipart/form-data)")
+        sd3 = request.path.endswith("/sd3")
+        if sd3 and form.get("model", "sd3.5-large") not in SD3_MODELS:
+            return self.error(400, f"model: must be one of {', '.join(SD3_MODELS)}")
+        ratio = form.get("aspect_ratio", "1:1")
+        if ratio not in SIZES:
+            return self.error(400, f"aspect_ratio: must be one of {', '.join(SIZES)}")
+        output_format = form.get("output_format", "png")
+        if output_format not in (("jpeg", "png") if sd3 else ("jpeg", "png", "webp")):
+            return self.error(400, f"output_format: {output_format} is not supported here")
+        data = image_bytes(*SIZES[ratio], output_format)
         finish_reason = "CONTENT_FILTERED" if "[filtered]" in request.prompt else "SUCCESS"
-        return Reply(
-            200,
-            {"image": TINY_PNG_B64, "seed": 343940597, "finish_reason": finish_reason},
-            {"content-type": "application/json; type=image/png"},
-        )
+        if request.headers.get("accept", "image/*") == "application/json":
+            body = {"image": base64.b64encode(data).decode(), "seed": 343940597, "finish_reason": finish_reason}
+            return Reply(200, body, {"content-type": f"application/json; type={CONTENT_TYPES[output_format]}"})
+        headers = {"content-type": CONTENT_TYPES[output_format], "finish-reason": finish_reason, "seed": "343940597"}
+        return Reply(200, data, headers)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import time_machine
 
+from gateway.core.images import image_store, signed_image_path
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -43,3 +45,19 @@ async def test_tampered_urls_are_refused(gateway_client, auth_headers):
         parts.path,
     ):
         assert (await gateway_client.get(candidate)).status_code == 403, candidate
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [
+        (b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.cookie)</script></svg>', "image/svg+xml"),
+        (b"GIF89a\x01\x00\x01\x00", "image/gif"),
+    ],
+)
+async def test_a_hosted_svg_or_gif_keeps_its_type_and_no_hosted_file_can_run_script(gateway_client, data, content_type):
+    name = image_store(data=data, content_type=content_type, request_id="req-svg", index=0, day="2026/11/30")
+    response = await gateway_client.get(signed_image_path(name))
+    assert response.status_code == 200
+    assert (response.headers["content-type"], response.content) == (content_type, data)
+    assert response.headers["content-security-policy"] == "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    assert response.headers["x-content-type-options"] == "nosniff"

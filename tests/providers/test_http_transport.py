@@ -26,7 +26,7 @@ from providers.base import ImageJob, ProviderError
 from providers.http import http_client, new_client
 from providers.openai import OpenAIProvider
 from tests.conftest import _free_port, serve_asgi
-from tests.fakes.base import TINY_PNG, TINY_PNG_B64, FakeRequest, Reply
+from tests.fakes.base import TINY_PNG, FakeRequest, Reply
 from tests.fakes.openai_upstream import FakeOpenAI
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -52,11 +52,15 @@ async def client(request) -> AsyncIterator[httpx.AsyncClient]:
     await client.aclose()
 
 
+# A request OpenAI's Images API takes.
+BODY = {"model": "gpt-image-2", "prompt": "fox", "size": "1024x1024", "quality": "low"}
+
+
 async def generate(client: httpx.AsyncClient, prompt: str, **kwargs) -> httpx.Response:
     """An OpenAI images call to the `fake_openai` upstream."""
     return await client.post(
         f"{os.environ['OPENAI_BASE_URL']}/images/generations",
-        json={"model": "dall-e-2", "prompt": prompt, "response_format": "b64_json"},
+        json={**BODY, "prompt": prompt},
         headers={"Authorization": "Bearer sk-test-upstream"},
         **kwargs,
     )
@@ -171,7 +175,13 @@ async def test_adapter_reports_an_unreachable_upstream_as_unreachable_not_timed_
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{_free_port()}/v1")
     job = ImageJob(
-        request_id="r1", model="dall-e-2", upstream_model="dall-e-2", prompt="fox", n=1, size="256x256", quality=""
+        request_id="r1",
+        model="gpt-image-2",
+        upstream_model="gpt-image-2",
+        prompt="fox",
+        n=1,
+        size="auto",
+        quality="low",
     )
     with pytest.raises(ProviderError) as raised:
         await OpenAIProvider().generate(job, http_client())
@@ -193,14 +203,14 @@ async def test_multipart_upload(client, fake_stability):
         headers={"authorization": "Bearer sk-stability", "accept": "application/json"},
     )
     assert response.status_code == 200, response.text
-    assert base64.b64decode(response.json()["image"]) == TINY_PNG
+    assert base64.b64decode(response.json()["image"]).startswith(b"\x89PNG")
     sent = fake_stability.requests[-1]
     assert sent.headers["content-type"].startswith("multipart/form-data; boundary=")
     assert sent.form == {"prompt": "dunes", "output_format": "png", "notes": "a file"}
 
 
 async def test_image_download(client, fake_openai):
-    fake_openai.files["abc"] = TINY_PNG
+    fake_openai.files["abc"] = (TINY_PNG, "image/png")
     response = await client.get(f"{os.environ['OPENAI_BASE_URL'].removesuffix('/v1')}/files/abc.png")
     assert response.status_code == 200
     assert (response.headers["content-type"], response.content) == ("image/png", TINY_PNG)
@@ -217,12 +227,12 @@ async def test_gzip_body_is_decoded(client):
     with serve_asgi(fake) as url:
         response = await client.post(
             f"{url}/v1/images/generations",
-            json={"prompt": "fox"},
+            json=BODY,
             headers={"Authorization": "Bearer sk-test-upstream"},
         )
     assert "gzip" in fake.requests[-1].headers["accept-encoding"]
     assert response.headers["content-encoding"] == "gzip"
-    assert response.json()["data"][0]["b64_json"] == TINY_PNG_B64
+    assert base64.b64decode(response.json()["data"][0]["b64_json"]).startswith(b"\x89PNG")
 
 
 class RedirectingOpenAI(FakeOpenAI):
@@ -234,7 +244,7 @@ async def test_redirects_are_not_followed(client):
     fake = RedirectingOpenAI(api_key="sk-test-upstream")
     with serve_asgi(fake) as url:
         response = await client.post(
-            f"{url}/v1/images/generations", json={"prompt": "fox"}, headers={"Authorization": "Bearer sk-test-upstream"}
+            f"{url}/v1/images/generations", json=BODY, headers={"Authorization": "Bearer sk-test-upstream"}
         )
     assert response.status_code == 302
     assert len(fake.requests) == 1
@@ -255,7 +265,7 @@ async def test_cookies_an_upstream_sets_are_never_sent_back(client):
         for tenant in ("tenant-a", "tenant-b"):
             response = await client.post(
                 f"{url}/v1/images/generations",
-                json={"prompt": tenant},
+                json={**BODY, "prompt": tenant},
                 headers={"Authorization": "Bearer sk-test-upstream"},
             )
             assert response.headers["set-cookie"].startswith(f"edge_session={tenant}")
@@ -323,7 +333,7 @@ async def test_max_connections_caps_the_pool(transport, counting_openai):
 async def test_proxy_variables_are_honoured(fake_openai, monkeypatch):
     """httpx ignores them with an explicit transport, so with a proxy set the client keeps httpx's own."""
     monkeypatch.setenv("HTTP_PROXY", os.environ["OPENAI_BASE_URL"].removesuffix("/v1"))
-    fake_openai.files["abc"] = TINY_PNG
+    fake_openai.files["abc"] = (TINY_PNG, "image/png")
     client = http_client()
     try:
         response = await client.get("http://upstream.invalid/files/abc.png")

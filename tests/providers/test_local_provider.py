@@ -1,23 +1,91 @@
-"""The built-in local provider renders real, deterministic PNGs."""
+"""The built-in local provider renders real, deterministic images and reports what OpenAI would."""
 
 import io
 
+import pytest
 from PIL import Image
 
-from providers.local import render_png
+from providers.base import TokenUsage
+from providers.local import LocalProvider, render_image
+
+# gpt-image-2's token spec as the catalog gives it (providers.catalog).
+GPT_IMAGE_2_TOKENS = {"factors": {"low": 16, "medium": 48, "high": 96}}
 
 
 def test_render_is_deterministic_for_prompt_and_seed_and_has_requested_size():
-    first = render_png(prompt="a fox in snow", width=512, height=256, seed=7)
-    assert first == render_png(prompt="a fox in snow", width=512, height=256, seed=7)
-    assert first != render_png(prompt="a fox in snow", width=512, height=256, seed=8)
-    assert first != render_png(prompt="a fox in rain", width=512, height=256, seed=7)
+    first = render_image(prompt="a fox in snow", width=512, height=256, seed=7)
+    assert first == render_image(prompt="a fox in snow", width=512, height=256, seed=7)
+    assert first != render_image(prompt="a fox in snow", width=512, height=256, seed=8)
+    assert first != render_image(prompt="a fox in rain", width=512, height=256, seed=7)
     image = Image.open(io.BytesIO(first))
     assert image.format == "PNG" and image.size == (512, 256)
 
 
 def test_prompt_is_drawn_into_the_image():
-    plain = Image.open(io.BytesIO(render_png(prompt=" ", width=256, height=256, seed=1))).convert("RGB")
-    text = Image.open(io.BytesIO(render_png(prompt="HELLO WORLD", width=256, height=256, seed=1))).convert("RGB")
+    def colours(prompt: str) -> int:
+        image = Image.open(io.BytesIO(render_image(prompt=prompt, width=256, height=256, seed=1))).convert("RGB")
+        return len(image.getcolors(maxcolors=1 << 20))
+
     # Same seed: the background depends on the prompt, so compare pixel variety instead.
-    assert len(text.getcolors(maxcolors=1 << 20)) > len(plain.getcolors(maxcolors=1 << 20))
+    assert colours("HELLO WORLD") > colours(" ")
+
+
+async def test_auto_size_and_quality_are_resolved_and_usage_reported_as_openai_would(make_job, call):
+    job = make_job(
+        "gpt-image-2", prompt="a lighthouse", n=2, size="auto", quality="auto", output_tokens=GPT_IMAGE_2_TOKENS
+    )
+    result = await call(LocalProvider(), job)
+    assert (result.reported_size, result.reported_quality) == ("1024x1024", "high")
+    assert [Image.open(io.BytesIO(image.data)).size for image in result.images] == [(1024, 1024)] * 2
+    # OpenAI's calculator: 7,024 output tokens for one 1024x1024 high image of gpt-image-2.
+    text = len(b"a lighthouse") // 4 + 1
+    assert result.usage == TokenUsage(text_input=text, image_output=2 * 7024)
+    assert result.usage_reported == {
+        "input_tokens": text,
+        "input_tokens_details": {"text_tokens": text, "image_tokens": 0},
+        "output_tokens": 2 * 7024,
+        "total_tokens": text + 2 * 7024,
+    }
+
+
+async def test_a_model_priced_per_image_reports_no_usage(make_job, call):
+    result = await call(LocalProvider(), make_job("dall-e-3", size="1792x1024", quality="auto"))
+    assert (result.usage, result.usage_reported, result.reported_quality) == (None, None, "standard")
+
+
+@pytest.mark.parametrize(
+    ("options", "content_type", "pillow_format"),
+    [
+        ({"output_format": "jpeg", "output_compression": 40}, "image/jpeg", "JPEG"),
+        ({"output_format": "webp"}, "image/webp", "WEBP"),
+        ({"output_format": "gif"}, "image/gif", "GIF"),
+    ],
+)
+async def test_the_output_format_is_honoured(make_job, call, options, content_type, pillow_format):
+    result = await call(LocalProvider(), make_job("gpt-image-2.6-flare", size="1536x1024", options=options))
+    image = result.images[0]
+    picture = Image.open(io.BytesIO(image.data))
+    assert (image.content_type, picture.format, picture.size) == (content_type, pillow_format, (1536, 1024))
+    if pillow_format == "GIF":
+        assert picture.n_frames >= 2
+
+
+def test_output_compression_is_the_jpeg_quality():
+    def jpeg(compression: int) -> bytes:
+        return render_image(prompt="x", width=512, height=512, seed=1, output_format="jpeg", compression=compression)
+
+    assert len(jpeg(10)) < len(jpeg(95))
+
+
+async def test_a_transparent_background_keeps_its_alpha(make_job, call):
+    result = await call(LocalProvider(), make_job("gpt-image-2", options={"background": "transparent"}))
+    picture = Image.open(io.BytesIO(result.images[0].data))
+    assert picture.mode == "RGBA" and picture.getpixel((picture.width - 1, picture.height - 1))[3] == 0
+
+
+async def test_svg_is_a_document_with_the_prompt_escaped(make_job, call):
+    job = make_job("gpt-image-2.6-flare", prompt='<script>alert("x")</script> & fox', options={"output_format": "svg"})
+    image = (await call(LocalProvider(), job)).images[0]
+    assert image.content_type == "image/svg+xml"
+    assert image.data.startswith(b'<svg xmlns="http://www.w3.org/2000/svg" width="1024" height="1024"')
+    assert b"<script>" not in image.data and b"&lt;script&gt;" in image.data and b"&amp; fox" in image.data
