@@ -113,6 +113,7 @@ def _gpt_image(name: str, *, parameters: dict, output_tokens: dict, qualities: l
         "list_rates": OPENAI_TOKEN_RATES,
         "max_n": 10,
         "max_prompt_length": 32000,
+        "default_response_format": "b64_json",
         **extra,
     }
 
@@ -129,6 +130,7 @@ def _legacy_gpt_image(name: str, successor: str, shutdown: date, status: str, pr
         "list_rates": {"basis": "image", "prices": prices},
         "max_n": 10,
         "max_prompt_length": 32000,
+        "default_response_format": "b64_json",
         "status": status,
         "shutdown_date": shutdown,
         "successor": successor,

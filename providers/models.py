@@ -30,6 +30,11 @@ class ModelSpec(models.Model):
     max_n = models.PositiveSmallIntegerField(default=1)
     max_prompt_length = models.PositiveIntegerField(default=4000)
     is_active = models.BooleanField(default=True)
+    # What a request that names no response_format gets: the GPT image models answer base64 only, and
+    # clients written for them read `b64_json`.
+    default_response_format = models.CharField(
+        max_length=8, choices=[("url", "url"), ("b64_json", "b64_json")], default="url"
+    )
 
     # Sizes beyond the list: a rule any WxH must follow (providers.sizes.SizeRule's fields), and the
     # classes by pixel count that price configs may name instead of an exact size.

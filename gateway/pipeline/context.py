@@ -67,6 +67,7 @@ def catalog_entry(spec: ModelSpec) -> CatalogEntry:
         default_quality=_default(spec.default_quality, spec.qualities, "standard", spec.auto_policy),
         max_n=spec.max_n,
         max_prompt_length=spec.max_prompt_length,
+        default_response_format=spec.default_response_format,
         size_rule=SizeRule.of(spec.size_rule),
         size_classes=tuple(spec.size_classes),
         parameters=dict(spec.parameters),

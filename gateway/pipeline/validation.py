@@ -34,6 +34,7 @@ class CatalogEntry:
     default_quality: str
     max_n: int
     max_prompt_length: int
+    default_response_format: str = "url"
     size_rule: SizeRule | None = None
     size_classes: tuple[dict[str, Any], ...] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -269,7 +270,7 @@ def validate_params(payload: dict[str, Any], entry: CatalogEntry, *, provider_re
         if not entry.styles:
             raise invalid_parameter(f"Model {entry.name} does not accept a style.", "style")
         style = _choice(payload, "style", entry.styles, entry.styles[0], entry.name)
-    response_format = _optional_string(payload, "response_format") or "url"
+    response_format = _optional_string(payload, "response_format") or entry.default_response_format
     if response_format not in RESPONSE_FORMATS:
         raise invalid_parameter(
             f"Invalid response_format '{response_format}'. Allowed values: url, b64_json.", "response_format"
