@@ -29,7 +29,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-BODY = {"model": "dall-e-2", "size": "256x256", "response_format": "b64_json", "prompt": "bench", "n": 1}
+# A live model the fake upstream serves as OpenAI does, priced per image here so the capped count is exact.
+BODY = {"model": "gpt-image-2", "size": "1024x1024", "quality": "low", "prompt": "bench"}
 
 
 def free_port() -> int:
@@ -54,12 +55,14 @@ def seed(env: dict[str, str]) -> tuple[str, str]:
     script = """
 from decimal import Decimal
 from accounts.services import api_key_create, org_create, org_tier_set
+from billing.models import TokenPrice
 from billing.services import price_set
 from billing.limits import spend_limit_set
 from gateway.seed import seed_defaults
 import secrets
 seed_defaults()
-price_set(model="dall-e-2", quality="standard", size="256x256", unit_price=Decimal("0.04"))
+TokenPrice.objects.filter(model__name="gpt-image-2").delete()
+price_set(model="gpt-image-2", quality="low", size="1024x1024", unit_price=Decimal("0.04"))
 suffix = secrets.token_hex(3)
 big = org_create(slug=f"bench-{suffix}", tier_slug="free")
 org_tier_set(organization=big, tier_slug="enterprise", images_per_minute=10**9, images_per_day=10**9)
