@@ -1,8 +1,10 @@
 """Business rules for prices and the model catalog."""
 
 from decimal import Decimal
+from typing import TypeVar
 
 from django.db import transaction
+from django.db.models import Model
 
 from accounts.audit import Actor, audit_record, audit_snapshot, audited_update
 from billing.models import PriceConfig, TokenPrice
@@ -35,6 +37,9 @@ TOKEN_RATE_FIELDS = (
 )
 
 
+M = TypeVar("M", bound=Model)
+
+
 class BillingError(ValueError):
     """A pricing or catalog change that cannot be made; the message says why."""
 
@@ -54,21 +59,31 @@ def price_set(*, model: str, quality: str, size: str, unit_price: Decimal, actor
         raise BillingError(f"Model {model} has no quality '{quality}'. Allowed: {', '.join(spec.qualities)}")
     if spec.sizes and not _priceable_size(spec, size):
         raise BillingError(f"Model {model} has no size '{size}'. Allowed: {_priceable_sizes(spec)}")
+    return _upsert_audited(
+        PriceConfig,
+        lookup={"model": spec, "quality": quality, "size": size},
+        values={"unit_price": quantize_usd(unit_price)},
+        action="price",
+        actor=actor,
+    )
+
+
+def _upsert_audited(model: type[M], *, lookup: dict, values: dict, action: str, actor: Actor | None) -> M:
+    """Create or change the row `lookup` names, recording `<action>.create` or `.update` with before and after."""
     with transaction.atomic():
-        existing = PriceConfig.objects.select_for_update().filter(model=spec, quality=quality, size=size).first()
+        rows = model._default_manager
+        existing = rows.select_for_update().filter(**lookup).first()
         before = audit_snapshot(existing) if existing else None
-        config, created = PriceConfig.objects.update_or_create(
-            model=spec, quality=quality, size=size, defaults={"unit_price": quantize_usd(unit_price)}
-        )
+        row, created = rows.update_or_create(**lookup, defaults=values)
         if actor is not None:
             audit_record(
                 actor=actor,
-                action="price.create" if created else "price.update",
-                instance=config,
+                action=f"{action}.create" if created else f"{action}.update",
+                instance=row,
                 before=before,
-                after=audit_snapshot(config),
+                after=audit_snapshot(row),
             )
-    return config
+    return row
 
 
 def _priceable_size(spec: ModelSpec, size: str) -> bool:
@@ -103,19 +118,7 @@ def token_price_set(*, model: str, rates: dict[str, Decimal | None], actor: Acto
     if missing:
         raise BillingError(f"A token price needs {', '.join(name.replace('_', '-') for name in missing)}.")
     values = {name: None if (rate := rates.get(name)) is None else quantize_usd(rate) for name in TOKEN_RATE_FIELDS}
-    with transaction.atomic():
-        existing = TokenPrice.objects.select_for_update().filter(model=spec).first()
-        before = audit_snapshot(existing) if existing else None
-        price, created = TokenPrice.objects.update_or_create(model=spec, defaults=values)
-        if actor is not None:
-            audit_record(
-                actor=actor,
-                action="token_price.create" if created else "token_price.update",
-                instance=price,
-                before=before,
-                after=audit_snapshot(price),
-            )
-    return price
+    return _upsert_audited(TokenPrice, lookup={"model": spec}, values=values, action="token_price", actor=actor)
 
 
 def token_price_delete(*, model: str, actor: Actor | None = None) -> None:

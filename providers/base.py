@@ -85,8 +85,6 @@ class ProviderResult:
     details: dict = field(default_factory=dict)
     # Token-metered providers: what the call used, as reported (None: not reported).
     usage: TokenUsage | None = None
-    # The provider's own usage object, as sent, for clients that read it (OpenAI's `usage`).
-    usage_reported: dict | None = None
     # What the provider says it chose, where the request let it choose (size or quality "auto").
     reported_size: str = ""
     reported_quality: str = ""

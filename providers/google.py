@@ -94,16 +94,6 @@ def _usage_summed(usages: list[TokenUsage]) -> TokenUsage:
     return TokenUsage(**{bucket: sum(getattr(usage, bucket) for usage in usages) for bucket in TokenUsage.BUCKETS})
 
 
-def _summed(reports: list[dict]) -> dict:
-    """The calls' `usageMetadata` counts added up, keeping Google's names (the per-modality lists are left out)."""
-    total: dict = {}
-    for report in reports:
-        for name, value in report.items():
-            if isinstance(value, int):
-                total[name] = total.get(name, 0) + value
-    return total
-
-
 class GoogleProvider(HttpProvider):
     slug = "google"
     key_variable = "GEMINI_API_KEY"
@@ -157,7 +147,6 @@ class GoogleProvider(HttpProvider):
         return ProviderResult(
             images=[image for image, _ in delivered],
             usage=_usage_summed([token_usage(report) for report in reports]) if reports else None,
-            usage_reported=_summed(reports) if reports else None,
         )
 
     @staticmethod

@@ -110,19 +110,12 @@ def render_image(
     return buffer.getvalue()
 
 
-def _usage(job: ImageJob, width: int, height: int, quality: str) -> tuple[TokenUsage, dict] | None:
-    """What OpenAI would report for this job, in our buckets and in its own shape; None when not token-metered."""
+def _usage(job: ImageJob, width: int, height: int, quality: str) -> TokenUsage | None:
+    """What OpenAI would report for this job; None when the model is not token-metered."""
     if not job.output_tokens:
         return None
     text = len(job.prompt.encode()) // 4 + 1
-    image = job.n * output_tokens(job.output_tokens, width, height, quality)
-    reported = {
-        "input_tokens": text,
-        "input_tokens_details": {"text_tokens": text, "image_tokens": 0},
-        "output_tokens": image,
-        "total_tokens": text + image,
-    }
-    return TokenUsage(text_input=text, image_output=image), reported
+    return TokenUsage(text_input=text, image_output=job.n * output_tokens(job.output_tokens, width, height, quality))
 
 
 class LocalProvider(Provider):
@@ -138,12 +131,10 @@ class LocalProvider(Provider):
             quality = dearest_quality(job.output_tokens) if job.output_tokens else "standard"
         # Rendering is CPU work; keep it off the event loop.
         images = await asyncio.to_thread(self._render_all, job, width, height)
-        usage = _usage(job, width, height, quality)
         return ProviderResult(
             images=images,
             details={"renderer": "pillow"},
-            usage=usage[0] if usage else None,
-            usage_reported=usage[1] if usage else None,
+            usage=_usage(job, width, height, quality),
             reported_size=size,
             reported_quality=quality,
         )

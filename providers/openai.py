@@ -152,7 +152,6 @@ class OpenAIProvider(HttpProvider):
                 images=images,
                 upstream_request_id=response.headers.get("x-request-id", ""),
                 usage=token_usage(usage) if isinstance(usage, dict) else None,
-                usage_reported=usage if isinstance(usage, dict) else None,
                 reported_size=str(body.get("size") or ""),
                 reported_quality=str(body.get("quality") or ""),
             )
