@@ -100,6 +100,11 @@ async def attempt_run(attempt: PlannedAttempt, *, request_id: str, client: httpx
             breaker.record_failure()
         raise
     breaker.record_success()
+    # A count or a cost below zero is no bill: settle as if nothing was reported (at the catalog's bound).
+    if result.usage is not None and min(result.usage.as_dict().values()) < 0:
+        result.usage = None
+    if result.provider_cost is not None and result.provider_cost < 0:
+        result.provider_cost = None
     if not result.images:
         raise ProviderError(
             "The provider returned no images (all were filtered).",

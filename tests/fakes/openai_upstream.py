@@ -9,8 +9,9 @@ reports `usage` from its own copy of OpenAI's output-token formula and tables (.
 §1 and §1.4; a fake is the provider, so it does not ask the gateway).
 
 Markers: see tests/fakes/base.py; also "[quota]" answers 429 `insufficient_quota` (the account is out
-of credit) and "[nousage]" leaves `usage` out of the answer. The compatible fake answers "[url]" with
-URLs instead of base64, as a gateway in front of another provider might.
+of credit), "[nousage]" leaves `usage` out of the answer and "[badusage]" reports negative output
+tokens. The compatible fake answers "[url]" with URLs instead of base64, as a gateway in front of
+another provider might.
 """
 
 import base64
@@ -235,6 +236,8 @@ class FakeOpenAI(FakeUpstream):
                 "output_tokens": image_tokens,
                 "total_tokens": text_tokens + image_tokens,
             }
+            if "[badusage]" in request.prompt:
+                answer["usage"]["output_tokens"] = -image_tokens
         return Reply(200, answer)
 
     @staticmethod
