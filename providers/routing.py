@@ -15,6 +15,10 @@ import httpx
 from providers.base import ImageJob, ImageParams, Provider, ProviderError, ProviderResult
 from providers.breaker import breaker_for, circuit_open_error
 
+# Beyond these a provider's report is garbage, not a bill (a million tokens is already ~$30 of images).
+MAX_TOKENS = 100_000_000
+MAX_PROVIDER_COST = Decimal(10_000)
+
 
 @dataclass(frozen=True)
 class PlannedAttempt:
@@ -100,10 +104,11 @@ async def attempt_run(attempt: PlannedAttempt, *, request_id: str, client: httpx
             breaker.record_failure()
         raise
     breaker.record_success()
-    # A count or a cost below zero is no bill: settle as if nothing was reported (at the catalog's bound).
-    if result.usage is not None and min(result.usage.as_dict().values()) < 0:
+    # A count below zero, or more than any image call could use, is no bill: settle as if nothing was
+    # reported (at the catalog's bound), never fail a request whose images were made.
+    if result.usage is not None and not all(0 <= count <= MAX_TOKENS for count in result.usage.as_dict().values()):
         result.usage = None
-    if result.provider_cost is not None and result.provider_cost < 0:
+    if result.provider_cost is not None and not 0 <= result.provider_cost <= MAX_PROVIDER_COST:
         result.provider_cost = None
     if not result.images:
         raise ProviderError(

@@ -9,9 +9,9 @@ reports `usage` from its own copy of OpenAI's output-token formula and tables (.
 §1 and §1.4; a fake is the provider, so it does not ask the gateway).
 
 Markers: see tests/fakes/base.py; also "[quota]" answers 429 `insufficient_quota` (the account is out
-of credit), "[nousage]" leaves `usage` out of the answer and "[badusage]" reports negative output
-tokens. The compatible fake answers "[url]" with URLs instead of base64, as a gateway in front of
-another provider might.
+of credit), "[nousage]" leaves `usage` out of the answer, "[badusage]" and "[hugeusage]" report
+negative and absurd output tokens. The compatible fake answers "[url]" with URLs instead of base64,
+as a gateway in front of another provider might.
 """
 
 import base64
@@ -238,6 +238,8 @@ class FakeOpenAI(FakeUpstream):
             }
             if "[badusage]" in request.prompt:
                 answer["usage"]["output_tokens"] = -image_tokens
+            if "[hugeusage]" in request.prompt:
+                answer["usage"]["output_tokens"] = 10**30
         return Reply(200, answer)
 
     @staticmethod

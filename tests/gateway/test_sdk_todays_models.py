@@ -78,8 +78,9 @@ def test_an_answer_without_usage_settles_at_the_bound_and_is_flagged(client):
     assert image.usage is None
 
 
-def test_a_nonsensical_usage_is_not_billed_and_the_image_still_delivered(client):
-    image = client.images.generate(model="gpt-image-2", prompt="[badusage] a kite", size="1024x1024", quality="low")
+@pytest.mark.parametrize("marker", ["[badusage]", "[hugeusage]"])
+def test_a_nonsensical_usage_is_not_billed_and_the_image_still_delivered(client, marker):
+    image = client.images.generate(model="gpt-image-2", prompt=f"{marker} a kite", size="1024x1024", quality="low")
     item = line_item(image.model_extra["perf"])
     assert item.status == "succeeded" and item.details["usage_missing"] is True
     assert item.tokens["image_output"] == 196 and item.cost > 0
