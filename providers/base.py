@@ -6,14 +6,59 @@ bytes itself, so every provider can answer both `url` and `b64_json`.
 """
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
 from providers.sizes import size_parse
+
+GENERATE = "generate"
+EDIT = "edit"
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An image uploaded for an edit (or its mask), spooled to a temporary file: never held whole in memory.
+
+    Its type and dimensions were read from its content (the header only) when it was received.
+    """
+
+    path: str
+    content_type: str  # image/png, image/jpeg or image/webp
+    width: int
+    height: int
+    size_bytes: int
+    filename: str = "image.png"
+
+    @property
+    def format(self) -> str:
+        """png, jpeg or webp."""
+        return self.content_type.removeprefix("image/")
+
+    def open(self) -> BinaryIO:
+        """The file, for streaming it upstream (httpx `files=` reads it in chunks)."""
+        return open(self.path, "rb")  # the caller closes it
+
+    def read(self) -> bytes:
+        """The whole file, for APIs that take images inline (base64 in JSON)."""
+        with open(self.path, "rb") as file:
+            return file.read()
+
+
+@dataclass(frozen=True)
+class PartialImage:
+    """One partial image of a streamed request, as the provider sent it (base64, never decoded here)."""
+
+    index: int
+    b64_json: str
+    image: int = 0  # which of the request's n images it belongs to
+
+
+PartialImageSink = Callable[[PartialImage], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -30,8 +75,15 @@ class ImageParams:
     end_user: str
     provider: str
     # The model's further parameters the request set (background, output_format, output_compression,
-    # moderation, complexity, ...), each already checked against what the catalog says the model accepts.
+    # moderation, complexity, input_fidelity, ...), each checked against what the catalog says the model takes.
     options: dict[str, Any] = field(default_factory=dict)
+    action: str = GENERATE
+    # An edit's input images (the first is the one a mask applies to), and its mask.
+    images: tuple[InputImage, ...] = ()
+    mask: InputImage | None = None
+    # Streamed partial images: how many the provider should send (0-3) before the final image.
+    stream: bool = False
+    partial_images: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,6 +104,14 @@ class ImageJob:
     options: dict[str, Any] = field(default_factory=dict)
     # For a token-metered model, the catalog's token spec (providers.tokens); empty otherwise.
     output_tokens: dict[str, Any] = field(default_factory=dict)
+    action: str = GENERATE
+    images: tuple[InputImage, ...] = ()
+    mask: InputImage | None = None
+    # With `stream`, the provider asks upstream for `partial_images` partial images and hands each to
+    # `on_partial` as it arrives; it still returns the final images as a ProviderResult.
+    stream: bool = False
+    partial_images: int = 0
+    on_partial: PartialImageSink | None = None
 
 
 @dataclass(frozen=True)
@@ -238,6 +298,13 @@ class Provider(ABC):
     @abstractmethod
     async def generate(self, job: ImageJob, client: httpx.AsyncClient) -> ProviderResult:
         """Produce `job.n` images (fewer means some were filtered) or raise ProviderError."""
+
+    async def edit(self, job: ImageJob, client: httpx.AsyncClient) -> ProviderResult:
+        """Edit `job.images` (under `job.mask`, if any) into `job.n` images; only providers whose catalog
+        models declare edits implement it."""
+        raise ProviderError(
+            f"The {self.slug} provider cannot edit images.", code="invalid_parameter", status=400, permanent=True
+        )
 
     async def list_models(self, client: httpx.AsyncClient) -> list[UpstreamModel] | None:
         """The models the provider serves today, for the catalog's lifecycle check (providers.lifecycle);

@@ -25,6 +25,7 @@ STABILITY_SIZES = [
     "1088x896",
     "896x1088",
 ]
+STABILITY_EDIT = {"max_images": 1, "mask": False}
 IDEOGRAM_V3_SIZES = [SQUARE, "1152x864", "864x1152", "1280x768", "768x1280", "1344x768", "768x1344"]
 
 # gpt-image-2 and later: any WxH that follows this rule, the three standard sizes, or auto.
@@ -66,6 +67,8 @@ GPT_IMAGE_25_OUTPUT_TOKENS = {"factors": {"low": 16, "medium": 24, "high": 48, "
 # 2.6 spends 3-4x the 2.5 tokens at low and medium (measured: 664 at low 1536x1024, 4.2x): bounded at 5x.
 GPT_IMAGE_26_OUTPUT_TOKENS = {**GPT_IMAGE_25_OUTPUT_TOKENS, "multipliers": {"low": 5, "medium": 5}}
 GPT_IMAGE_25_QUALITIES = ["low", "medium", "high", "xhigh", "max", "auto"]
+# Edits: up to 16 input images, a mask for the first; input_fidelity from gpt-image-1.5 on (not on 1-mini).
+GPT_IMAGE_EDIT = {"max_images": 16, "mask": True, "parameters": {"input_fidelity": ["high", "low"]}}
 
 # Gemini image models: an aspect ratio at an image size ("512" on 3.1 flash only, "1K", "2K", "4K").
 GEMINI_1K_SIZES = [SQUARE, "832x1248", "1248x832", "864x1184", "1184x864", "768x1344", "1344x768", "1536x672"]
@@ -79,6 +82,8 @@ def _scaled(sizes: list[str], factor: float) -> list[str]:
     return out
 
 
+# Gemini takes reference images inline with the prompt (up to 14), and no mask.
+GEMINI_EDIT = {"max_images": 14, "mask": False}
 GEMINI_SIZE_CLASSES = [
     {"name": "512px", "max_pixels": 512 * 512},
     {"name": "1k", "max_pixels": 1024 * 1024},
@@ -114,6 +119,8 @@ def _gpt_image(name: str, *, parameters: dict, output_tokens: dict, qualities: l
         "max_n": 10,
         "max_prompt_length": 32000,
         "default_response_format": "b64_json",
+        "edit": GPT_IMAGE_EDIT,
+        "streams": True,
         **extra,
     }
 
@@ -131,6 +138,8 @@ def _legacy_gpt_image(name: str, successor: str, shutdown: date, status: str, pr
         "max_n": 10,
         "max_prompt_length": 32000,
         "default_response_format": "b64_json",
+        "edit": GPT_IMAGE_EDIT if name != "gpt-image-1-mini" else {"max_images": 16, "mask": True},
+        "streams": True,
         "status": status,
         "shutdown_date": shutdown,
         "successor": successor,
@@ -208,6 +217,8 @@ DEFAULT_MODELS: list[dict] = [
         "max_n": 10,
         "max_prompt_length": 1000,
         "default_size": SQUARE,
+        # Its clients edit with one square PNG and a mask; its successor serves them.
+        "edit": {"max_images": 1, "mask": True},
         "list_rates": {"basis": "image", "prices": {"256x256": "0.016", "512x512": "0.018", SQUARE: "0.02"}},
         "status": "retired",
         "shutdown_date": OPENAI_SHUTDOWN_DALLE,
@@ -246,6 +257,7 @@ DEFAULT_MODELS: list[dict] = [
         "default_size": SQUARE,
         "max_n": 4,
         "max_prompt_length": 32000,
+        "edit": GEMINI_EDIT,
         "list_rates": {"basis": "image", "prices": {"512px": "0.045", "1k": "0.067", "2k": "0.101", "4k": "0.151"}},
     },
     {
@@ -257,6 +269,7 @@ DEFAULT_MODELS: list[dict] = [
         "default_size": SQUARE,
         "max_n": 4,
         "max_prompt_length": 32000,
+        "edit": GEMINI_EDIT,
         "list_rates": {"basis": "image", "prices": {"1k": "0.134", "2k": "0.134", "4k": "0.24"}},
     },
     *(
@@ -293,6 +306,7 @@ DEFAULT_MODELS: list[dict] = [
             "default_size": SQUARE,
             "max_n": 4,
             "max_prompt_length": 32000,
+            "edit": {"max_images": 4 if "klein" in name else 8, "mask": False},
             "list_rates": {"basis": "megapixel", "first": first, "extra": extra},
         }
         for name, first, extra in (
@@ -312,6 +326,7 @@ DEFAULT_MODELS: list[dict] = [
             "qualities": ["standard"],
             "max_n": 4,
             "max_prompt_length": 4000,
+            "edit": {"max_images": 1, "mask": False} if name == "flux-kontext-pro" else {},
             "list_rates": {"basis": "image", "prices": {"*": price}},
         }
         for name, upstream, price in (
@@ -373,6 +388,8 @@ DEFAULT_MODELS: list[dict] = [
             "default_size": SQUARE,
             "max_n": 4,
             "max_prompt_length": 10000,
+            # Image-to-image (one input image, no mask); Core takes none.
+            "edit": {} if upstream == "core" else STABILITY_EDIT,
             "list_rates": {"basis": "image", "prices": {"*": price}},
         }
         for name, upstream, price in (
@@ -389,6 +406,7 @@ DEFAULT_MODELS: list[dict] = [
         "provider": "stability",
         "upstream_model": "sd3.5-medium",
         "sizes": DALLE3_SIZES,
+        "edit": STABILITY_EDIT,
         "qualities": ["standard"],
         "max_n": 4,
         "max_prompt_length": 10000,

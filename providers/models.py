@@ -52,6 +52,14 @@ class ModelSpec(models.Model):
         REFUSE = "refuse", "Refuse size or quality auto"
 
     auto_policy = models.CharField(max_length=8, choices=AutoPolicy.choices, default=AutoPolicy.RESERVE)
+    # Edits (POST /v1/images/edits): how many input images, whether a mask, and edit-only parameters
+    # (input_fidelity); empty when the model cannot edit.
+    edit = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Empty: cannot edit. E.g. {"max_images": 16, "mask": true}.',
+    )
+    streams = models.BooleanField(default=False, help_text="Streams partial images (stream: true).")
     # Token-metered models: the output tokens per image by quality (providers.tokens), for the upper bound.
     output_tokens = models.JSONField(default=dict, blank=True)
     # What the provider charges us (providers.costs): per token, per image or per megapixel.

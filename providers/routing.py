@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from providers.base import ImageJob, ImageParams, Provider, ProviderError, ProviderResult
+from providers.base import EDIT, ImageJob, ImageParams, PartialImageSink, Provider, ProviderError, ProviderResult
 from providers.breaker import breaker_for, circuit_open_error
 
 # Beyond these a provider's report is garbage, not a bill (a million tokens is already ~$30 of images).
@@ -40,7 +40,7 @@ class PlannedAttempt:
     def served(self) -> ImageParams:
         return self.sent or self.params
 
-    def job(self, request_id: str) -> ImageJob:
+    def job(self, request_id: str, on_partial: PartialImageSink | None = None) -> ImageJob:
         params = self.served
         return ImageJob(
             request_id=request_id,
@@ -54,6 +54,12 @@ class PlannedAttempt:
             end_user=params.end_user,
             options=params.options,
             output_tokens=self.output_tokens,
+            action=params.action,
+            images=params.images,
+            mask=params.mask,
+            stream=params.stream,
+            partial_images=params.partial_images,
+            on_partial=on_partial,
         )
 
 
@@ -92,13 +98,21 @@ class AttemptLog:
         return described
 
 
-async def attempt_run(attempt: PlannedAttempt, *, request_id: str, client: httpx.AsyncClient) -> ProviderResult:
+async def attempt_run(
+    attempt: PlannedAttempt,
+    *,
+    request_id: str,
+    client: httpx.AsyncClient,
+    on_partial: PartialImageSink | None = None,
+) -> ProviderResult:
     """Call the attempt's provider unless its circuit is open; the breaker learns from the outcome."""
     breaker = breaker_for(attempt.provider.slug)
     if not breaker.allows_call():
         raise circuit_open_error(attempt.provider.slug)
+    job = attempt.job(request_id, on_partial)
+    call = attempt.provider.edit if job.action == EDIT else attempt.provider.generate
     try:
-        result = await attempt.provider.generate(attempt.job(request_id), client)
+        result = await call(job, client)
     except ProviderError as exc:
         if exc.counts_against_provider:
             breaker.record_failure()

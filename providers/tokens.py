@@ -6,6 +6,7 @@ spends more, as gpt-image-2.6 does at low and medium); the formula reproduces Op
 calculator (docs/providers.md). `auto` is bounded by the most expensive quality it may pick.
 """
 
+import math
 from typing import Any
 
 from providers.sizes import size_parse
@@ -47,3 +48,24 @@ def output_tokens_bound(spec: dict[str, Any], sizes: list[str], qualities: list[
 
 def prompt_tokens_bound(prompt: str) -> int:
     return len(prompt.encode()) + PROMPT_FRAMING_TOKENS
+
+
+# An edit's input images, as gpt-image-2 bills them (measured by the community; OpenAI publishes no formula,
+# docs/models-and-pricing.md): 32 px patches of a canvas whose long edge is magnified up to 2x towards
+# 1024 px and whose sides are at most 3:1, at most 1,536 patches per image. The bound takes the canvas
+# after those steps and never assumes less than that, and adds OpenAI's undocumented text tokens per image.
+INPUT_PATCH_PX = 32
+INPUT_PATCH_BUDGET = 1536
+INPUT_CANVAS_LONG_EDGE = 1024
+INPUT_MAX_MAGNIFY = 2
+INPUT_MAX_RATIO = 3
+INPUT_TEXT_TOKENS_PER_IMAGE = 64
+
+
+def input_image_tokens_bound(width: int, height: int) -> int:
+    """The most image tokens one input image of this size may be billed as."""
+    long, short = max(width, height), min(width, height)
+    scale = min(INPUT_MAX_MAGNIFY, max(1.0, INPUT_CANVAS_LONG_EDGE / long))
+    long_px, short_px = long * scale, max(short * scale, long * scale / INPUT_MAX_RATIO)
+    patches = math.ceil(long_px / INPUT_PATCH_PX) * math.ceil(short_px / INPUT_PATCH_PX)
+    return min(patches, INPUT_PATCH_BUDGET)
