@@ -12,10 +12,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from providers.base import TokenUsage
+from providers.base import GENERATE, TokenUsage
 from providers.costs import TokenRates
 from providers.sizes import AUTO, size_class, size_parse
-from providers.tokens import output_tokens_bound, prompt_tokens_bound
+from providers.tokens import (
+    INPUT_TEXT_TOKENS_PER_IMAGE,
+    PARTIAL_IMAGE_TOKENS,
+    input_image_tokens_bound,
+    output_tokens_bound,
+    prompt_tokens_bound,
+)
 
 Grid = Mapping[tuple[str, str], Decimal]
 
@@ -51,6 +57,11 @@ class PricedRequest:
     quality_choices: tuple[str, ...]
     size_classes: tuple[dict[str, Any], ...] = ()
     output_tokens: dict[str, Any] = field(default_factory=dict)
+    # "generate" or "edit"; an edit's input images as (width, height), which a token price bills too.
+    action: str = GENERATE
+    input_images: tuple[tuple[int, int], ...] = ()
+    # Streamed partial images per image: each is billed as extra output tokens.
+    partial_images: int = 0
 
     @property
     def sizes(self) -> tuple[str, ...]:
@@ -99,19 +110,25 @@ def _dearest_grid_price(grid: Grid, request: PricedRequest) -> Decimal:
 
 
 def token_bound(request: PricedRequest, images: int) -> TokenUsage:
-    """The most tokens `images` images of the request may use, by the catalog's output-token table."""
+    """The most tokens `images` images of the request may use: the catalog's output-token table, each streamed
+    partial image's extra tokens, and an edit's input images, which are billed once per image made."""
     if not request.output_tokens:
         raise PriceNotConfigured(request.model, request.quality, request.size)
+    output = output_tokens_bound(request.output_tokens, list(request.sizes), list(request.qualities), images)
+    inputs = images if request.input_images else 1
     return TokenUsage(
-        text_input=prompt_tokens_bound(request.prompt),
-        image_output=output_tokens_bound(request.output_tokens, list(request.sizes), list(request.qualities), images),
+        text_input=(prompt_tokens_bound(request.prompt) + INPUT_TEXT_TOKENS_PER_IMAGE * len(request.input_images))
+        * inputs,
+        image_input=sum(input_image_tokens_bound(*dimensions) for dimensions in request.input_images) * inputs,
+        image_output=output + images * request.partial_images * PARTIAL_IMAGE_TOKENS,
     )
 
 
 def _bound_cost(rates: TokenRates, usage: TokenUsage) -> Decimal:
     # Output tokens the provider reports as text would be dearer when its text output rate is higher.
     output_rate = max(rates.image_output, rates.text_output or rates.image_output)
-    return rates.cost(TokenUsage(text_input=usage.text_input)) + usage.image_output * output_rate / 1_000_000
+    inputs = TokenUsage(text_input=usage.text_input, image_input=usage.image_input)
+    return rates.cost(inputs) + usage.image_output * output_rate / 1_000_000
 
 
 def price_quote(pricing: ModelPricing, request: PricedRequest) -> Quote:
