@@ -13,8 +13,8 @@ def model_objects(*, caller: Caller, today: date, name: str | None = None) -> li
     """The image models `caller` may use (only `name`, when given), as OpenAI's model objects.
 
     Besides OpenAI's fields, each says what the gateway will accept and how it prices: sizes (a list and/or
-    a rule), qualities, styles, further parameters, max n, price basis, and the model's status upstream on
-    `today` with its shutdown date and successor.
+    a rule), qualities, styles, further parameters, max n, whether it edits (how many images, a mask) and
+    streams, price basis, and the model's status upstream on `today` with its shutdown date and successor.
     """
     specs = ModelSpec.objects.filter(is_active=True, supports_images=True)
     if name is not None:
@@ -32,6 +32,8 @@ def model_objects(*, caller: Caller, today: date, name: str | None = None) -> li
             "styles": spec.styles,
             "parameters": spec.parameters,
             "max_n": spec.max_n,
+            "edits": spec.edit or None,
+            "streams": spec.streams,
             "price_basis": "per_token" if spec.per_token else "per_image",
             "status": spec.effective_status(today),
             "shutdown_date": spec.shutdown_date.isoformat() if spec.shutdown_date else None,

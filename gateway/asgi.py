@@ -31,8 +31,8 @@ async def application(scope, receive, send):
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
-    flavor = IMAGE_ENDPOINTS.get(scope.get("path", "").rstrip("/")) if scope["type"] == "http" else None
-    if flavor is not None:
-        await image_endpoint(scope, receive, send, flavor)
+    route = IMAGE_ENDPOINTS.get(scope.get("path", "").rstrip("/")) if scope["type"] == "http" else None
+    if route is not None:
+        await image_endpoint(scope, receive, send, route)
     else:
         await django_application(scope, receive, send)

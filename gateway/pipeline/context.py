@@ -10,7 +10,7 @@ catalog costs no query at all.
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from functools import cache
 
@@ -78,6 +78,8 @@ def catalog_entry(spec: ModelSpec) -> CatalogEntry:
         shutdown_date=spec.shutdown_date,
         successor=spec.successor,
         successor_enabled=spec.successor_enabled,
+        edit=dict(spec.edit),
+        streams=spec.streams,
     )
 
 
@@ -97,6 +99,16 @@ class CatalogSnapshot:
     loaded_at: float
     models: dict[str, Priced]
     routes: dict[str, tuple[str, ...]]
+
+    def editor_for(self, entry: CatalogEntry, today: date) -> str:
+        """A live model that edits images, to suggest for one that cannot: its own provider's first."""
+        editors = [
+            candidate
+            for candidate, _ in self.models.values()
+            if candidate.edit and candidate.status_on(today) == ModelSpec.Status.LIVE
+        ]
+        editors.sort(key=lambda candidate: (candidate.provider != entry.provider, candidate.name))
+        return editors[0].name if editors else ""
 
     def candidates(self, name: str) -> tuple[str, list[Priced]]:
         """(route name or "", the models to try in order) for a requested model name."""

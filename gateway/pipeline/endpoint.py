@@ -1,18 +1,23 @@
 """The image endpoints as a thin ASGI app in front of Django.
 
-`POST /v1/images/generations` and `POST /api/images/generations` are the hot path:
+`POST /v1/images/generations` and `/v1/images/edits` (and their flat twins under `/api/`) are the hot path:
 hundreds in flight, most of their life spent waiting on a provider. Going through
 Django's handler would cost a thread hop for each of its request signals and each
 sync middleware (sessions, CSRF, auth, messages: none of which apply to an API-key
 endpoint), several times the CPU of everything else the gateway does per request.
 So this endpoint does only what Django would have done for it: validate the Host,
-read a bounded body, give the request an id, and turn the pipeline's answer (or
-error) into JSON. Every other path goes to Django.
+read a bounded body (an edit's multipart upload goes to disk as it arrives,
+gateway.pipeline.uploads), give the request an id, and turn the pipeline's answer
+(or error) into JSON, or a streamed request's events into server-sent events.
+Every other path goes to Django.
 """
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
@@ -20,11 +25,25 @@ from django.http.request import split_domain_port, validate_host
 from gateway.core.auth import api_key_from_headers
 from gateway.core.errors import Flavor, GatewayError, error_body
 from gateway.core.middleware import new_request_id
-from gateway.pipeline.generation import ImageGeneration
+from gateway.pipeline.generation import GatewayResponse, ImageGeneration
+from gateway.pipeline.uploads import EditUpload, UploadAborted, edit_upload_receive
+from providers.base import EDIT, GENERATE
 
 logger = logging.getLogger("gateway.pipeline.endpoint")
 
-IMAGE_ENDPOINTS = {"/v1/images/generations": Flavor.OPENAI, "/api/images/generations": Flavor.FLAT}
+
+@dataclass(frozen=True)
+class ImageRoute:
+    flavor: str
+    action: str
+
+
+IMAGE_ENDPOINTS = {
+    "/v1/images/generations": ImageRoute(Flavor.OPENAI, GENERATE),
+    "/api/images/generations": ImageRoute(Flavor.FLAT, GENERATE),
+    "/v1/images/edits": ImageRoute(Flavor.OPENAI, EDIT),
+    "/api/images/edits": ImageRoute(Flavor.FLAT, EDIT),
+}
 
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
@@ -61,43 +80,119 @@ async def _read_body(receive: Receive, declared_length: str) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _send_json(send: Send, status: int, body: dict, request_id: str, headers: dict[str, str]) -> None:
-    raw = json.dumps(body).encode()
+def _headers(content_type: bytes, request_id: str, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     response_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(raw)).encode()),
+        (b"content-type", content_type),
         (b"x-request-id", request_id.encode()),
         (b"x-content-type-options", b"nosniff"),
     ]
-    response_headers += [(name.lower().encode(), str(value).encode()) for name, value in headers.items()]
+    return response_headers + [(name.lower().encode(), str(value).encode()) for name, value in headers.items()]
+
+
+async def _send_json(send: Send, status: int, body: dict, request_id: str, headers: dict[str, str]) -> None:
+    raw = json.dumps(body).encode()
+    response_headers = _headers(b"application/json", request_id, headers)
+    response_headers.append((b"content-length", str(len(raw)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": response_headers})
     await send({"type": "http.response.body", "body": raw})
 
 
-async def image_endpoint(scope: dict, receive: Receive, send: Send, flavor: str) -> None:
+class EventStream:
+    """A streamed request's answer as server-sent events, in the format the official SDK parses.
+
+    The response starts with the first event, so anything refused before it is a plain JSON error with
+    its status. Events are queued and written by a task of their own: a slow or vanished client never
+    holds up the request, which reads the provider's stream to its end, stores the images and settles
+    whether anyone is still listening.
+    """
+
+    def __init__(self, send: Send, request_id: str) -> None:
+        self._send = send
+        self._request_id = request_id
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._writer: asyncio.Task | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._writer is not None
+
+    async def event(self, kind: str, data: dict[str, Any]) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+        self._queue.put_nowait(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
+
+    async def finish(self) -> None:
+        """Flush what is queued and end the response."""
+        if self._writer is not None:
+            self._queue.put_nowait(None)
+            await self._writer
+
+    async def _write(self) -> None:
+        headers = _headers(b"text/event-stream; charset=utf-8", self._request_id, {"Cache-Control": "no-cache"})
+        try:
+            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+            while (chunk := await self._queue.get()) is not None:
+                await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await self._send({"type": "http.response.body", "body": b""})
+        except OSError:
+            logger.info("request %s: the client left mid-stream", self._request_id)
+
+
+async def image_endpoint(scope: dict, receive: Receive, send: Send, route: ImageRoute) -> None:
     request_id = new_request_id()
+    flavor = route.flavor
     headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
     host = headers.get("host", "")
+    stream = EventStream(send, request_id)
+    upload: EditUpload | GatewayError | None = None
     try:
         domain, _ = split_domain_port(host)
         if not domain or not validate_host(domain, _allowed_hosts()):
             raise GatewayError(400, "invalid_host", f"Invalid Host header {host!r}: add it to ALLOWED_HOSTS.")
         if scope["method"] != "POST":
-            raise GatewayError(405, "method_not_allowed", "Use POST for image generations.", headers={"Allow": "POST"})
-        body = await _read_body(receive, headers.get("content-length", ""))
-        generation = ImageGeneration(request_id=request_id, flavor=flavor, base_url=_base_url(scope, host))
-        result = await generation.run(
-            api_key=api_key_from_headers(
-                authorization=headers.get("authorization", ""), x_api_key=headers.get("x-api-key", "")
-            ),
-            body=body,
-            idempotency_key=headers.get("idempotency-key"),
+            noun = "edits" if route.action == EDIT else "generations"
+            raise GatewayError(405, "method_not_allowed", f"Use POST for image {noun}.", headers={"Allow": "POST"})
+        api_key = api_key_from_headers(
+            authorization=headers.get("authorization", ""), x_api_key=headers.get("x-api-key", "")
         )
-        status, payload, extra = result.status, result.body, result.headers
+        body = None
+        if route.action == GENERATE:
+            body = await _read_body(receive, headers.get("content-length", ""))
+        elif api_key:  # an anonymous upload is refused before it is read
+            upload = await _edit_upload(receive, headers)
+        generation = ImageGeneration(
+            request_id=request_id,
+            flavor=flavor,
+            base_url=_base_url(scope, host),
+            action=route.action,
+            events=stream.event,
+        )
+        result = await generation.run(
+            api_key=api_key, body=body, idempotency_key=headers.get("idempotency-key"), upload=upload
+        )
+    except UploadAborted:
+        return  # the client left before its upload was whole: nobody to answer
     except GatewayError as error:
-        status, payload, extra = error.status, error_body(error, flavor=flavor, request_id=request_id), error.headers
+        result = GatewayResponse(error.status, error_body(error, flavor=flavor, request_id=request_id), error.headers)
     except Exception:
         logger.exception("request %s failed", request_id)
         internal = GatewayError(500, "internal_error", f"The gateway failed to process request {request_id}.")
-        status, payload, extra = 500, error_body(internal, flavor=flavor, request_id=request_id), {}
-    await _send_json(send, status, payload, request_id, extra)
+        result = GatewayResponse(500, error_body(internal, flavor=flavor, request_id=request_id))
+    finally:
+        if isinstance(upload, EditUpload):
+            upload.cleanup()
+    if stream.started:
+        if result.status != 200:
+            # Mid-stream, an error is an event (the SDK raises it as APIError), as OpenAI's streams end.
+            await stream.event("error", {"type": "error", **result.body})
+        await stream.finish()
+    else:
+        await _send_json(send, result.status, result.body, request_id, result.headers)
+
+
+async def _edit_upload(receive: Receive, headers: dict[str, str]) -> EditUpload | GatewayError:
+    """The edit's upload, or why it was refused (the pipeline records the refusal once it knows the caller)."""
+    try:
+        return await edit_upload_receive(receive, headers)
+    except GatewayError as error:
+        return error

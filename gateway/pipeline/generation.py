@@ -11,10 +11,11 @@ import base64
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -47,7 +48,17 @@ from gateway.pipeline.idempotency import (
 from gateway.pipeline.legacy import is_retired, retired_refusal, successor_params
 from gateway.pipeline.ratelimit import RateDecision, rate_limit_consume, rate_limit_refund
 from gateway.pipeline.validation import CatalogEntry, check_model_usable, parse_body, requested_model, validate_params
-from providers.base import ImageParams, ProviderError, ProviderResult, TokenUsage
+from providers.base import (
+    EDIT,
+    GENERATE,
+    ImageParams,
+    InputImage,
+    PartialImage,
+    PartialImageSink,
+    ProviderError,
+    ProviderResult,
+    TokenUsage,
+)
 from providers.cache import (
     CachedImage,
     CacheHit,
@@ -61,7 +72,15 @@ from providers.http import http_client
 from providers.registry import ProviderNotConfigured, provider_for
 from providers.routing import AttemptLog, PlannedAttempt, attempt_run
 
+if TYPE_CHECKING:
+    from gateway.pipeline.uploads import EditUpload
+
 logger = logging.getLogger("gateway.pipeline.generation")
+
+# Where a streamed request's events go, as (event type, event object); the endpoint writes them as SSE.
+EventSink = Callable[[str, dict[str, Any]], Awaitable[None]]
+# The event types of OpenAI's image streams, by action.
+EVENT_PREFIXES = {GENERATE: "image_generation", EDIT: "image_edit"}
 
 
 @dataclass
@@ -69,6 +88,8 @@ class GatewayResponse:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    # The answer went out as events (a streamed request); `body` is what an idempotent replay answers.
+    streamed: bool = False
 
 
 def _elapsed_ms(started: float) -> int:
@@ -96,6 +117,9 @@ class Attempt:
 
 def _priced_request(entry: CatalogEntry, params: ImageParams) -> PricedRequest:
     return PricedRequest(
+        action=params.action,
+        input_images=tuple((image.width, image.height) for image in params.images),
+        partial_images=params.partial_images,
         model=params.model,
         size=params.size,
         quality=params.quality,
@@ -129,10 +153,23 @@ def _provider_cost(attempt: Attempt, result: ProviderResult, images: int) -> Dec
 class ImageGeneration:
     """One call to the image endpoint, from raw request to response."""
 
-    def __init__(self, *, request_id: str, flavor: str, base_url: str) -> None:
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        flavor: str,
+        base_url: str,
+        action: str = GENERATE,
+        events: EventSink | None = None,
+    ) -> None:
         self.request_id = request_id
         self.flavor = flavor
         self.base_url = base_url
+        self.action = action
+        # A streamed request's events go here; without a sink `stream: true` cannot be answered.
+        self.events = events
+        self.images: tuple[InputImage, ...] = ()
+        self.mask: InputImage | None = None
         self.started = time.monotonic()
         self.received_at = timezone.now()
         self.payload: dict[str, Any] = {}
@@ -141,9 +178,14 @@ class ImageGeneration:
         self.line_item_details: dict[str, Any] = {}
 
     async def run(
-        self, *, api_key: str | None, body: bytes | None, idempotency_key: str | None = None
+        self,
+        *,
+        api_key: str | None,
+        body: bytes | None = None,
+        idempotency_key: str | None = None,
+        upload: "EditUpload | GatewayError | None" = None,
     ) -> GatewayResponse:
-        """`body` is None when it was over the size limit."""
+        """`body` is None when it was over the size limit; an edit comes as its `upload`, or why it was refused."""
         if not api_key:
             raise GatewayError(
                 401, "invalid_api_key", "Missing API key. Send it as 'Authorization: Bearer <key>' or 'X-API-Key'."
@@ -151,13 +193,7 @@ class ImageGeneration:
         parse_error: GatewayError | None = None
         model: str | None = None
         try:
-            if body is None:
-                raise GatewayError(
-                    413,
-                    "request_too_large",
-                    f"The request body exceeds {settings.MAX_REQUEST_BODY_BYTES} bytes.",
-                )
-            self.payload = parse_body(body)
+            self.payload = self._request_payload(body, upload)
             model = requested_model(self.payload)
         except GatewayError as error:
             parse_error = error
@@ -174,7 +210,7 @@ class ImageGeneration:
                     idempotency_claim,
                     organization_id=context.caller.organization_id,
                     key=idempotency_key_check(idempotency_key),
-                    fingerprint=request_fingerprint(self.payload),
+                    fingerprint=request_fingerprint(self._fingerprinted()),
                     now=self.received_at,
                 )
                 if replay is not None:
@@ -205,6 +241,28 @@ class ImageGeneration:
             )
         return response
 
+    def _request_payload(self, body: bytes | None, upload: "EditUpload | GatewayError | None") -> dict[str, Any]:
+        if self.action == EDIT:
+            if isinstance(upload, GatewayError):
+                raise upload
+            assert upload is not None
+            self.images, self.mask = tuple(upload.images), upload.mask
+            return upload.payload()
+        if body is None:
+            raise GatewayError(
+                413,
+                "request_too_large",
+                f"The request body exceeds {settings.MAX_REQUEST_BODY_BYTES} bytes.",
+            )
+        return parse_body(body)
+
+    def _fingerprinted(self) -> dict[str, Any]:
+        """What makes two requests the same for an idempotency key: the fields, and an edit's files."""
+        if self.action == GENERATE:
+            return self.payload
+        files = [*self.images, *([self.mask] if self.mask else [])]
+        return {**self.payload, "files": [[f.size_bytes, f.width, f.height, f.content_type] for f in files]}
+
     async def _refuse(self, context: CallContext, error: GatewayError, claimed: str | None) -> None:
         """A refusal before the provider: record it, free the key, and tell the caller its budget."""
         if claimed is not None:
@@ -227,7 +285,10 @@ class ImageGeneration:
 
     def _admit(self, context: CallContext, model: str) -> tuple[list[Attempt], AttemptLog]:
         """The attempts to make, in order; a route's candidates that cannot take this request are skipped."""
-        entry = check_model_usable(context.entry, model)
+        editor = ""
+        if self.action == EDIT and context.entry is not None and not context.entry.edit and context.catalog:
+            editor = context.catalog.editor_for(context.entry, self.received_at.date())
+        entry = check_model_usable(context.entry, model, self.action, editor)
         requested = context.route or entry.name
         if not context.caller.allows_model(requested):
             raise GatewayError(403, "model_not_allowed", f"This API key may not use model {requested}.", param="model")
@@ -247,7 +308,16 @@ class ImageGeneration:
 
     def _plan_attempt(self, context: CallContext, entry: CatalogEntry, pricing: ModelPricing) -> Attempt:
         """Validate and price the request as `entry`; a name retired upstream is sent to its successor."""
-        params = validate_params(self.payload, entry, provider_required=self.flavor == Flavor.FLAT)
+        params = validate_params(
+            self.payload,
+            entry,
+            provider_required=self.flavor == Flavor.FLAT,
+            images=self.images,
+            mask=self.mask,
+            action=self.action,
+        )
+        if params.stream and self.events is None:
+            raise GatewayError(400, "invalid_parameter", "This endpoint cannot stream: omit 'stream'.", param="stream")
         priced = _priced_request(entry, params)
         try:
             quote = price_quote(pricing, priced)
@@ -292,6 +362,13 @@ class ImageGeneration:
         }
         if isinstance(prompt, str):
             details["prompt_chars"] = len(prompt)
+        if self.action == EDIT:
+            details["action"] = EDIT
+            details["input_images"] = [f"{image.width}x{image.height}" for image in self.images]
+            details["mask"] = self.mask is not None
+        if self.payload.get("stream") is True:
+            details["stream"] = True
+            details["partial_images"] = self.payload.get("partial_images") or 0
         details["api"] = self.flavor
         return details
 
@@ -320,15 +397,18 @@ class ImageGeneration:
 
     async def _generate(self, context: CallContext, plan: list[Attempt], attempts: AttemptLog):
         first = plan[0].planned
+        streamed = first.params.stream
+        # An edit's answer depends on its images, a stream's on being watched: neither is served from the cache.
+        cache = context.cache if self.action == GENERATE and not streamed else None
         key = cache_key(
             organization_id=context.caller.organization_id,
             model=context.route or first.params.model,
             params=first.params,
         )
-        if context.cache is not None:
+        if cache is not None:
             hit = await db_step(cached_response_find, organization_id=context.caller.organization_id, key=key)
             if hit is not None:
-                return await self._serve_cached(context, first.params, hit, context.cache)
+                return await self._serve_cached(context, first.params, hit, cache)
         await self._open(
             context,
             first.params,
@@ -338,8 +418,9 @@ class ImageGeneration:
         )
         try:
             attempt, result = await self._first_delivery(context, plan, attempts)
-            # Stored when a URL or the cache needs them; b64_json alone is answered from memory.
-            hosted = first.params.response_format == "url" or context.cache is not None
+            # Stored when a URL or the cache needs them, or the request streamed (its client may be gone);
+            # b64_json alone is answered from memory.
+            hosted = first.params.response_format == "url" or cache is not None or streamed
             images = await asyncio.to_thread(self._host_images, result) if hosted else []
         except ProviderError as exc:
             await self._fail(
@@ -383,6 +464,8 @@ class ImageGeneration:
         if attempt.planned.sent is not None:
             details["model_used"] = attempt.served.name
             details["translated"] = attempt.translated
+        if streamed:
+            details["stored_images"] = [image.name for image in images]
         latency_ms = await self._succeed(
             charge=charge,
             model=params.model,
@@ -390,7 +473,7 @@ class ImageGeneration:
             provider_cost=provider_cost or Decimal(0),
             details=details,
         )
-        if context.cache is not None and images:
+        if cache is not None and images:
             await db_step(
                 cached_response_store,
                 organization_id=context.caller.organization_id,
@@ -414,7 +497,7 @@ class ImageGeneration:
         )
         if len(attempts.records) > 1:
             perf["attempts"] = attempts.records
-        if hosted:
+        if hosted and not streamed:
             data = await asyncio.to_thread(self._image_data, images, params.response_format)
         else:
             data = [_inline_image(image.data, image.revised_prompt) for image in result.images]
@@ -423,7 +506,52 @@ class ImageGeneration:
         if result.usage is not None:
             body["usage"] = openai_usage(result.usage)
         body["perf"] = perf
-        return GatewayResponse(status=200, body=body)
+        if streamed:
+            await self._stream_completed(body)
+        return GatewayResponse(status=200, body=body, streamed=streamed)
+
+    def _event(self, kind: str, **fields: Any) -> tuple[str, dict[str, Any]]:
+        """One event of OpenAI's image stream, with the fields every event of it carries."""
+        event_type = f"{EVENT_PREFIXES[self.action]}.{kind}"
+        return event_type, {"type": event_type, "created_at": int(time.time()), **fields}
+
+    def _stream_formats(self, params: ImageParams) -> dict[str, Any]:
+        return {
+            "background": params.options.get("background", "auto"),
+            "output_format": params.options.get("output_format", "png"),
+        }
+
+    def _partial_sink(self, params: ImageParams) -> PartialImageSink | None:
+        """Where a streamed attempt's partial images go: out as events, as they arrive."""
+        events = self.events
+        if not params.stream or events is None:
+            return None
+
+        async def partial_image(partial: PartialImage) -> None:
+            await events(
+                *self._event(
+                    "partial_image",
+                    b64_json=partial.b64_json,
+                    partial_image_index=partial.index,
+                    size=params.size,
+                    quality=params.quality,
+                    **self._stream_formats(params),
+                )
+            )
+
+        return partial_image
+
+    async def _stream_completed(self, body: dict[str, Any]) -> None:
+        """One completed event per image: its base64, and the request's usage and perf (the same on each)."""
+        assert self.events is not None
+        echoed = {name: body[name] for name in ("size", "quality", "background", "output_format") if name in body}
+        echoed.setdefault("background", "auto")
+        echoed.setdefault("output_format", "png")
+        for item in body["data"]:
+            fields = {**item, **echoed, "perf": body["perf"]}
+            if "usage" in body:
+                fields["usage"] = body["usage"]
+            await self.events(*self._event("completed", **fields))
 
     async def _first_delivery(
         self, context: CallContext, plan: list[Attempt], attempts: AttemptLog
@@ -437,7 +565,12 @@ class ImageGeneration:
             try:
                 if attempt is not plan[0]:
                     await self._reserve_for(attempt, context)
-                result = await attempt_run(attempt.planned, request_id=self.request_id, client=http_client())
+                result = await attempt_run(
+                    attempt.planned,
+                    request_id=self.request_id,
+                    client=http_client(),
+                    on_partial=self._partial_sink(attempt.planned.params),
+                )
             except ProviderError as exc:
                 attempts.failed(attempt.planned, exc)
                 if not exc.allows_fallback or attempt is plan[-1]:

@@ -84,7 +84,7 @@ def successor_params(params: ImageParams, successor: CatalogEntry) -> Translatio
         changes["style"] = f"{params.style} dropped"
     options = {}
     for name, value in params.options.items():
-        allowed = successor.parameters.get(name)
+        allowed = successor.parameters_for(params.action).get(name)
         if allowed is not None and (isinstance(allowed, dict) or value in allowed):
             options[name] = value
         else:

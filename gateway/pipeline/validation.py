@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any
 
 from gateway.core.errors import GatewayError, invalid_parameter
-from providers.base import ImageParams
+from providers.base import EDIT, GENERATE, ImageParams, InputImage
 from providers.models import ModelSpec, model_status
 from providers.sizes import AUTO, SizeRule, size_parse
 
@@ -45,6 +45,15 @@ class CatalogEntry:
     shutdown_date: date | None = None
     successor: str = ""
     successor_enabled: bool = True
+    # {"max_images": N, "mask": bool, "parameters": {...}} when it edits images; empty when it cannot.
+    edit: dict[str, Any] = field(default_factory=dict)
+    streams: bool = False
+
+    def parameters_for(self, action: str) -> dict[str, Any]:
+        """The further parameters the model takes for this action: an edit adds its edit-only ones."""
+        if action == EDIT:
+            return {**self.parameters, **self.edit.get("parameters", {})}
+        return self.parameters
 
     def status_on(self, today: date) -> str:
         return model_status(self.status, self.shutdown_date, today)
@@ -73,8 +82,11 @@ _COMMON_FIELDS = frozenset(
         "safety_identifier",
         "provider",
         "stream",
+        "partial_images",
     }
 )
+# Streamed partial images per image, as OpenAI takes them.
+MAX_PARTIAL_IMAGES = 3
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
@@ -164,15 +176,16 @@ def _auto_refused(entry: CatalogEntry, field: str, value: str) -> str:
     )
 
 
-def _options(payload: dict[str, Any], entry: CatalogEntry) -> dict[str, Any]:
+def _options(payload: dict[str, Any], entry: CatalogEntry, action: str) -> dict[str, Any]:
     """The model's further parameters as requested, each checked; a parameter the model does not take is 400."""
     options: dict[str, Any] = {}
+    parameters = entry.parameters_for(action)
     for name, value in payload.items():
         if name in _COMMON_FIELDS or value is None:
             continue
-        allowed = entry.parameters.get(name)
+        allowed = parameters.get(name)
         if allowed is None:
-            accepted = ", ".join(sorted(entry.parameters)) or "none beyond the common ones"
+            accepted = ", ".join(sorted(parameters)) or "none beyond the common ones"
             raise invalid_parameter(
                 f"Unknown parameter '{name}' for model {entry.name}. Its further parameters: {accepted}.", name
             )
@@ -205,7 +218,10 @@ def _options_consistent(options: dict[str, Any], entry: CatalogEntry) -> None:
         )
 
 
-def check_model_usable(entry: CatalogEntry | None, model: str) -> CatalogEntry:
+def check_model_usable(
+    entry: CatalogEntry | None, model: str, action: str = GENERATE, editor: str = ""
+) -> CatalogEntry:
+    """The model exists and can do `action`; `editor` is the model to suggest when it cannot edit."""
     if entry is None:
         raise GatewayError(
             404,
@@ -221,10 +237,68 @@ def check_model_usable(entry: CatalogEntry | None, model: str) -> CatalogEntry:
             f"Model {entry.name} does not support image_generation action. Use {suggestion} instead.",
             param="model",
         )
+    if action == EDIT and not entry.edit:
+        suggestion = f" Use {editor} instead." if editor else ""
+        raise GatewayError(
+            400,
+            "ACTION_NOT_SUPPORTED",
+            f"Model {entry.name} does not support image_edit action.{suggestion}",
+            param="model",
+        )
     return entry
 
 
-def validate_params(payload: dict[str, Any], entry: CatalogEntry, *, provider_required: bool) -> ImageParams:
+def _edit_inputs(entry: CatalogEntry, images: tuple[InputImage, ...], mask: InputImage | None) -> None:
+    """An edit's images fit what the model takes: how many, and whether a mask."""
+    if not images:
+        raise invalid_parameter(
+            "'image' is required: the image(s) to edit, as one file or several as image[].", "image"
+        )
+    most = int(entry.edit.get("max_images", 1))
+    if len(images) > most:
+        raise invalid_parameter(
+            f"Model {entry.name} edits at most {most} input image{'s' if most != 1 else ''}; got {len(images)}.",
+            "image",
+        )
+    if mask is not None and not entry.edit.get("mask"):
+        raise invalid_parameter(f"Model {entry.name} does not take a mask: omit 'mask'.", "mask")
+
+
+def _streaming(payload: dict[str, Any], entry: CatalogEntry) -> tuple[bool, int]:
+    """(stream, partial_images) as requested; a model that cannot stream refuses `stream: true`."""
+    stream = payload.get("stream")
+    if stream not in (None, True, False):
+        raise invalid_parameter(f"'stream' must be true or false, got {stream!r}.", "stream")
+    partial_images = payload.get("partial_images")
+    if partial_images is None:
+        partial_images = 0
+    if (
+        isinstance(partial_images, bool)
+        or not isinstance(partial_images, int)
+        or not 0 <= partial_images <= MAX_PARTIAL_IMAGES
+    ):
+        raise invalid_parameter(
+            f"'partial_images' must be an integer from 0 to {MAX_PARTIAL_IMAGES}, got {partial_images!r}.",
+            "partial_images",
+        )
+    if stream and not entry.streams:
+        raise invalid_parameter(
+            f"Model {entry.name} cannot stream partial images: omit 'stream', or use a model that streams "
+            '(GET /v1/models says which: "streams": true).',
+            "stream",
+        )
+    return bool(stream), partial_images if stream else 0
+
+
+def validate_params(
+    payload: dict[str, Any],
+    entry: CatalogEntry,
+    *,
+    provider_required: bool,
+    images: tuple[InputImage, ...] = (),
+    mask: InputImage | None = None,
+    action: str = GENERATE,
+) -> ImageParams:
     prompt = payload.get("prompt")
     if prompt is None:
         raise invalid_parameter("'prompt' is required: a text description of the image.", "prompt")
@@ -257,12 +331,10 @@ def validate_params(payload: dict[str, Any], entry: CatalogEntry, *, provider_re
     quality = _auto_refused(
         entry, "quality", _choice(payload, "quality", entry.qualities, entry.default_quality, entry.name)
     )
-    options = _options(payload, entry)
-    if payload.get("stream") not in (None, False):
-        raise invalid_parameter(
-            f"Streamed partial images are not available for model {entry.name} on this gateway: omit 'stream'.",
-            "stream",
-        )
+    options = _options(payload, entry, action)
+    stream, partial_images = _streaming(payload, entry)
+    if action == EDIT:
+        _edit_inputs(entry, images, mask)
     if options.get("output_format") == "svg" and n > 1:
         raise invalid_parameter(f"output_format svg makes one image per request on {entry.name}: set n to 1.", "n")
     style = _optional_string(payload, "style")
@@ -300,4 +372,9 @@ def validate_params(payload: dict[str, Any], entry: CatalogEntry, *, provider_re
         end_user=end_user,
         provider=entry.provider,
         options=options,
+        action=action,
+        images=images,
+        mask=mask,
+        stream=stream,
+        partial_images=partial_images,
     )

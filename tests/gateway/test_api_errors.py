@@ -7,7 +7,9 @@ from gateway.core.images import signed_image_path
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-OPENAI_SERVES = "this gateway serves POST /v1/images/generations, GET /v1/models and GET /v1/models/{model}."
+OPENAI_SERVES = (
+    "this gateway serves POST /v1/images/generations and /v1/images/edits, GET /v1/models and GET /v1/models/{model}."
+)
 
 
 def openai_error(response, status: int, code: str) -> str:
@@ -32,12 +34,12 @@ def flat_error(response, status: int, code: str) -> str:
 @pytest.mark.parametrize("debug", [False, True], ids=["production", "DEBUG"])
 async def test_unknown_paths_answer_in_each_flavours_shape(gateway_client, auth_headers, settings, debug):
     settings.DEBUG = debug
-    for path in ("/v1/nope", "/v1/images/edits", "/v1"):
+    for path in ("/v1/nope", "/v1/images/variations", "/v1"):
         response = await gateway_client.get(path, headers=auth_headers)
         assert openai_error(response, 404, "not_found") == f"Unknown path {path}: {OPENAI_SERVES}"
     response = await gateway_client.post("/api/nope", json={}, headers=auth_headers)
     assert flat_error(response, 404, "not_found").startswith(
-        "Unknown path /api/nope: this gateway serves POST /api/images/generations and the usage API"
+        "Unknown path /api/nope: this gateway serves POST /api/images/generations and /api/images/edits, and the usage API"
     )
 
 

@@ -62,6 +62,8 @@ async def test_each_entry_carries_the_extension_fields(gateway_client, auth_head
         "styles": [],
         "parameters": {"output_format": ["png", "jpeg"], "output_compression": {"min": 0, "max": 100}},
         "max_n": 4,
+        "edits": None,
+        "streams": False,
         "price_basis": "per_token",
         "status": "live",
         "shutdown_date": None,

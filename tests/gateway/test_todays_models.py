@@ -68,7 +68,10 @@ async def test_a_size_outside_the_rule_is_refused_with_the_rule(gateway_client, 
         ({"model": "gpt-image-2", "background": "transparent", "output_format": "jpeg"}, "background", "png or webp"),
         ({"model": "gpt-image-2.6-flare", "output_format": "svg", "n": 2}, "n", "set n to 1"),
         ({"model": "flux-2-pro", "background": "transparent"}, "background", "flux-2-pro"),
-        ({"model": "gpt-image-2", "stream": True}, "stream", "omit 'stream'"),
+        ({"model": "flux-2-pro", "stream": True}, "stream", "omit 'stream'"),
+        ({"model": "gpt-image-2", "stream": True, "partial_images": 4}, "partial_images", "from 0 to 3"),
+        ({"model": "gpt-image-2", "stream": "yes"}, "stream", "true or false"),
+        ({"model": "gpt-image-2", "input_fidelity": "high"}, "input_fidelity", "Unknown parameter"),
     ],
 )
 async def test_parameters_are_checked_per_model_and_refused_by_name(
