@@ -132,7 +132,7 @@ class _Part:
 
     header_name: bytearray = field(default_factory=bytearray)
     header_value: bytearray = field(default_factory=bytearray)
-    disposition: str = ""
+    disposition: bytes = b""
     name: str = ""
     filename: str = ""
     label: str = ""  # how messages name a file part: "image", "image[] file 3", "mask"
@@ -226,18 +226,20 @@ class _EditForm:
     def on_header_end(self) -> None:
         part = self.part
         if part.header_name.strip().lower() == b"content-disposition":
-            part.disposition = part.header_value.decode("utf-8", "replace")
+            part.disposition = bytes(part.header_value)
         part.header_name.clear()
         part.header_value.clear()
 
     def on_headers_finished(self) -> None:
         part = self.part
+        # Bytes in, bytes out (as latin-1); names and file names are UTF-8, as browsers and httpx send them.
         kind, options = parse_options_header(part.disposition)
         name = options.get(b"name")
         if kind != b"form-data" or name is None:
             raise invalid_parameter("Each part of the form needs a Content-Disposition: form-data; name=...", None)
-        part.name = name.decode("latin-1")
-        part.filename = os.path.basename(options.get(b"filename", b"").decode("latin-1").replace("\x00", ""))
+        part.name = name.decode("utf-8", "replace")
+        filename = options.get(b"filename", b"").decode("utf-8", "replace").replace("\x00", "")
+        part.filename = os.path.basename(filename.replace("\\", "/"))
         if _IMAGE_FIELD.fullmatch(part.name):
             index = len(self.images) + 1
             if index > settings.EDIT_MAX_IMAGES:

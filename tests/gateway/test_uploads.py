@@ -180,6 +180,21 @@ async def test_chunking_does_not_change_what_is_read(seed):
     upload.cleanup()
 
 
+async def test_names_are_utf8():
+    body, headers = form({"prompt": "un café ☃", "extra ☃": "x"}, {"image": ("dir/café ☃.png", picture(), "image/png")})
+    upload = await receive_form(body, headers)
+    assert upload.images[0].filename == "café ☃.png"
+    assert upload.fields == {"prompt": "un café ☃", "extra ☃": "x"}
+    upload.cleanup()
+
+
+async def test_a_file_without_a_name_is_named_for_its_field_and_format():
+    body, headers = form({}, {"image": ("", picture(kind="WEBP"), "image/webp")})
+    upload = await receive_form(body, headers)
+    assert upload.images[0].filename == "image.webp"
+    upload.cleanup()
+
+
 async def test_a_file_is_judged_by_its_content_not_its_name_or_declared_type():
     jpeg = picture(12, 9, kind="JPEG")
     body, headers = form({"prompt": "x"}, {"image": ("looks.png", jpeg, "image/png")})
