@@ -176,6 +176,15 @@ if env_str("S3_BUCKET"):
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
+# `POST /v1/images/edits` (gateway/pipeline/uploads.py): a multipart form streamed to a temporary directory,
+# never held in memory. Each limit answers 413 (400 for too many images) as soon as it is crossed.
+EDIT_MAX_FILE_BYTES = env_int("EDIT_MAX_FILE_BYTES", 50 * 1024 * 1024)  # each image or mask; OpenAI's own limit
+EDIT_MAX_BODY_BYTES = env_int("EDIT_MAX_BODY_BYTES", 256 * 1024 * 1024)  # the whole form
+EDIT_MAX_IMAGES = env_int("EDIT_MAX_IMAGES", 16)  # as many as OpenAI takes
+EDIT_MAX_FIELD_BYTES = env_int("EDIT_MAX_FIELD_BYTES", 64 * 1024)  # each text field (the prompt is the long one)
+# Where the per-request directories go; empty means the system's temporary directory ($TMPDIR).
+EDIT_UPLOAD_DIR = env_str("EDIT_UPLOAD_DIR")
+
 # --- Gateway behaviour ----------------------------------------------------
 IMAGE_URL_TTL_SECONDS = env_int("IMAGE_URL_TTL_SECONDS", 3600)
 # Absolute base for signed image URLs; empty means "the host the client called".

@@ -97,12 +97,17 @@ def parse_body(body: bytes) -> dict[str, Any]:
         raise invalid_parameter(f"The request body is not valid JSON: {exc}", None) from None
     if not isinstance(payload, dict):
         raise invalid_parameter("The request body must be a JSON object.", None)
+    nul_refuse(payload)
+    return payload
+
+
+def nul_refuse(payload: dict[str, Any]) -> None:
+    """Refuse (400) the first parameter whose name or value holds U+0000, in a JSON body or a multipart form."""
     for key, value in payload.items():
         # Nothing recorded may hold one: PostgreSQL text and JSON cannot store U+0000.
         if _holds_nul(key) or _holds_nul(value):
             name = key.replace("\x00", "")
             raise invalid_parameter(f"'{name}' contains a NUL character (\\u0000), which is not allowed.", name)
-    return payload
 
 
 def _holds_nul(value: Any) -> bool:
