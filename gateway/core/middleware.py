@@ -96,8 +96,8 @@ class NulParameterMiddleware(_BothModesMiddleware):
 _API_PREFIXES = {"/v1/": Flavor.OPENAI, "/api/": Flavor.FLAT}
 _SERVED = {
     Flavor.OPENAI: "POST /v1/images/generations and /v1/images/edits, GET /v1/models and GET /v1/models/{model}",
-    Flavor.FLAT: "POST /api/images/generations and /api/images/edits, and the usage API (GET /api/usage and /api/usage/summary, "
-    "described at /api/docs/)",
+    Flavor.FLAT: "POST /api/images/generations and /api/images/edits, and the usage API "
+    "(GET /api/usage and /api/usage/summary, described at /api/docs/)",
 }
 
 

@@ -482,7 +482,7 @@ class ImageGeneration:
                 provider=attempt.planned.provider.slug,
                 request_id=self.request_id,
                 images=images,
-                ttl=context.cache.ttl,
+                ttl=cache.ttl,
             )
         cost = quantize_usd(charge.cost)
         perf = self._perf(

@@ -10,7 +10,7 @@ from providers.base import TokenUsage
 from providers.catalog import GPT_IMAGE_2_OUTPUT_TOKENS, GPT_IMAGE_26_OUTPUT_TOKENS, GPT_IMAGE_SIZES
 from providers.costs import TokenRates, list_cost
 from providers.sizes import SizeRule
-from providers.tokens import output_tokens
+from providers.tokens import input_image_tokens_bound, output_tokens
 
 RATES = TokenRates(
     text_input=Decimal("5"),
@@ -98,6 +98,30 @@ def test_tokens_hold_an_upper_bound_and_charge_exactly_the_usage():
     )
     assert charge.cost == (Decimal(30 * 5) + Decimal("10") * Decimal("1.25") + Decimal(2 * 7024 * 30)) / 1_000_000
     assert charge.tokens["cached_text_input"] == 10 and charge.notes == {}
+
+
+def test_an_edit_holds_its_input_images_once_per_image_made_and_a_stream_its_partial_images():
+    pricing = ModelPricing(token_rates=RATES)
+    edit = request(n=2, prompt="x" * 100, action="edit", input_images=((1024, 1024), (512, 256)), partial_images=2)
+    quote = price_quote(pricing, edit)
+    # 1024² is 32x32 patches; 512x256 is magnified 2x to 1024x512 (32x16 patches). Each made image bills them again.
+    assert (input_image_tokens_bound(1024, 1024), input_image_tokens_bound(512, 256)) == (1024, 512)
+    text = (100 + 64 + 2 * 64) * 2
+    output = 2 * 7024 + 2 * 2 * 100
+    assert quote.hold == Decimal(text * 5 + 2 * (1024 + 512) * 8 + output * 30) / 1_000_000
+    usage = TokenUsage(text_input=40, image_input=1500, image_output=2 * 7024 + 400)
+    charge = price_charge(pricing, edit, quote, images=2, usage=usage, reported_size="", reported_quality="", held=True)
+    assert charge.cost == Decimal(40 * 5 + 1500 * 8 + (2 * 7024 + 400) * 30) / 1_000_000 and charge.notes == {}
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "bound"),
+    # 256² is magnified 2x to 512² (16x16 patches); 1000x100 is billed as a 3:1 canvas (32x11 patches);
+    # large images stop at the budget of 1,536 patches.
+    [(1024, 1024, 1024), (256, 256, 256), (1000, 100, 352), (100, 1000, 352), (4000, 3000, 1536), (3000, 100, 1536)],
+)
+def test_an_input_image_bound_magnifies_small_images_caps_the_ratio_and_the_patch_budget(width, height, bound):
+    assert input_image_tokens_bound(width, height) == bound
 
 
 def test_tokens_without_usage_settle_at_the_bound_and_say_so():

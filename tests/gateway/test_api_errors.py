@@ -39,7 +39,8 @@ async def test_unknown_paths_answer_in_each_flavours_shape(gateway_client, auth_
         assert openai_error(response, 404, "not_found") == f"Unknown path {path}: {OPENAI_SERVES}"
     response = await gateway_client.post("/api/nope", json={}, headers=auth_headers)
     assert flat_error(response, 404, "not_found").startswith(
-        "Unknown path /api/nope: this gateway serves POST /api/images/generations and /api/images/edits, and the usage API"
+        "Unknown path /api/nope: this gateway serves POST /api/images/generations and /api/images/edits, "
+        "and the usage API"
     )
 
 

@@ -151,7 +151,7 @@ def test_a_file_that_is_not_an_image_is_refused_by_its_content(client):
 
 
 def test_a_file_over_the_limit_is_413_naming_the_field(client, settings):
-    settings.EDIT_MAX_FILE_BYTES = 10_000
+    settings.EDIT_MAX_FILE_BYTES = 1_000  # a flat 1024x1024 PNG is a few KB
     with pytest.raises(openai.APIStatusError) as refused:
         client.images.edit(model="gpt-image-2", image=("a.png", png(), "image/png"), prompt="x")
     assert refused.value.status_code == 413 and refused.value.body["param"] == "image"
@@ -159,7 +159,9 @@ def test_a_file_over_the_limit_is_413_naming_the_field(client, settings):
 
 def test_a_per_image_model_is_charged_its_edit_price(client):
     # No Stability credentials here: the local provider stands in, and edits for real.
-    price_set(model="stable-image-ultra", quality="standard", size="1024x1024", unit_price=Decimal("0.11"), action="edit")
+    price_set(
+        model="stable-image-ultra", quality="standard", size="1024x1024", unit_price=Decimal("0.11"), action="edit"
+    )
     result = client.images.edit(
         model="stable-image-ultra", image=("a.png", png(), "image/png"), prompt="a lighthouse", response_format="url"
     )
@@ -208,7 +210,9 @@ def test_the_flat_twin_needs_a_provider_and_answers_flat_errors(live_gateway, ap
         data={"model": "sd3.5-large", "prompt": "x"},
         files=files,
     )
-    assert missing.status_code == 400 and missing.json()["param"] == "provider" and "error" not in missing.json()
+    refusal = missing.json()
+    assert (missing.status_code, refusal["code"]) == (400, "invalid_parameter") and "'provider'" in refusal["error"]
+    assert refusal["requestId"] == missing.headers["x-request-id"]
     made = httpx.post(
         f"{live_gateway}/api/images/edits",
         headers={"X-API-Key": api_key_plaintext},

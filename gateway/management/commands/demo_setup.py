@@ -24,4 +24,6 @@ class Command(BaseCommand):
             "\n"
             f"  curl http://127.0.0.1:{port}/v1/images/generations -H 'Authorization: Bearer {created.plaintext}' "
             "-H 'Content-Type: application/json' -d '{\"prompt\": \"a lighthouse at dawn\"}'\n"
+            f"  curl http://127.0.0.1:{port}/v1/images/edits -H 'Authorization: Bearer {created.plaintext}' "
+            "-F model=gpt-image-2 -F prompt='add a red kite' -F image=@photo.png\n"
         )
