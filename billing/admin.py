@@ -13,8 +13,8 @@ class ModelSpecAdmin(AuditedModelAdmin):
 
 @admin.register(PriceConfig)
 class PriceConfigAdmin(AuditedModelAdmin):
-    list_display = ["model", "quality", "size", "unit_price", "updated_at"]
-    list_filter = ["model"]
+    list_display = ["model", "action", "quality", "size", "unit_price", "updated_at"]
+    list_filter = ["action", "model"]
 
 
 @admin.register(UsageLineItem)

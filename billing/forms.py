@@ -3,7 +3,7 @@
 from django import forms
 
 from accounts.models import ApiKey
-from billing.models import SpendLimit, UsageLineItem
+from billing.models import PriceConfig, SpendLimit, UsageLineItem
 from gateway.core.money import parse_usd
 from providers.models import ModelSpec
 from providers.sizes import AUTO, size_parse
@@ -32,9 +32,14 @@ class UsageFilterForm(forms.Form):
 
 class PriceForm(forms.Form):
     model = forms.CharField(max_length=100)
+    # Optional so that a form without it prices generations, as it always did.
+    action = forms.ChoiceField(choices=PriceConfig.Action.choices, required=False)
     quality = forms.CharField(max_length=16)
     size = forms.CharField(max_length=16)
     unit_price = forms.CharField(max_length=24, label="Price per image (USD)")
+
+    def clean_action(self):
+        return self.cleaned_data["action"] or PriceConfig.Action.GENERATE
 
     def clean_unit_price(self):
         try:

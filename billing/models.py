@@ -4,14 +4,23 @@ from django.conf import settings
 from django.db import models
 
 from gateway.core.money import MONEY_DIGITS, MONEY_PLACES
+from providers.base import EDIT, GENERATE
 from providers.costs import TokenRates
 from providers.models import ModelSpec
 
 
 class PriceConfig(models.Model):
-    """The price of one image for a (model, quality, size) combination."""
+    """The price of one image for a (model, action, quality, size) combination.
+
+    An edit is priced by the model's edit price when one is set, else by its generate price (billing.pricing).
+    """
+
+    class Action(models.TextChoices):
+        GENERATE = GENERATE, "Generate"
+        EDIT = EDIT, "Edit"
 
     model = models.ForeignKey(ModelSpec, on_delete=models.CASCADE, related_name="prices")
+    action = models.CharField(max_length=8, choices=Action.choices, default=Action.GENERATE)
     quality = models.CharField(max_length=16)
     size = models.CharField(max_length=16)
     unit_price = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
@@ -19,14 +28,15 @@ class PriceConfig(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["model__name", "quality", "size"]
+        ordering = ["model__name", "action", "quality", "size"]
         constraints = [
-            models.UniqueConstraint(fields=["model", "quality", "size"], name="price_config_unique"),
+            models.UniqueConstraint(fields=["model", "action", "quality", "size"], name="price_config_unique"),
             models.CheckConstraint(condition=models.Q(unit_price__gte=0), name="price_config_non_negative"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.model.name} {self.quality} {self.size}: {self.unit_price}"
+        action = "" if self.action == self.Action.GENERATE else f" {self.action}"
+        return f"{self.model.name}{action} {self.quality} {self.size}: {self.unit_price}"
 
 
 class TokenPrice(models.Model):

@@ -4,6 +4,9 @@ Every live model is priced for every size it accepts: per exact size, or per siz
 models whose sizes are a rule. OpenAI's token-metered models are priced per token (their
 list rates), with a per-image grid by size class beside it for operators who prefer one
 (`set_token_price MODEL --delete` falls back to it).
+
+Edits are priced by a model's generate price unless it has an edit price (DEFAULT_EDIT_PRICES):
+FLUX.2 charges for the input image's megapixels too.
 """
 
 from decimal import ROUND_CEILING, Decimal
@@ -46,6 +49,13 @@ def _megapixel_grid(model: str) -> list[PriceRow]:
     ]
 
 
+def _megapixel_edit_grid(model: str) -> list[PriceRow]:
+    """FLUX.2 image-to-image as BFL lists it ("1 MP image-to-image": pro $0.045): the output's megapixels as for a
+    generation, plus one input megapixel at the model's `extra` rate."""
+    extra = Decimal(_CATALOG[model]["list_rates"]["extra"])
+    return [(name, quality, size, price + extra) for name, quality, size, price in _megapixel_grid(model)]
+
+
 def _token_grid(model: str) -> list[PriceRow]:
     """Per image by size class: the most output tokens an image of that class may take, at the list rate."""
     spec = _CATALOG[model]
@@ -61,6 +71,7 @@ def _token_grid(model: str) -> list[PriceRow]:
     return rows
 
 
+FLUX2 = ("flux-2-pro", "flux-2-max", "flux-2-flex", "flux-2-klein-4b", "flux-2-klein-9b")
 TOKEN_PRICED = [name for name, spec in _CATALOG.items() if spec.get("list_rates", {}).get("basis") == "tokens"]
 
 DEFAULT_PRICES: list[PriceRow] = [
@@ -92,11 +103,7 @@ DEFAULT_PRICES: list[PriceRow] = [
     *_flat("flux-1.1-pro", FLUX_SIZES, "0.04"),
     *_flat("flux-dev", FLUX_SIZES, "0.025"),
     *_from_list_prices("flux-kontext-pro"),
-    *(
-        row
-        for model in ("flux-2-pro", "flux-2-max", "flux-2-flex", "flux-2-klein-4b", "flux-2-klein-9b")
-        for row in _megapixel_grid(model)
-    ),
+    *(row for model in FLUX2 for row in _megapixel_grid(model)),
     *_flat("ideogram-2", FLUX_SIZES, "0.040"),
     *_from_list_prices("ideogram-4-5"),
     *_from_list_prices("ideogram-v3"),
@@ -115,6 +122,9 @@ DEFAULT_PRICES: list[PriceRow] = [
     ),
     *_flat("sdxl-turbo", ["512x512", SQUARE], "0.01"),
 ]
+
+# Prices per edited image, for models whose edits cost more than their generations (seeded with action "edit").
+DEFAULT_EDIT_PRICES: list[PriceRow] = [row for model in FLUX2 for row in _megapixel_edit_grid(model)]
 
 # Token-metered models, priced at their list rates per 1M tokens.
 DEFAULT_TOKEN_PRICES: dict[str, dict[str, Decimal]] = {

@@ -1,10 +1,12 @@
 """What a request costs: the hold before the provider is called, and the charge once it answered.
 
 Per image, from the model's price grid: (quality, exact size) first, then (quality, the size's
-class). Per token, from its TokenPrice: the hold is an upper bound (the catalog's output tokens,
-a bound on the prompt's), the charge is what the provider's `usage` says. Where the request
-lets the provider choose (size or quality `auto`), the hold is the dearest choice it may make
-and the charge is what it reports it chose. Amounts are unrounded; the ledger rounds once.
+class). An edit tries its edit grid that way first, then its generate grid; a generation never
+reads the edit grid. Per token, from its TokenPrice: the hold is an upper bound (the catalog's
+output tokens, a bound on the prompt's and an edit's input images), the charge is what the
+provider's `usage` says. Where the request lets the provider choose (size or quality `auto`),
+the hold is the dearest choice it may make and the charge is what it reports it chose. Amounts
+are unrounded; the ledger rounds once.
 """
 
 from collections.abc import Mapping
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from providers.base import GENERATE, TokenUsage
+from providers.base import EDIT, GENERATE, TokenUsage
 from providers.costs import TokenRates
 from providers.sizes import AUTO, size_class, size_parse
 from providers.tokens import (
@@ -34,10 +36,12 @@ class PriceNotConfigured(Exception):
 
 @dataclass(frozen=True)
 class ModelPricing:
-    """A model's customer prices: its per-image grid, and its token rates when it is priced per token."""
+    """A model's customer prices: its per-image grids (generations, and edits where an edit price is set), and its
+    token rates when it is priced per token."""
 
     grid: Grid = field(default_factory=dict)
     token_rates: TokenRates | None = None
+    edit_grid: Grid = field(default_factory=dict)
 
     @property
     def basis(self) -> str:
@@ -94,19 +98,28 @@ class Charge:
     notes: dict[str, Any]
 
 
-def _grid_price(grid: Grid, request: PricedRequest, quality: str, size: str) -> Decimal:
+def _grid_lookup(grid: Grid, request: PricedRequest, quality: str, size: str) -> Decimal | None:
     price = grid.get((quality, size))
     if price is None:
         dimensions = size_parse(size)
         klass = size_class(list(request.size_classes), *dimensions) if dimensions else None
         price = grid.get((quality, klass)) if klass else None
+    return price
+
+
+def _grid_price(pricing: ModelPricing, request: PricedRequest, quality: str, size: str) -> Decimal:
+    """The price of one image: an edit's from the edit grid when it prices the size (exactly or by class), else
+    from the generate grid, like a generation's."""
+    price = _grid_lookup(pricing.edit_grid, request, quality, size) if request.action == EDIT else None
+    if price is None:
+        price = _grid_lookup(pricing.grid, request, quality, size)
     if price is None:
         raise PriceNotConfigured(request.model, request.quality, request.size)
     return price
 
 
-def _dearest_grid_price(grid: Grid, request: PricedRequest) -> Decimal:
-    return max(_grid_price(grid, request, quality, size) for quality in request.qualities for size in request.sizes)
+def _dearest_grid_price(pricing: ModelPricing, request: PricedRequest) -> Decimal:
+    return max(_grid_price(pricing, request, quality, size) for quality in request.qualities for size in request.sizes)
 
 
 def token_bound(request: PricedRequest, images: int) -> TokenUsage:
@@ -136,7 +149,7 @@ def price_quote(pricing: ModelPricing, request: PricedRequest) -> Quote:
     if pricing.token_rates is not None:
         bound = token_bound(request, request.n)
         return Quote(hold=_bound_cost(pricing.token_rates, bound), unit_price=Decimal(0), per_token=True)
-    unit_price = _dearest_grid_price(pricing.grid, request)
+    unit_price = _dearest_grid_price(pricing, request)
     return Quote(hold=unit_price * request.n, unit_price=unit_price, per_token=False)
 
 
@@ -178,7 +191,7 @@ def price_charge(
             notes["charged_at_dearest_choice"] = True
         else:
             try:
-                unit_price = _grid_price(pricing.grid, request, quality, size)
+                unit_price = _grid_price(pricing, request, quality, size)
             except PriceNotConfigured:
                 unit_price = quote.unit_price
                 notes["charged_at_dearest_choice"] = True

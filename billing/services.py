@@ -9,6 +9,7 @@ from django.db.models import Model
 from accounts.audit import Actor, audit_record, audit_snapshot, audited_update
 from billing.models import PriceConfig, TokenPrice
 from gateway.core.money import quantize_usd
+from providers.base import EDIT, GENERATE
 from providers.models import ModelSpec
 from providers.sizes import AUTO, SizeRule, size_parse
 
@@ -52,16 +53,29 @@ def model_spec_get(*, name: str) -> ModelSpec:
         raise BillingError(f"Unknown model '{name}'. Known models: {known}") from None
 
 
-def price_set(*, model: str, quality: str, size: str, unit_price: Decimal, actor: Actor | None = None) -> PriceConfig:
-    """Create or change a price; only requests made afterwards are priced by it."""
+def price_set(
+    *,
+    model: str,
+    quality: str,
+    size: str,
+    unit_price: Decimal,
+    action: str = GENERATE,
+    actor: Actor | None = None,
+) -> PriceConfig:
+    """Create or change the price of a generated or an edited image; only requests made afterwards are priced by
+    it. An edit without an edit price is priced as a generation, so an edit price is only ever a refinement."""
     spec = model_spec_get(name=model)
+    if action not in PriceConfig.Action.values:
+        raise BillingError(f"Unknown action '{action}'. Allowed: {', '.join(PriceConfig.Action.values)}")
+    if action == EDIT and not spec.edit:
+        raise BillingError(f"Model {model} cannot edit images, so it has no edit price.")
     if spec.qualities and quality not in spec.qualities:
         raise BillingError(f"Model {model} has no quality '{quality}'. Allowed: {', '.join(spec.qualities)}")
     if spec.sizes and not _priceable_size(spec, size):
         raise BillingError(f"Model {model} has no size '{size}'. Allowed: {_priceable_sizes(spec)}")
     return _upsert_audited(
         PriceConfig,
-        lookup={"model": spec, "quality": quality, "size": size},
+        lookup={"model": spec, "action": action, "quality": quality, "size": size},
         values={"unit_price": quantize_usd(unit_price)},
         action="price",
         actor=actor,
@@ -133,12 +147,15 @@ def token_price_delete(*, model: str, actor: Actor | None = None) -> None:
         price.delete()
 
 
-def price_delete(*, model: str, quality: str, size: str, actor: Actor | None = None) -> None:
+def price_delete(*, model: str, quality: str, size: str, action: str = GENERATE, actor: Actor | None = None) -> None:
     with transaction.atomic():
-        configs = PriceConfig.objects.select_related("model").filter(model__name=model, quality=quality, size=size)
+        configs = PriceConfig.objects.select_related("model").filter(
+            model__name=model, action=action, quality=quality, size=size
+        )
         config = configs.first()
         if config is None:
-            raise BillingError(f"No price is configured for {model} ({quality}, {size})")
+            label = "" if action == GENERATE else f"{action} "
+            raise BillingError(f"No {label}price is configured for {model} ({quality}, {size})")
         if actor is not None:
             audit_record(actor=actor, action="price.delete", instance=config, before=audit_snapshot(config))
         config.delete()

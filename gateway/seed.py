@@ -13,7 +13,7 @@ from django.db import transaction
 from accounts.models import Organization, Tier
 from accounts.tiers import DEFAULT_TIERS
 from billing.models import PriceConfig, TokenPrice
-from billing.prices import DEFAULT_PRICES, DEFAULT_TOKEN_PRICES
+from billing.prices import DEFAULT_EDIT_PRICES, DEFAULT_PRICES, DEFAULT_TOKEN_PRICES
 from providers.catalog import DEFAULT_MODELS
 from providers.models import ModelSpec
 
@@ -45,11 +45,12 @@ def seed_defaults(*, admin_password: str | None = None) -> SeedReport:
         spec, created = ModelSpec.objects.get_or_create(name=model["name"], defaults=model)
         specs[spec.name] = spec
         report.models += created
-    for model_name, quality, size, unit_price in DEFAULT_PRICES:
-        _, created = PriceConfig.objects.get_or_create(
-            model=specs[model_name], quality=quality, size=size, defaults={"unit_price": unit_price}
-        )
-        report.prices += created
+    for action, rows in ((PriceConfig.Action.GENERATE, DEFAULT_PRICES), (PriceConfig.Action.EDIT, DEFAULT_EDIT_PRICES)):
+        for model_name, quality, size, unit_price in rows:
+            _, created = PriceConfig.objects.get_or_create(
+                model=specs[model_name], action=action, quality=quality, size=size, defaults={"unit_price": unit_price}
+            )
+            report.prices += created
     for model_name, rates in DEFAULT_TOKEN_PRICES.items():
         _, created = TokenPrice.objects.get_or_create(model=specs[model_name], defaults=rates)
         report.prices += created

@@ -1,4 +1,4 @@
-"""Staff pages: the price of each model, quality and size, and the model catalog."""
+"""Staff pages: the price of each model, action, quality and size, and the model catalog."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,21 +13,63 @@ from billing.forms import ModelSpecForm, PriceForm
 from billing.models import PriceConfig
 from billing.services import BillingError, model_spec_update, price_delete, price_set
 from gateway.core.money import format_usd
+from providers.base import EDIT, GENERATE
 from providers.models import ModelSpec
+from providers.sizes import AUTO
 
 
 def _pricing_context(**extra) -> dict:
-    """Every (quality, size) the catalog allows for each image model, priced or not."""
-    prices = {(p.model_id, p.quality, p.size): p for p in PriceConfig.objects.all()}
+    """Every (quality, size) the catalog allows for each image model, priced or not; and for a model that can
+    edit, its edit prices (an edit without one is priced as a generation) with a form to add one."""
+    prices = {(p.model_id, p.quality, p.size): p for p in PriceConfig.objects.filter(action=GENERATE)}
+    edit_prices: dict[int, list[PriceConfig]] = {}
+    for config in PriceConfig.objects.filter(action=EDIT).order_by("quality", "size"):
+        edit_prices.setdefault(config.model_id, []).append(config)
     models = []
     for spec in ModelSpec.objects.filter(supports_images=True).order_by("name"):
+        qualities = spec.qualities or ["standard"]
         rows = [
-            {"quality": quality, "size": size, "config": prices.get((spec.pk, quality, size))}
-            for quality in spec.qualities or ["standard"]
+            {
+                "id": f"{spec.pk}-{quality}-{size}",
+                "action": GENERATE,
+                "quality": quality,
+                "size": size,
+                "config": prices.get((spec.pk, quality, size)),
+            }
+            for quality in qualities
             for size in spec.sizes
         ]
-        models.append({"spec": spec, "rows": rows})
+        edit_rows = [
+            {
+                "id": f"{spec.pk}-edit-{c.quality}-{c.size}",
+                "action": EDIT,
+                "quality": c.quality,
+                "size": c.size,
+                "config": c,
+            }
+            for c in edit_prices.get(spec.pk, [])
+        ]
+        edit_sizes = [size for size in spec.sizes if size != AUTO] + [entry["name"] for entry in spec.size_classes]
+        models.append(
+            {
+                "spec": spec,
+                "rows": rows + edit_rows if spec.edit else rows,
+                "can_edit": bool(spec.edit),
+                "edit_qualities": [quality for quality in qualities if quality != AUTO],
+                "edit_sizes": edit_sizes,
+            }
+        )
     return {"models": models, "staff_view": True, **extra}
+
+
+def _price_label(data: dict) -> str:
+    """A price as the page names it: `model (quality, size)`, with `edit` for the price of an edited image."""
+    action = " edit" if data["action"] == EDIT else ""
+    return f"{data['model']}{action} ({data['quality']}, {data['size']})"
+
+
+def _unit_label(action: str) -> str:
+    return "Price per edited image" if action == EDIT else "Price per generated image"
 
 
 @login_required
@@ -47,14 +89,17 @@ def pricing_set(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render_panel(request, "billing/partials/pricing.html", _pricing_context(price_form=form), status=422)
     data = form.cleaned_data
-    current = PriceConfig.objects.filter(model__name=data["model"], quality=data["quality"], size=data["size"]).first()
+    current = PriceConfig.objects.filter(
+        model__name=data["model"], action=data["action"], quality=data["quality"], size=data["size"]
+    ).first()
     if not confirmed(request):
+        what = "the edit price" if data["action"] == EDIT else "the price"
         return render_confirmation(
             request,
-            title=f"{'Change' if current else 'Add'} the price of {data['model']} ({data['quality']}, {data['size']})?",
+            title=f"{'Change' if current else 'Add'} {what} of {data['model']} ({data['quality']}, {data['size']})?",
             changes=[
                 (
-                    "Price per image",
+                    _unit_label(data["action"]),
                     f"${format_usd(current.unit_price)}" if current else "not priced",
                     f"${format_usd(data['unit_price'])}",
                 )
@@ -68,9 +113,8 @@ def pricing_set(request: HttpRequest) -> HttpResponse:
     except BillingError as exc:
         form.add_error("unit_price", str(exc))
         return render_panel(request, "billing/partials/pricing.html", _pricing_context(price_form=form), status=422)
-    messages.success(
-        request, f"{data['model']} ({data['quality']}, {data['size']}) costs ${format_usd(data['unit_price'])}."
-    )
+    unit = "per edited image" if data["action"] == EDIT else "per image"
+    messages.success(request, f"{_price_label(data)} costs ${format_usd(data['unit_price'])} {unit}.")
     return after_change(request, pricing_url)
 
 
@@ -80,17 +124,23 @@ def pricing_delete(request: HttpRequest, price_id: int) -> HttpResponse:
     require_staff(request)
     config = get_object_or_404(PriceConfig.objects.select_related("model"), pk=price_id)
     pricing_url = reverse("pricing")
-    label = f"{config.model.name} ({config.quality}, {config.size})"
+    data = {"model": config.model.name, "action": config.action, "quality": config.quality, "size": config.size}
+    label = _price_label(data)
     if not confirmed(request):
+        fallback = (
+            "New edits of this combination are priced at its generate price (refused when it has none)."
+            if config.action == EDIT
+            else "New requests for this combination are refused with IMAGE_CONFIG_NOT_FOUND."
+        )
         return render_confirmation(
             request,
             title=f"Remove the price of {label}?",
-            changes=[("Price per image", f"${format_usd(config.unit_price)}", "not priced")],
-            warning="New requests for this combination are refused with IMAGE_CONFIG_NOT_FOUND.",
+            changes=[(_unit_label(config.action), f"${format_usd(config.unit_price)}", "not priced")],
+            warning=fallback,
             cancel_url=pricing_url,
             context={"staff_view": True},
         )
-    price_delete(model=config.model.name, quality=config.quality, size=config.size, actor=Actor.dashboard(request.user))
+    price_delete(**data, actor=Actor.dashboard(request.user))
     messages.success(request, f"Removed the price of {label}.")
     return after_change(request, pricing_url)
 

@@ -121,9 +121,12 @@ class CatalogSnapshot:
 
 
 def _catalog_load(revision: int | None) -> CatalogSnapshot:
-    grids: dict[int, dict[tuple[str, str], Decimal]] = {}
-    for model_id, quality, size, price in PriceConfig.objects.values_list("model_id", "quality", "size", "unit_price"):
-        grids.setdefault(model_id, {})[(quality, size)] = price
+    # A grid per action (generate, edit), per model.
+    actions = PriceConfig.Action
+    grids: dict[str, dict[int, dict[tuple[str, str], Decimal]]] = {actions.GENERATE: {}, actions.EDIT: {}}
+    prices = PriceConfig.objects.values_list("action", "model_id", "quality", "size", "unit_price")
+    for action, model_id, quality, size, price in prices:
+        grids[action].setdefault(model_id, {})[(quality, size)] = price
     token_rates = {price.model_id: price.rates() for price in TokenPrice.objects.all()}
     return CatalogSnapshot(
         revision=revision,
@@ -131,7 +134,11 @@ def _catalog_load(revision: int | None) -> CatalogSnapshot:
         models={
             spec.name: (
                 catalog_entry(spec),
-                ModelPricing(grid=grids.get(spec.pk, {}), token_rates=token_rates.get(spec.pk)),
+                ModelPricing(
+                    grid=grids[actions.GENERATE].get(spec.pk, {}),
+                    edit_grid=grids[actions.EDIT].get(spec.pk, {}),
+                    token_rates=token_rates.get(spec.pk),
+                ),
             )
             for spec in ModelSpec.objects.filter(is_active=True)
         },

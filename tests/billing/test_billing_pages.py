@@ -171,6 +171,28 @@ def test_price_change_confirms_then_applies_and_is_audited(people, as_user):
     assert event.actor == people.stella and event.organization is None
 
 
+def test_staff_set_an_edit_price_beside_the_generate_price(people, as_user):
+    data = {"model": "dall-e-2", "action": "edit", "quality": "standard", "size": "512x512", "unit_price": "0.03"}
+    for outsider in (people.alice, people.charlie):
+        assert as_user(outsider).post(reverse("pricing-set"), {**data, "confirmed": "1"}).status_code == 403
+    assert not PriceConfig.objects.filter(model__name="dall-e-2", action="edit").exists()
+    client = as_user(people.stella)
+    page = client.get(reverse("pricing")).content.decode()
+    assert "<th>Action</th>" in page and "Add edit price" in page
+    ask = client.post(reverse("pricing-set"), data, HTTP_HX_REQUEST="true")
+    assert ask.status_code == 200 and b"Add the edit price of dall-e-2 (standard, 512x512)?" in ask.content
+    assert b"Price per edited image" in ask.content
+    done = client.post(reverse("pricing-set"), {**data, "confirmed": "1"}, HTTP_HX_REQUEST="true")
+    assert done.status_code == 204
+    edit = PriceConfig.objects.get(model__name="dall-e-2", action="edit", quality="standard", size="512x512")
+    generate = PriceConfig.objects.get(model__name="dall-e-2", action="generate", quality="standard", size="512x512")
+    assert (edit.unit_price, generate.unit_price) == (Decimal("0.03"), Decimal("0.018"))
+    assert AuditEvent.objects.get(action="price.create").after["action"] == "edit"
+    assert f'id="price-{edit.model_id}-edit-standard-512x512"' in client.get(reverse("pricing")).content.decode()
+    cannot = client.post(reverse("pricing-set"), {**data, "model": "dall-e-3", "quality": "hd", "confirmed": "1"})
+    assert cannot.status_code == 422 and b"cannot edit" in cannot.content
+
+
 def test_price_errors_name_the_problem(people, as_user):
     client = as_user(people.stella)
     bad_amount = client.post(

@@ -28,3 +28,19 @@ def test_set_price_create_change_delete_and_errors(defaults):
     ]:
         with pytest.raises(CommandError, match=message):
             run("set_price", *args)
+
+
+def test_set_price_for_edits_is_its_own_price_and_only_for_models_that_edit(defaults):
+    generate = PriceConfig.objects.get(model__name="dall-e-2", action="generate", quality="standard", size="256x256")
+    assert "$0.03 per edited image" in run("set_price", "dall-e-2", "standard", "256x256", "0.03", "--action", "edit")
+    edit = PriceConfig.objects.get(model__name="dall-e-2", action="edit", quality="standard", size="256x256")
+    assert edit.unit_price == Decimal("0.03")
+    generate.refresh_from_db()
+    assert generate.unit_price == Decimal("0.016")
+    removed = run("set_price", "dall-e-2", "standard", "256x256", "--action", "edit", "--delete")
+    assert "Removed the edit price" in removed
+    assert PriceConfig.objects.filter(pk=generate.pk).exists()
+    with pytest.raises(CommandError, match="cannot edit"):
+        run("set_price", "dall-e-3", "hd", "1024x1024", "0.1", "--action", "edit")
+    with pytest.raises(CommandError, match="No edit price is configured"):
+        run("set_price", "dall-e-2", "standard", "256x256", "--action", "edit", "--delete")

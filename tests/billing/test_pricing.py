@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from billing.pricing import ModelPricing, PricedRequest, PriceNotConfigured, price_charge, price_quote
-from providers.base import TokenUsage
+from providers.base import EDIT, TokenUsage
 from providers.catalog import GPT_IMAGE_2_OUTPUT_TOKENS, GPT_IMAGE_26_OUTPUT_TOKENS, GPT_IMAGE_SIZES
 from providers.costs import TokenRates, list_cost
 from providers.sizes import SizeRule
@@ -63,6 +63,58 @@ def test_an_exact_size_price_wins_over_its_class():
     assert price_quote(pricing, request(size="1008x1008")).unit_price == Decimal("0.10")
     with pytest.raises(PriceNotConfigured, match=r"Image pricing not configured for model 'm' \(high, 1536x1536\)"):
         price_quote(pricing, request(size="1536x1536"))
+
+
+EDIT_PRICING = ModelPricing(
+    grid={("high", "1mp"): Decimal("0.03"), ("high", "2mp"): Decimal("0.045"), ("high", "1536x1024"): Decimal("0.04")},
+    edit_grid={("high", "1024x1024"): Decimal("0.05"), ("high", "1mp"): Decimal("0.045")},
+)
+
+
+def charged(pricing: ModelPricing, wanted: PricedRequest) -> Decimal:
+    quote = price_quote(pricing, wanted)
+    charge = price_charge(
+        pricing, wanted, quote, images=1, usage=None, reported_size="", reported_quality="", held=True
+    )
+    return charge.unit_price
+
+
+def test_an_edit_is_priced_by_its_edit_price_exact_size_first():
+    wanted = request(action=EDIT)
+    assert price_quote(EDIT_PRICING, wanted).unit_price == Decimal("0.05")
+    assert charged(EDIT_PRICING, wanted) == Decimal("0.05")
+
+
+def test_an_edit_falls_back_to_the_edit_class_before_any_generate_price():
+    # 1008x1008 is in class 1mp: the edit grid's class price wins over the generate grid's.
+    wanted = request(action=EDIT, size="1008x1008")
+    assert price_quote(EDIT_PRICING, wanted).unit_price == Decimal("0.045")
+    assert charged(EDIT_PRICING, wanted) == Decimal("0.045")
+
+
+def test_an_edit_without_an_edit_price_costs_the_generate_price():
+    # Exact generate size, then generate class; neither is in the edit grid.
+    assert price_quote(EDIT_PRICING, request(action=EDIT, size="1536x1024")).unit_price == Decimal("0.04")
+    assert charged(EDIT_PRICING, request(action=EDIT, size="1440x1024")) == Decimal("0.045")
+    with pytest.raises(PriceNotConfigured):
+        price_quote(EDIT_PRICING, request(action=EDIT, size="1536x1536"))
+
+
+def test_a_generation_never_uses_an_edit_price():
+    assert price_quote(EDIT_PRICING, request()).unit_price == Decimal("0.03")
+    assert charged(EDIT_PRICING, request()) == Decimal("0.03")
+    with pytest.raises(PriceNotConfigured):
+        price_quote(ModelPricing(edit_grid=EDIT_PRICING.edit_grid), request())
+
+
+def test_an_auto_edit_holds_the_dearest_price_over_both_grids():
+    wanted = request(action=EDIT, size="auto", size_choices=("1024x1024", "1536x1024"))
+    quote = price_quote(EDIT_PRICING, wanted)
+    assert quote.unit_price == Decimal("0.05")
+    charge = price_charge(
+        EDIT_PRICING, wanted, quote, images=1, usage=None, reported_size="1536x1024", reported_quality="", held=True
+    )
+    assert charge.unit_price == Decimal("0.04")
 
 
 def test_auto_holds_the_dearest_choice_and_charges_what_the_provider_chose():
