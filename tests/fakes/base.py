@@ -98,9 +98,13 @@ class FakeFile:
         return cls(field, filename, content_type, data, image_format, width, height, has_alpha)
 
 
-def image_file(data: bytes) -> FakeFile:
-    """An image sent inline (base64 in JSON), seen as a file would be."""
-    return FakeFile.received("", "", "", data)
+def inline_image(field: str, encoded: str, content_type: str = "") -> FakeFile | None:
+    """An image sent inline (base64 in JSON), seen as a file part would be; None when it is not base64."""
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (ValueError, TypeError):
+        return None
+    return FakeFile.received(field, "", content_type, data)
 
 
 @dataclass
