@@ -209,7 +209,10 @@ async def test_multipart_upload(client, fake_stability):
     assert base64.b64decode(response.json()["image"]).startswith(b"\x89PNG")
     sent = fake_stability.requests[-1]
     assert sent.headers["content-type"].startswith("multipart/form-data; boundary=")
-    assert sent.form == {"prompt": "dunes", "output_format": "png", "notes": "a file"}
+    assert sent.form == {"prompt": "dunes", "output_format": "png"}
+    assert [(file.field, file.filename, file.content_type, file.data) for file in sent.files] == [
+        ("notes", "notes.txt", "text/plain", b"a file")
+    ]
 
 
 async def test_image_download(client, fake_openai):
