@@ -6,11 +6,14 @@ so n > 1 fans out. The submit answer's `cost` (in credits of $0.01) is what BFL
 charges for the task. `polling_url` and the sample URL come from the provider's
 answer; we follow them only to our configured origin or to BFL's own HTTPS hosts
 (*.bfl.ai), never to an arbitrary URL. The sample's signed URL expires in
-minutes, so it is downloaded at once.
+minutes, so it is downloaded at once. An edit is the same task with the input
+images inline as base64 (`input_image`, `input_image_2` ... `input_image_8`).
 """
 
 import asyncio
+import base64
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 import httpx
@@ -71,15 +74,25 @@ class BFLProvider(HttpProvider):
         return body
 
     async def generate(self, job: ImageJob, client: httpx.AsyncClient) -> ProviderResult:
+        return await self.run_tasks(job, client, lambda index: self.request_body(job, index))
+
+    async def edit(self, job: ImageJob, client: httpx.AsyncClient) -> ProviderResult:
+        """The same task with the input images inline, base64: `input_image`, then `input_image_2` ...
+        (FLUX.2 takes up to 8, Kontext one); BFL edits without a mask."""
+        encoded = [base64.b64encode(image.read()).decode() for image in job.images]
+        inputs = {
+            "input_image" if number == 1 else f"input_image_{number}": data
+            for number, data in enumerate(encoded, start=1)
+        }
+        return await self.run_tasks(job, client, lambda index: self.request_body(job, index) | inputs)
+
+    async def run_tasks(self, job: ImageJob, client: httpx.AsyncClient, body: Callable[[int], dict]) -> ProviderResult:
+        """One task per image (`body(index)` is its submit body): submit, poll, download, and add up the cost."""
         headers = {"x-key": self.api_key(), "accept": "application/json"}
 
         async def one(index: int) -> tuple[GeneratedImage, Decimal | None]:
             submitted = await self.send(
-                client,
-                "POST",
-                f"{self.base_url()}/v1/{job.upstream_model}",
-                json=self.request_body(job, index),
-                headers=headers,
+                client, "POST", f"{self.base_url()}/v1/{job.upstream_model}", json=body(index), headers=headers
             )
             try:
                 task = submitted.json()

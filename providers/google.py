@@ -5,7 +5,8 @@ successors. There is no `n`: each call makes one image, so n > 1 fans out. The
 size goes as an aspect ratio and an image size tier; the image comes back as
 base64 in an `inlineData` part, sometimes beside text parts we skip. A blocked
 prompt is a 200 with `promptFeedback.blockReason`, a blocked image a candidate
-that ends with a safety finish reason and no image.
+that ends with a safety finish reason and no image. An edit is the same call with
+each input image as an `inlineData` part after the prompt.
 """
 
 import base64
@@ -74,17 +75,21 @@ def _reasons(error: dict) -> set[str]:
     return {str(detail.get("reason")) for detail in error.get("details") or [] if isinstance(detail, dict)}
 
 
+def _by_modality(details: object) -> dict[str, int]:
+    if not isinstance(details, list):
+        return {}
+    return {str(entry.get("modality")): int(entry.get("tokenCount", 0)) for entry in details if isinstance(entry, dict)}
+
+
 def token_usage(metadata: dict) -> TokenUsage:
-    """`usageMetadata` in our buckets: the prompt is text input, the candidates image output (text parts,
-    when `candidatesTokensDetails` says so, text output)."""
-    by_modality = {
-        str(entry.get("modality")): int(entry.get("tokenCount", 0))
-        for entry in metadata.get("candidatesTokensDetails") or []
-        if isinstance(entry, dict)
-    }
-    text_output = by_modality.get("TEXT", 0)
+    """`usageMetadata` in our buckets: the prompt is text input (an edit's images, when
+    `promptTokensDetails` says so, image input), the candidates image output (text parts, when
+    `candidatesTokensDetails` says so, text output)."""
+    image_input = _by_modality(metadata.get("promptTokensDetails")).get("IMAGE", 0)
+    text_output = _by_modality(metadata.get("candidatesTokensDetails")).get("TEXT", 0)
     return TokenUsage(
-        text_input=int(metadata.get("promptTokenCount", 0)),
+        text_input=int(metadata.get("promptTokenCount", 0)) - image_input,
+        image_input=image_input,
         image_output=int(metadata.get("candidatesTokenCount", 0)) - text_output,
         text_output=text_output,
     )
@@ -124,8 +129,13 @@ class GoogleProvider(HttpProvider):
             "aspectRatio": nearest_aspect_ratio(job.size, ratios),
             "imageSize": image_size_tier(*size_dimensions(job.size), flash=flash),
         }
+        # An edit's images follow the prompt as inline parts (the whole file, base64: the API has no upload here).
+        images = [
+            {"inlineData": {"mimeType": image.content_type, "data": base64.b64encode(image.read()).decode()}}
+            for image in job.images
+        ]
         return {
-            "contents": [{"role": "user", "parts": [{"text": job.prompt}]}],
+            "contents": [{"role": "user", "parts": [{"text": job.prompt}, *images]}],
             "generationConfig": {"responseModalities": ["IMAGE"], "imageConfig": image_config},
         }
 
@@ -148,6 +158,10 @@ class GoogleProvider(HttpProvider):
             images=[image for image, _ in delivered],
             usage=_usage_summed([token_usage(report) for report in reports]) if reports else None,
         )
+
+    async def edit(self, job: ImageJob, client: httpx.AsyncClient) -> ProviderResult:
+        """The same generateContent call: `request_body` puts the input images after the prompt."""
+        return await self.generate(job, client)
 
     @staticmethod
     def answer_image(answer: dict) -> GeneratedImage:

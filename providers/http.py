@@ -18,6 +18,9 @@ and what we do about it:
   ends as ConnectTimeout rather than PoolTimeout; the write timeout is ignored.
 - Limits: max_connections caps the pool; max_keepalive_connections is ignored
   (aiohttp keeps every idle connection for keepalive_expiry).
+- Uploads: a body httpx has not read (multipart with files) is handed to aiohttp
+  as httpx's async stream, so a file goes out in httpx's 64 KiB chunks as it is
+  read from disk, never whole in memory (pinned by a test).
 """
 
 import asyncio

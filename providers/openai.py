@@ -6,16 +6,26 @@ moderation, complexity) go as given. They bill in tokens and say so in `usage`,
 and echo the size and quality they chose when the request said `auto`. An
 upstream that answers with URLs anyway (another gateway) is downloaded from its
 own origin.
+
+Edits go to /images/edits as multipart, the way the official SDK sends them
+(../shared/PROVIDERS.md §2). A streamed request (either endpoint) answers
+server-sent events: partial images as they render, then one completed event per
+image carrying the usage of the whole call.
 """
 
 import base64
 import binascii
+import json
+from collections.abc import AsyncIterator
 from datetime import date
+from typing import Any
 
 import httpx
 
 from providers.base import (
+    GeneratedImage,
     ImageJob,
+    PartialImage,
     ProviderError,
     ProviderResult,
     TokenUsage,
@@ -25,7 +35,7 @@ from providers.base import (
     quota_exhausted_error,
 )
 from providers.retry import parse_retry_after
-from providers.upstream import HttpProvider, image_from_bytes
+from providers.upstream import Form, HttpProvider, image_from_bytes
 
 _POLICY_CODES = ("content_policy_violation", "moderation_blocked")
 # A 429 that says the account is out of credit or over a spend limit: retrying "won't restore access".
@@ -129,31 +139,115 @@ class OpenAIProvider(HttpProvider):
             raise ProviderError("The upstream provider sent a malformed model list.", upstream_status=200) from None
 
     async def generate(self, job: ImageJob, client: httpx.AsyncClient) -> ProviderResult:
+        body = self.request_body(job)
+        if job.stream:
+            body |= {"stream": True, "partial_images": job.partial_images}
+        return await self.images(job, client, "generations", json=body)
+
+    async def edit(self, job: ImageJob, client: httpx.AsyncClient) -> ProviderResult:
+        """POST /images/edits as the SDK sends it: scalars as text parts, then `image` (one) or
+        `image[]` (several, one part each) and `mask`, each file streamed from disk."""
+        fields = self.request_body(job)
+        if job.stream:
+            fields |= {"stream": True, "partial_images": job.partial_images}
+        image_field = "image" if len(job.images) == 1 else "image[]"
+        files = [(image_field, image) for image in job.images]
+        if job.mask is not None:
+            files.append(("mask", job.mask))
+        form = Form({name: _form_value(value) for name, value in fields.items()}, tuple(files))
+        return await self.images(job, client, "edits", form=form)
+
+    async def images(self, job: ImageJob, client: httpx.AsyncClient, endpoint: str, **body) -> ProviderResult:
+        """One images call (`body`: its `json=` or `form=`); with `job.stream`, read as server-sent events."""
         key = self.api_key(job.model)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        response = await self.send(
-            client,
-            "POST",
-            f"{self.base_url(job.model)}/images/generations",
-            json=self.request_body(job),
-            headers=headers,
-        )
+        url = f"{self.base_url(job.model)}/images/{endpoint}"
+        if job.stream:
+            async with self.send_stream(client, "POST", url, headers=headers, **body) as response:
+                return await self.streamed_result(job, response)
+        response = await self.send(client, "POST", url, headers=headers, **body)
         try:
-            body = response.json()
+            answer = response.json()
             images = []
-            for item in body["data"]:
+            for item in answer["data"]:
                 if item.get("b64_json"):
                     data = base64.b64decode(item["b64_json"])
                 else:
                     data = await self.download(client, item["url"], model=job.model)
                 images.append(image_from_bytes(data, revised_prompt=item.get("revised_prompt")))
-            usage = body.get("usage")
-            return ProviderResult(
-                images=images,
-                upstream_request_id=response.headers.get("x-request-id", ""),
-                usage=token_usage(usage) if isinstance(usage, dict) else None,
-                reported_size=str(body.get("size") or ""),
-                reported_quality=str(body.get("quality") or ""),
-            )
+            return self.result(response, images, answer)
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
             raise ProviderError("The upstream provider sent a malformed response.", upstream_status=200) from None
+
+    async def streamed_result(self, job: ImageJob, response: httpx.Response) -> ProviderResult:
+        """The events of a streamed call: partial images go to `job.on_partial` as they come, each
+        `*.completed` event is one final image (with the usage so far: the last one seen counts)."""
+        images: list[GeneratedImage] = []
+        completed: dict = {}
+        async for event in server_sent_events(response):
+            error = event.get("error")
+            if error is not None or event.get("type") == "error":
+                raise _stream_error(error)
+            kind = str(event.get("type") or "")
+            try:
+                if kind.endswith(".partial_image"):
+                    if job.on_partial is not None:
+                        partial = PartialImage(
+                            index=int(event["partial_image_index"]), b64_json=str(event["b64_json"]), image=len(images)
+                        )
+                        await job.on_partial(partial)
+                elif kind.endswith(".completed"):
+                    images.append(image_from_bytes(base64.b64decode(event["b64_json"])))
+                    completed |= {key: event[key] for key in ("usage", "size", "quality") if event.get(key)}
+            except (ValueError, KeyError, TypeError, binascii.Error):
+                raise ProviderError("The upstream provider sent a malformed event.", upstream_status=200) from None
+        if not images:
+            raise ProviderError("The upstream stream ended before the image was complete.", upstream_status=200)
+        return self.result(response, images, completed)
+
+    @staticmethod
+    def result(response: httpx.Response, images: list[GeneratedImage], answer: dict) -> ProviderResult:
+        usage = answer.get("usage")
+        return ProviderResult(
+            images=images,
+            upstream_request_id=response.headers.get("x-request-id", ""),
+            usage=token_usage(usage) if isinstance(usage, dict) else None,
+            reported_size=str(answer.get("size") or ""),
+            reported_quality=str(answer.get("quality") or ""),
+        )
+
+
+def _form_value(value: Any) -> str:
+    """A scalar as the SDK writes it into a form (its query-string rules): booleans as true/false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _stream_error(error: Any) -> ProviderError:
+    """An error event of a stream: the status is already 200, so only its code tells a refusal."""
+    if not isinstance(error, dict):
+        error = {"message": str(error or "unknown error")}
+    message = str(error.get("message") or error.get("code") or "unknown error")
+    if error.get("code") in _POLICY_CODES or error.get("type") in _POLICY_CODES:
+        return content_policy_error(message, upstream_status=200)
+    return ProviderError(f"The upstream provider failed while streaming: {message}", upstream_status=200)
+
+
+async def server_sent_events(response: httpx.Response) -> AsyncIterator[dict]:
+    """The JSON `data:` of each server-sent event, as it arrives; `event:` lines are redundant with
+    its `type`, and `[DONE]` ends nothing we wait for."""
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if line.startswith("data:"):
+            data.append(line.removeprefix("data:").removeprefix(" "))
+        elif not line and data:
+            payload, data = "\n".join(data), []
+            if payload.strip() == "[DONE]":
+                continue
+            try:
+                event = json.loads(payload)
+            except ValueError:
+                raise ProviderError("The upstream provider sent a malformed event.", upstream_status=200) from None
+            if isinstance(event, dict):
+                yield event

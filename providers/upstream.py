@@ -4,7 +4,9 @@ path through the retry loop, host-checked downloads and fan-out for APIs without
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -15,6 +17,7 @@ from gateway.core.env import env_str
 from providers.base import (
     GeneratedImage,
     ImageJob,
+    InputImage,
     Provider,
     ProviderError,
     error_for_status,
@@ -25,6 +28,38 @@ from providers.retry import parse_retry_after, with_retries
 
 logger = logging.getLogger("providers")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Form:
+    """A multipart/form-data body as the vendors' SDKs send it: text parts, then file parts.
+
+    Files are opened for each attempt (a retry re-reads them from the start) and httpx reads them in
+    chunks as it sends, so an upload is never held whole in memory.
+    """
+
+    fields: dict[str, str]
+    files: tuple[tuple[str, InputImage], ...] = ()
+
+    def parts(self, stack: ExitStack) -> list[tuple[str, tuple]]:
+        """httpx `files=`; the (None, value) text parts make httpx send multipart even without a file."""
+        parts: list[tuple[str, tuple]] = [(name, (None, value)) for name, value in self.fields.items()]
+        for name, image in self.files:
+            parts.append((name, (image.filename, stack.enter_context(image.open()), image.content_type)))
+        return parts
+
+
+@contextmanager
+def _transport_errors() -> Iterator[None]:
+    """httpx's transport failures as ProviderErrors: a timeout, or an upstream we could not reach or read."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise ProviderError(
+            f"The upstream provider timed out ({exc.__class__.__name__}).", code="upstream_timeout", status=504
+        ) from None
+    except httpx.HTTPError as exc:
+        raise ProviderError(f"Could not reach the upstream provider ({exc.__class__.__name__}).") from None
 
 
 def upstream_timeout() -> httpx.Timeout:
@@ -67,32 +102,57 @@ class HttpProvider(Provider):
             response.status_code, response.text[:300], retry_after=parse_retry_after(response.headers)
         )
 
-    async def send(self, client: httpx.AsyncClient, method: str, url: str, **kwargs) -> httpx.Response:
-        """One upstream call, through the retry loop; a non-2xx answer raises the mapped ProviderError."""
+    async def send(
+        self, client: httpx.AsyncClient, method: str, url: str, *, form: Form | None = None, **kwargs
+    ) -> httpx.Response:
+        """One upstream call, through the retry loop; a non-2xx answer raises the mapped ProviderError.
 
-        async def attempt() -> httpx.Response:
-            try:
-                response = await client.request(method, url, timeout=upstream_timeout(), **kwargs)
-            except httpx.TimeoutException as exc:
-                raise ProviderError(
-                    f"The upstream provider timed out ({exc.__class__.__name__}).", code="upstream_timeout", status=504
-                ) from None
-            except httpx.HTTPError as exc:
-                raise ProviderError(f"Could not reach the upstream provider ({exc.__class__.__name__}).") from None
-            if response.status_code >= 400:
-                error = self.map_error(response)
-                if error.code == "upstream_auth_failed":
-                    # Our credentials are wrong: the operator must act, the client cannot.
-                    logger.error(
-                        "provider %s rejected the gateway's credentials (HTTP %s); check %s",
-                        self.slug,
-                        response.status_code,
-                        self.key_variable,
-                    )
-                raise error
-            return response
+        A `form` goes as multipart/form-data, its files opened afresh for each attempt and streamed from disk.
+        """
+        return await with_retries(lambda: self._attempt(client, method, url, form=form, stream=False, **kwargs))
 
-        return await with_retries(attempt)
+    @asynccontextmanager
+    async def send_stream(
+        self, client: httpx.AsyncClient, method: str, url: str, *, form: Form | None = None, **kwargs
+    ) -> AsyncIterator[httpx.Response]:
+        """A call whose body is read as it arrives (server-sent events).
+
+        Getting the response goes through the retry loop as `send` does; once a 2xx answer has begun, its
+        body is read without retry (the upstream has started the work), a failure while reading raising
+        the mapped ProviderError.
+        """
+        response = await with_retries(lambda: self._attempt(client, method, url, form=form, stream=True, **kwargs))
+        try:
+            with _transport_errors():
+                yield response
+        finally:
+            await response.aclose()
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, method: str, url: str, *, form: Form | None, stream: bool, **kwargs
+    ) -> httpx.Response:
+        with _transport_errors(), ExitStack() as files:
+            if form is not None:
+                kwargs["files"] = form.parts(files)
+            request = client.build_request(method, url, timeout=upstream_timeout(), **kwargs)
+            response = await client.send(request, stream=stream)
+            if response.status_code >= 400 and stream:
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+        if response.status_code >= 400:
+            error = self.map_error(response)
+            if error.code == "upstream_auth_failed":
+                # Our credentials are wrong: the operator must act, the client cannot.
+                logger.error(
+                    "provider %s rejected the gateway's credentials (HTTP %s); check %s",
+                    self.slug,
+                    response.status_code,
+                    self.key_variable,
+                )
+            raise error
+        return response
 
     def is_trusted_url(self, url: str, model: str = "") -> bool:
         """Only our configured base URL's origin or the vendor's own HTTPS hosts (no SSRF via a returned URL)."""

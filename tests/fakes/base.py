@@ -19,6 +19,7 @@ import json
 import re
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -68,6 +69,44 @@ TINY_PNG = image_bytes(8, 8)
 TINY_PNG_B64 = base64.b64encode(TINY_PNG).decode()
 
 
+@dataclass(frozen=True)
+class FakeFile:
+    """A file part of a multipart request, as the fake received it; `format` and the size are read from
+    its content (None and 0 when it is not an image Pillow reads)."""
+
+    field: str
+    filename: str
+    content_type: str
+    data: bytes
+    format: str | None
+    width: int
+    height: int
+    has_alpha: bool
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.data)
+
+    @classmethod
+    def received(cls, field: str, filename: str, content_type: str, data: bytes) -> "FakeFile":
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                image_format, (width, height) = (image.format or "").lower(), image.size
+                has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+        except OSError:
+            image_format, width, height, has_alpha = None, 0, 0, False
+        return cls(field, filename, content_type, data, image_format, width, height, has_alpha)
+
+
+def inline_image(field: str, encoded: str, content_type: str = "") -> FakeFile | None:
+    """An image sent inline (base64 in JSON), seen as a file part would be; None when it is not base64."""
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (ValueError, TypeError):
+        return None
+    return FakeFile.received(field, "", content_type, data)
+
+
 @dataclass
 class FakeRequest:
     method: str
@@ -77,6 +116,8 @@ class FakeRequest:
     base_url: str
     json: dict = field(default_factory=dict)
     form: dict[str, str] = field(default_factory=dict)
+    # The file parts of a multipart request, in the order sent.
+    files: list[FakeFile] = field(default_factory=list)
 
     @property
     def prompt(self) -> str:
@@ -92,16 +133,24 @@ class FakeRequest:
 @dataclass
 class Reply:
     status: int
-    body: dict | bytes
+    # An async iterator is sent chunk by chunk as it yields (server-sent events).
+    body: dict | bytes | AsyncIterator[bytes]
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _parse_form(content_type: str, raw: bytes) -> dict[str, str]:
+def _parse_form(content_type: str, raw: bytes) -> tuple[dict[str, str], list[FakeFile]]:
+    """The text parts (by name) and the file parts (those with a filename) of a multipart body."""
     message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
-    return {
-        part.get_param("name", header="content-disposition"): part.get_payload(decode=True).decode()
-        for part in message.iter_parts()
-    }
+    fields, files = {}, []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True)
+        filename = part.get_filename()
+        if filename is None:
+            fields[name] = data.decode()
+        else:
+            files.append(FakeFile.received(name, filename, part.get_content_type(), data))
+    return fields, files
 
 
 class FakeUpstream(ABC):
@@ -116,6 +165,9 @@ class FakeUpstream(ABC):
         self.files: dict[str, tuple[bytes, str]] = {}
         # Set by a test to make every generation request fail with this status (a provider outage).
         self.outage_status: int | None = None
+        # Streamed answers sent to their end, and those whose client hung up before it.
+        self.streams_completed = 0
+        self.streams_abandoned = 0
 
     @abstractmethod
     def authorised(self, request: FakeRequest) -> bool:
@@ -175,7 +227,7 @@ class FakeUpstream(ABC):
         )
         content_type = headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
-            request.form = _parse_form(content_type, raw)
+            request.form, request.files = _parse_form(content_type, raw)
         elif raw:
             try:
                 request.json = json.loads(raw)
@@ -185,7 +237,6 @@ class FakeUpstream(ABC):
         if "[slow]" in request.prompt:
             await asyncio.sleep(self.slow_seconds)
         reply = self.respond(request)
-        body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
         response_headers = {"content-type": "application/json", "x-request-id": uuid.uuid4().hex, **reply.headers}
         await send(
             {
@@ -194,7 +245,26 @@ class FakeUpstream(ABC):
                 "headers": [(key.encode(), value.encode()) for key, value in response_headers.items()],
             }
         )
-        await send({"type": "http.response.body", "body": body})
+        if isinstance(reply.body, dict | bytes):
+            body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+            await send({"type": "http.response.body", "body": body})
+        else:
+            await self._send_stream(reply.body, receive, send)
+
+    async def _send_stream(self, chunks: AsyncIterator[bytes], receive, send) -> None:
+        """Send each chunk as it comes; stop, counting the stream abandoned, when the client hangs up
+        (uvicorn drops what is sent after that without a word)."""
+        disconnected = asyncio.create_task(receive())  # the request is read: the next message is the hang-up
+        try:
+            async for chunk in chunks:
+                if disconnected.done():
+                    self.streams_abandoned += 1
+                    return
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            self.streams_completed += 1
+        finally:
+            disconnected.cancel()
 
 
 def serve_main(fake_class: type[FakeUpstream], default_port: int) -> None:

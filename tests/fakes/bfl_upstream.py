@@ -4,6 +4,9 @@
 FLUX.2 per megapixel (the first, then each started one), FLUX.1 per image. A FLUX.2 width or height that
 is not a multiple of 16 (or under 64, or over 4 MP in all) is a 422, as BFL's validation answers.
 A task is Pending for `pending_polls` polls, then Ready with a real image of the size asked for.
+An edit sends its images inline as base64 (`input_image`, `input_image_2` ... up to 8 on FLUX.2, 4 on
+klein, one on Kontext); each is checked, kept in the request's `files`, and billed per started megapixel
+at the model's further-megapixel rate.
 Markers: see base.py; "[moderated]" ends the task as Content Moderated and "[policy]" as Request Moderated,
 "[stuck]" never leaves Pending, "[evil-poll]" returns a polling_url on a host that is not BFL's.
 """
@@ -11,7 +14,7 @@ Markers: see base.py; "[moderated]" ends the task as Content Moderated and "[pol
 import math
 import uuid
 
-from tests.fakes.base import FakeRequest, FakeUpstream, Reply, image_bytes, serve_main
+from tests.fakes.base import FakeRequest, FakeUpstream, Reply, image_bytes, inline_image, serve_main
 
 MEGAPIXEL = 1024 * 1024
 # Credits for the first megapixel and for each further started one.
@@ -26,6 +29,13 @@ FLUX_2 = {
 FLUX_1 = {"flux-pro": 5, "flux-pro-1.1": 4, "flux-dev": 2.5, "flux-kontext-pro": 4, "flux-kontext-max": 8}
 FLUX_1_RATIOS = {"flux-kontext-pro": 1024 * 1024, "flux-kontext-max": 1024 * 1024, "flux-pro-1.1-ultra": 4 * MEGAPIXEL}
 ULTRA_CREDITS = 6
+# How many input images each model takes: FLUX.2 up to 8 (klein 4), Kontext one, the others none.
+INPUT_FIELDS = ("input_image", *(f"input_image_{number}" for number in range(2, 9)))
+MAX_INPUTS = {
+    **{model: 4 if "klein" in model else 8 for model in FLUX_2},
+    "flux-kontext-pro": 1,
+    "flux-kontext-max": 1,
+}
 
 
 def unprocessable(field: str, message: str) -> Reply:
@@ -75,6 +85,9 @@ class FakeBFL(FakeUpstream):
         output_format = body.get("output_format", "jpeg")
         if output_format not in ("jpeg", "png"):
             return unprocessable("output_format", "Input should be 'jpeg' or 'png'")
+        refusal = self.inputs_refusal(request, model)
+        if refusal is not None:
+            return refusal
         if model in FLUX_1_RATIOS:
             ratio = str(body.get("aspect_ratio", "16:9"))
             a, _, b = ratio.partition(":")
@@ -92,8 +105,10 @@ class FakeBFL(FakeUpstream):
                 return unprocessable("width", "The image may have at most 4 megapixels")
             output_mp = width * height / MEGAPIXEL
             if model in FLUX_2:
+                # Each input image is billed like further output megapixels (BFL's image-to-image prices).
                 first, extra = FLUX_2[model]
-                cost = first + math.ceil(output_mp - 1) * extra
+                input_mp = sum(math.ceil(file.width * file.height / MEGAPIXEL) for file in request.files)
+                cost = first + (math.ceil(output_mp - 1) + input_mp) * extra
             else:
                 cost = FLUX_1[model]
         task_id = uuid.uuid4().hex
@@ -109,6 +124,22 @@ class FakeBFL(FakeUpstream):
                 "output_mp": round(width * height / MEGAPIXEL, 2),
             },
         )
+
+    @staticmethod
+    def inputs_refusal(request: FakeRequest, model: str) -> Reply | None:
+        """BFL's 422 for input images a model does not take, out of order, or not a PNG, JPEG or WEBP image;
+        the images received are kept in `request.files`, named by their field."""
+        sent = [field for field in INPUT_FIELDS if field in request.json]
+        if sent != list(INPUT_FIELDS[: len(sent)]):
+            return unprocessable(sent[-1], "Input images are input_image, input_image_2, ... without gaps")
+        if len(sent) > MAX_INPUTS.get(model, 0):
+            return unprocessable(sent[-1], f"{model} takes at most {MAX_INPUTS.get(model, 0)} input images")
+        for field in sent:
+            image = inline_image(field, str(request.json[field]))
+            if image is None or image.format not in ("png", "jpeg", "webp"):
+                return unprocessable(field, "Input should be a base64-encoded PNG, JPEG or WEBP image or a URL")
+            request.files.append(image)
+        return None
 
     def poll(self, request: FakeRequest) -> Reply:
         if request.headers.get("x-key") != self.api_key:

@@ -7,13 +7,15 @@ the size Google makes for the aspect ratio and image size asked for, with `usage
 Markers: see base.py; "[policy]" is a blocked prompt (200 with `promptFeedback.blockReason`),
 "[image-safety]" a candidate stopped by the image filter (finish reason IMAGE_SAFETY, no image),
 "[filtered]" stops only the first call with that prompt, "[text]" adds a text part before the image.
+An edit's images come as `inlineData` parts after the prompt (up to 14); each must be the type its
+`mimeType` says, is kept in the request's `files`, and counts 1,120 image tokens of the prompt.
 """
 
 import base64
 import math
 import uuid
 
-from tests.fakes.base import FakeRequest, FakeUpstream, Reply, image_bytes, serve_main
+from tests.fakes.base import FakeRequest, FakeUpstream, Reply, image_bytes, inline_image, serve_main
 
 _STATUS_NAMES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED"}
 RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
@@ -39,6 +41,10 @@ MODELS = {
     },
     "gemini-3-pro-image": {"ratios": RATIOS, "tokens": {"1K": 1120, "2K": 1120, "4K": 2000}},
 }
+MAX_INPUT_IMAGES = 14
+# What an input image counts as in the prompt (Gemini 3 at its default media resolution).
+INPUT_IMAGE_TOKENS = 1120
+INPUT_TYPES = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
 
 
 def image_dimensions(ratio: str, image_size: str) -> tuple[int, int]:
@@ -94,8 +100,17 @@ class FakeGoogle(FakeUpstream):
             return self._rpc_error(400, f"Invalid value at 'generation_config.image_config.aspect_ratio': {ratio}")
         if image_size not in model["tokens"]:
             return self._rpc_error(400, f"Invalid value at 'generation_config.image_config.image_size': {image_size}")
+        refusal = self.inputs_refusal(request)
+        if refusal is not None:
+            return refusal
         prompt = request.prompt
-        usage = {"promptTokenCount": len(prompt) // 4 + 1}
+        text_tokens, image_tokens = len(prompt) // 4 + 1, INPUT_IMAGE_TOKENS * len(request.files)
+        usage: dict = {"promptTokenCount": text_tokens + image_tokens}
+        if request.files:
+            usage["promptTokensDetails"] = [
+                {"modality": "TEXT", "tokenCount": text_tokens},
+                {"modality": "IMAGE", "tokenCount": image_tokens},
+            ]
         stopped = "[image-safety]" in prompt or ("[filtered]" in prompt and prompt not in self._seen_prompts)
         self._seen_prompts.add(prompt)
         if stopped:
@@ -120,6 +135,22 @@ class FakeGoogle(FakeUpstream):
             200,
             {"candidates": [candidate], "usageMetadata": usage, "modelVersion": name, "responseId": uuid.uuid4().hex},
         )
+
+    def inputs_refusal(self, request: FakeRequest) -> Reply | None:
+        """Google's 400 for inline images it cannot read (or too many); those it takes go to `request.files`."""
+        parts = ((request.json.get("contents") or [{}])[0].get("parts")) or []
+        for number, part in enumerate(parts[1:], start=1):
+            inline = part.get("inlineData") if isinstance(part, dict) else None
+            if not isinstance(inline, dict):
+                return self._rpc_error(400, f"Invalid value at 'contents[0].parts[{number}]': expected inlineData")
+            mime_type = str(inline.get("mimeType", ""))
+            image = inline_image(f"parts[{number}]", str(inline.get("data", "")), mime_type)
+            if image is None or image.format != INPUT_TYPES.get(mime_type):
+                return self._rpc_error(400, f"Unable to process input image at 'contents[0].parts[{number}]'.")
+            request.files.append(image)
+        if len(request.files) > MAX_INPUT_IMAGES:
+            return self._rpc_error(400, f"At most {MAX_INPUT_IMAGES} input images are supported.")
+        return None
 
 
 if __name__ == "__main__":

@@ -8,20 +8,30 @@ is 404 `model_not_found`, as after a shutdown. It checks each parameter as OpenA
 reports `usage` from its own copy of OpenAI's output-token formula and tables (../shared/PROVIDERS.md
 §1 and §1.4; a fake is the provider, so it does not ask the gateway).
 
+Edits (`POST /v1/images/edits`, multipart) are checked as OpenAI checks them: `image` or up to 16
+`image[]` files in png, jpeg or webp, a mask that is a PNG with alpha the size of the first image,
+`input_fidelity` high or low (not on gpt-image-1-mini); `usage` counts each input image's tokens by the
+fake's own patch count. `stream` answers server-sent events: each image's `partial_images` partial
+events, then its completed event (§2); `streams_completed` counts streams sent to their end.
+
 Markers: see tests/fakes/base.py; also "[quota]" answers 429 `insufficient_quota` (the account is out
 of credit), "[nousage]" leaves `usage` out of the answer, "[badusage]" and "[hugeusage]" report
-negative and absurd output tokens. The compatible fake answers "[url]" with URLs instead of base64,
-as a gateway in front of another provider might.
+negative and absurd output tokens, "[streamfail]" ends a stream with an error event after its first
+partial image, "[slowstream]" waits half a second before each event. The compatible fake answers
+"[url]" with URLs instead of base64, as a gateway in front of another provider might.
 """
 
+import asyncio
 import base64
+import json
+import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
 
-from tests.fakes.base import FakeRequest, FakeUpstream, Reply, image_bytes, serve_main
+from tests.fakes.base import FakeFile, FakeRequest, FakeUpstream, Reply, image_bytes, serve_main
 
 STANDARD_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 FORMATS = ("png", "jpeg", "webp")
@@ -39,8 +49,16 @@ PARAMETERS = frozenset(
         "output_compression",
         "moderation",
         "user",
+        "stream",
+        "partial_images",
     }
 )
+MAX_EDIT_IMAGES = 16
+EDIT_FORMATS = ("png", "jpeg", "webp")
+# Output tokens each streamed partial image adds (../shared/PROVIDERS.md §1.2).
+PARTIAL_IMAGE_TOKENS = 100
+# Form fields OpenAI reads as integers or booleans (the SDK sends every scalar as text).
+INTEGER_FIELDS = ("n", "output_compression", "partial_images")
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,8 @@ class ImageModel:
     custom_sizes: bool = True
     # The day OpenAI shuts a deprecated model down; from then on it answers like a shut-down one.
     shutdown: date | None = None
+    # Whether its edits take `input_fidelity` (not gpt-image-1-mini).
+    input_fidelity: bool = True
 
 
 def formula(factors: dict[str, int], multipliers: dict[str, Fraction] | None = None) -> Callable[[int, int, str], int]:
@@ -104,7 +124,14 @@ MODELS = {
     "gpt-image-2.6-flare": ImageModel(QUALITIES_25, "xhigh", GPT_IMAGE_26, FORMATS_26, PARAMETERS_26),
     "gpt-image-2.6-sunburst": ImageModel(QUALITIES_25, "high", GPT_IMAGE_26, FORMATS_26, PARAMETERS_26),
     **{
-        name: ImageModel(QUALITIES_2, "high", gpt_image_1_tokens, custom_sizes=False, shutdown=DECEMBER_SHUTDOWN)
+        name: ImageModel(
+            QUALITIES_2,
+            "high",
+            gpt_image_1_tokens,
+            custom_sizes=False,
+            shutdown=DECEMBER_SHUTDOWN,
+            input_fidelity=name != "gpt-image-1-mini",
+        )
         for name in ("gpt-image-1.5", "gpt-image-1.5-2025-12-16", "gpt-image-1-mini", "chatgpt-image-latest")
     },
 }
@@ -125,6 +152,28 @@ def size_allowed(size: str, custom: bool = True) -> tuple[int, int] | None:
     if w % 16 or h % 16 or long > 3840 or long > 3 * short or not 655_360 <= w * h <= 8_294_400:
         return None
     return w, h
+
+
+def input_image_tokens(width: int, height: int) -> int:
+    """The image tokens of one input image: its 32 px patches once magnified (up to 2x) towards a 1024 px
+    long edge, at most 1,536. The fake's own count; the gateway only holds a bound of it."""
+    scale = min(2.0, max(1.0, 1024 / max(width, height)))
+    return min(1536, math.ceil(width * scale / 32) * math.ceil(height * scale / 32))
+
+
+def form_values(form: dict[str, str]) -> dict:
+    """The form's fields typed as OpenAI reads them; a value that does not parse stays text (and is refused)."""
+    body: dict = dict(form)
+    for name in INTEGER_FIELDS:
+        if name in body and body[name].lstrip("-").isdigit():
+            body[name] = int(body[name])
+    if body.get("stream") in ("true", "false"):
+        body["stream"] = body["stream"] == "true"
+    return body
+
+
+def server_sent_event(event: dict) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
 
 def error_reply(status: int, message: str, *, kind: str = "invalid_request_error", param=None, code=None) -> Reply:
@@ -183,12 +232,15 @@ class FakeOpenAI(FakeUpstream):
         return error_reply(status, message, kind="server_error" if status >= 500 else "invalid_request_error")
 
     def generate(self, request: FakeRequest) -> Reply:
-        if request.path != "/v1/images/generations":
-            return self.error(404, f"Unknown path {request.path}")
-        return self.images(request)
+        if request.path == "/v1/images/generations":
+            return self.images(request, request.json)
+        if request.path == "/v1/images/edits":
+            if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+                return invalid("image", "Edits take multipart/form-data.", "invalid_content_type")
+            return self.images(request, form_values(request.form), edit=True)
+        return self.error(404, f"Unknown path {request.path}")
 
-    def images(self, request: FakeRequest) -> Reply:
-        body = request.json
+    def images(self, request: FakeRequest, body: dict, *, edit: bool = False) -> Reply:
         if "[quota]" in request.prompt:
             return error_reply(
                 429,
@@ -205,7 +257,8 @@ class FakeOpenAI(FakeUpstream):
                 else "does not exist or you do not have access to it"
             )
             return error_reply(404, f"The model `{name}` {gone}.", code="model_not_found")
-        refusal = self.refusal(model, body)
+        parameters = model.parameters | ({"input_fidelity"} if edit and model.input_fidelity else set())
+        refusal = self.refusal(model, body, parameters) or (self.edit_refusal(request.files) if edit else None)
         if refusal is not None:
             return refusal
         quality = body.get("quality", "auto")
@@ -219,34 +272,95 @@ class FakeOpenAI(FakeUpstream):
             width, height, output_format, transparent=transparent, compression=body.get("output_compression")
         )
         n = int(body.get("n", 1))
-        answer = {
-            "created": int(time.time()),
+        partials = int(body.get("partial_images", 0)) if body.get("stream") else 0
+        fields = {
             "background": "transparent" if transparent else "opaque",
-            "data": [{"b64_json": base64.b64encode(data).decode()} for _ in range(n)],
             "output_format": output_format,
             "quality": quality,
             "size": size,
         }
+        usage = None
         if "[nousage]" not in request.prompt:
-            text_tokens = len(request.prompt) // 4 + 1
-            image_tokens = n * model.output_tokens(width, height, quality)
-            answer["usage"] = {
-                "input_tokens": text_tokens,
-                "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": 0},
-                "output_tokens": image_tokens,
-                "total_tokens": text_tokens + image_tokens,
-            }
-            if "[badusage]" in request.prompt:
-                answer["usage"]["output_tokens"] = -image_tokens
-            if "[hugeusage]" in request.prompt:
-                answer["usage"]["output_tokens"] = 10**30
+            inputs = [file for file in request.files if file.field in ("image", "image[]")]
+            per_image = model.output_tokens(width, height, quality) + partials * PARTIAL_IMAGE_TOKENS
+            usage = self.usage(request.prompt, inputs, n * per_image)
+        image = base64.b64encode(data).decode()
+        if body.get("stream"):
+            kind = "image_edit" if edit else "image_generation"
+            events = self.events(kind, request.prompt, n, partials, {"b64_json": image, **fields}, usage)
+            return Reply(200, events, {"content-type": "text/event-stream"})
+        answer = {"created": int(time.time()), "data": [{"b64_json": image} for _ in range(n)], **fields}
+        if usage is not None:
+            answer["usage"] = usage
         return Reply(200, answer)
 
     @staticmethod
-    def refusal(model: ImageModel, body: dict) -> Reply | None:
+    def usage(prompt: str, inputs: list[FakeFile], output_tokens: int) -> dict:
+        text_tokens = len(prompt) // 4 + 1
+        image_tokens = sum(input_image_tokens(file.width, file.height) for file in inputs)
+        if "[badusage]" in prompt:
+            output_tokens = -output_tokens
+        if "[hugeusage]" in prompt:
+            output_tokens = 10**30
+        return {
+            "input_tokens": text_tokens + image_tokens,
+            "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": image_tokens},
+            "output_tokens": output_tokens,
+            "total_tokens": text_tokens + image_tokens + output_tokens,
+        }
+
+    @staticmethod
+    async def events(
+        kind: str, prompt: str, n: int, partials: int, fields: dict, usage: dict | None
+    ) -> AsyncIterator[bytes]:
+        """The server-sent events of a streamed answer: each image's partial images, then its completed event
+        (`usage` on each, as OpenAI sends it). "[streamfail]" sends an error event after the first partial
+        image, "[slowstream]" waits half a second before each event."""
+        slow = 0.5 if "[slowstream]" in prompt else 0
+        for _ in range(n):
+            for index in range(partials):
+                await asyncio.sleep(slow)
+                partial = {"type": f"{kind}.partial_image", **fields, "partial_image_index": index}
+                yield server_sent_event({**partial, "created_at": int(time.time())})
+                if "[streamfail]" in prompt:
+                    break
+            if "[streamfail]" in prompt:
+                error = {"type": "server_error", "code": "server_error", "message": "The image could not be made."}
+                yield server_sent_event({"type": "error", "error": error})
+                return
+            await asyncio.sleep(slow)
+            completed = {"type": f"{kind}.completed", **fields, "created_at": int(time.time())}
+            yield server_sent_event(completed | ({"usage": usage} if usage is not None else {}))
+
+    @staticmethod
+    def edit_refusal(files: list[FakeFile]) -> Reply | None:
+        """OpenAI's 400 for the input images or mask of an edit; None when they are fine."""
+        images = [file for file in files if file.field in ("image", "image[]")]
+        if not images:
+            return invalid("image", "Missing required parameter: 'image'.", "missing_required_parameter")
+        if {file.field for file in images} == {"image", "image[]"} or len(images) > MAX_EDIT_IMAGES:
+            return invalid("image", f"Send one 'image' or up to {MAX_EDIT_IMAGES} 'image[]' files.")
+        for file in images:
+            if file.format not in EDIT_FORMATS:
+                return invalid(
+                    file.field,
+                    f"Invalid image file '{file.filename}': supported formats are 'png', 'jpeg' and 'webp'.",
+                    "invalid_image_format",
+                )
+        masks = [file for file in files if file.field == "mask"]
+        if masks:
+            mask, first = masks[0], images[0]
+            if mask.format != "png" or not mask.has_alpha:
+                return invalid("mask", "The mask must be a PNG with an alpha channel.", "invalid_image_format")
+            if (mask.width, mask.height) != (first.width, first.height):
+                return invalid("mask", "The mask must have the same dimensions as the image.", "invalid_image_size")
+        return None
+
+    @staticmethod
+    def refusal(model: ImageModel, body: dict, parameters: frozenset[str] | set[str]) -> Reply | None:
         """OpenAI's 400 for the first parameter the model does not take as given; None when all are fine."""
         for name in body:
-            if name not in model.parameters:
+            if name not in parameters:
                 return invalid(name, f"Unknown parameter: '{name}'.", "unknown_parameter")
         if not str(body.get("prompt") or ""):
             return invalid("prompt", "Missing required parameter: 'prompt'.", "missing_required_parameter")
@@ -285,14 +399,20 @@ class FakeOpenAI(FakeUpstream):
             return invalid("moderation", f"Invalid moderation '{body['moderation']}'.")
         if body.get("complexity", "high") not in ("low", "medium", "high"):
             return invalid("complexity", f"Invalid complexity '{body['complexity']}'.")
+        if body.get("input_fidelity", "low") not in ("high", "low"):
+            return invalid("input_fidelity", f"Invalid input_fidelity '{body['input_fidelity']}'.")
+        if not isinstance(body.get("stream", False), bool):
+            return invalid("stream", "'stream' must be a boolean.")
+        partials = body.get("partial_images", 0)
+        if not isinstance(partials, int) or not 0 <= partials <= 3:
+            return invalid("partial_images", f"Invalid 'partial_images': {partials!r}; it must be between 0 and 3.")
         return None
 
 
 class FakeOpenAICompatible(FakeOpenAI):
     """A server that speaks the dall-e dialect for its own models: any model, any WxH, url or b64_json."""
 
-    def images(self, request: FakeRequest) -> Reply:
-        body = request.json
+    def images(self, request: FakeRequest, body: dict, *, edit: bool = False) -> Reply:
         width, _, height = str(body.get("size") or AUTO_SIZE).partition("x")
         data = image_bytes(int(width), int(height))
         as_url = "[url]" in request.prompt or body.get("response_format", "url") == "url"

@@ -3,10 +3,13 @@
 `accept: image/*` answers the image's bytes with `finish-reason` and `seed` headers; `accept:
 application/json` answers base64 JSON. Images are real, at Stability's one-megapixel size for the aspect
 ratio, in the output format asked for. `python -m tests.fakes.stability_upstream --port 9101`.
+Image-to-image (ultra, and sd3 with `mode=image-to-image`): one `image` file and a `strength` from 0 to
+1, no `aspect_ratio`; the output takes the input's nearest aspect ratio. Core takes no image.
 Markers: see base.py; "[filtered]" answers 200 with finish reason CONTENT_FILTERED (a blurred image).
 """
 
 import base64
+import math
 import uuid
 
 from tests.fakes.base import CONTENT_TYPES, FakeRequest, FakeUpstream, Reply, image_bytes, serve_main
@@ -50,9 +53,22 @@ class FakeStability(FakeUpstream):
         sd3 = request.path.endswith("/sd3")
         if sd3 and form.get("model", "sd3.5-large") not in SD3_MODELS:
             return self.error(400, f"model: must be one of {', '.join(SD3_MODELS)}")
-        ratio = form.get("aspect_ratio", "1:1")
-        if ratio not in SIZES:
-            return self.error(400, f"aspect_ratio: must be one of {', '.join(SIZES)}")
+        images = [file for file in request.files if file.field == "image"]
+        if images:
+            refusal = self.image_to_image_refusal(request, sd3)
+            if refusal is not None:
+                return refusal
+            # The output keeps the input's shape: the size of the nearest aspect ratio.
+            ratio = min(
+                SIZES,
+                key=lambda name: abs(math.log(SIZES[name][0] / SIZES[name][1] * images[0].height / images[0].width)),
+            )
+        else:
+            if form.get("mode", "text-to-image") != "text-to-image":
+                return self.error(400, "image: is required in image-to-image mode")
+            ratio = form.get("aspect_ratio", "1:1")
+            if ratio not in SIZES:
+                return self.error(400, f"aspect_ratio: must be one of {', '.join(SIZES)}")
         output_format = form.get("output_format", "png")
         if output_format not in (("jpeg", "png") if sd3 else ("jpeg", "png", "webp")):
             return self.error(400, f"output_format: {output_format} is not supported here")
@@ -63,6 +79,25 @@ class FakeStability(FakeUpstream):
             return Reply(200, body, {"content-type": f"application/json; type={CONTENT_TYPES[output_format]}"})
         headers = {"content-type": CONTENT_TYPES[output_format], "finish-reason": finish_reason, "seed": "343940597"}
         return Reply(200, data, headers)
+
+    def image_to_image_refusal(self, request: FakeRequest, sd3: bool) -> Reply | None:
+        """Stability's 400 for an image-to-image request it does not take; None when it is fine."""
+        form, image = request.form, request.files[0]
+        if request.path.endswith("/core"):
+            return self.error(400, "image: is not supported by this endpoint")
+        if sd3 and form.get("mode") != "image-to-image":
+            return self.error(400, "mode: must be image-to-image when an image is given")
+        if "aspect_ratio" in form:
+            return self.error(400, "aspect_ratio: is not allowed in image-to-image mode")
+        if image.format not in ("png", "jpeg", "webp") or len(request.files) > 1:
+            return self.error(400, "image: must be one png, jpeg or webp image")
+        try:
+            strength = float(form["strength"])
+        except (KeyError, ValueError):
+            return self.error(400, "strength: is required when an image is given")
+        if not 0 <= strength <= 1:
+            return self.error(400, "strength: must be between 0 and 1")
+        return None
 
 
 if __name__ == "__main__":

@@ -83,3 +83,63 @@ def test_bfl_trusts_only_its_own_hosts(monkeypatch):
     assert not provider.is_trusted_url("https://evilbfl.ai/x")
     assert not provider.is_trusted_url("https://bfl.ai.evil.com/x")
     assert not provider.is_trusted_url("http://169.254.169.254/latest/meta-data")
+
+
+def received(request) -> list[tuple[str, str | None, tuple[int, int], int]]:
+    return [(file.field, file.format, (file.width, file.height), file.size_bytes) for file in request.files]
+
+
+async def test_a_flux_2_edit_sends_each_image_inline_in_order(fake_bfl, make_edit_job, call):
+    job = make_edit_job(
+        "flux-2-pro",
+        n=2,
+        size="1024x1024",
+        seed=3,
+        images=[(1024, 1024, "png"), (640, 480, "jpeg"), (2048, 1024, "webp")],
+    )
+    result = await call(BFLProvider(), job)
+    sent = sorted(submits(fake_bfl), key=lambda request: request.json["seed"])
+    assert len(sent) == 2
+    for seed, request in enumerate(sent, start=3):
+        assert {key: value for key, value in request.json.items() if not key.startswith("input_image")} == {
+            "prompt": "a red fox",
+            "output_format": "png",
+            "width": 1024,
+            "height": 1024,
+            "seed": seed,
+        }
+        assert sorted(request.json) == [
+            "height",
+            "input_image",
+            "input_image_2",
+            "input_image_3",
+            "output_format",
+            "prompt",
+            "seed",
+            "width",
+        ]
+        assert received(request) == [
+            ("input_image", "png", (1024, 1024), job.images[0].size_bytes),
+            ("input_image_2", "jpeg", (640, 480), job.images[1].size_bytes),
+            ("input_image_3", "webp", (2048, 1024), job.images[2].size_bytes),
+        ]
+    assert [Image.open(io.BytesIO(image.data)).size for image in result.images] == [(1024, 1024)] * 2
+    # Per task: 3 credits for the output megapixel, 1.5 for each started input megapixel (1 + 1 + 2).
+    assert result.provider_cost == 2 * Decimal("0.03") + 2 * 4 * Decimal("0.015")
+
+
+async def test_a_kontext_edit_takes_one_image_and_an_aspect_ratio(fake_bfl, make_edit_job, call):
+    job = make_edit_job("flux-kontext-pro", size="1344x768", images=[(800, 600, "jpeg")])
+    result = await call(BFLProvider(), job)
+    request = submits(fake_bfl)[0]
+    assert sorted(request.json) == ["aspect_ratio", "input_image", "output_format", "prompt"]
+    assert request.json["aspect_ratio"] == "16:9"
+    assert received(request) == [("input_image", "jpeg", (800, 600), job.images[0].size_bytes)]
+    assert result.provider_cost == Decimal("0.04")
+
+
+async def test_more_images_than_the_model_takes_is_bfls_422(fake_bfl, make_edit_job, call):
+    with pytest.raises(ProviderError) as raised:
+        await call(BFLProvider(), make_edit_job("flux-2-klein-4b", images=[(256, 256, "png")] * 5))
+    assert (raised.value.permanent, raised.value.upstream_status) == (True, 422)
+    assert "at most 4 input images" in raised.value.message

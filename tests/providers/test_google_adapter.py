@@ -1,6 +1,7 @@
 """The Gemini image models (Imagen's successors) against a fake of `:generateContent`."""
 
 import io
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -89,3 +90,32 @@ async def test_imagen_is_shut_down_upstream(fake_google, make_job, call):
         await call(GoogleProvider(), make_job("imagen-3", "imagen-3.0-generate-002"))
     assert (raised.value.permanent, raised.value.upstream_status) == (True, 404)
     assert "imagen-3.0-generate-002 is not found" in raised.value.message
+
+
+async def test_an_edit_sends_each_image_inline_after_the_prompt(fake_google, make_edit_job, call):
+    job = make_edit_job(
+        FLASH, prompt="add a moon", n=2, size="1344x768", images=[(640, 480, "png"), (300, 300, "webp")]
+    )
+    result = await call(GoogleProvider(), job)
+    posts = [request for request in fake_google.requests if request.method == "POST"]
+    assert len(posts) == 2
+    parts = posts[0].json["contents"][0]["parts"]
+    assert parts[0] == {"text": "add a moon"}
+    assert [part["inlineData"]["mimeType"] for part in parts[1:]] == ["image/png", "image/webp"]
+    assert [(file.format, file.width, file.height, file.size_bytes) for file in posts[0].files] == [
+        ("png", 640, 480, job.images[0].size_bytes),
+        ("webp", 300, 300, job.images[1].size_bytes),
+    ]
+    assert sizes(result) == [(1344, 768)] * 2
+    # Each call: 1,120 prompt tokens per input image, 1,120 output tokens for the 1K image.
+    prompt_tokens = len("add a moon") // 4 + 1
+    assert result.usage == TokenUsage(text_input=2 * prompt_tokens, image_input=2 * 2 * 1120, image_output=2 * 1120)
+
+
+async def test_an_image_that_is_not_what_its_type_says_is_googles_400(fake_google, make_edit_job, call):
+    job = make_edit_job(PRO, images=[(512, 512, "jpeg")])
+    mislabelled = replace(job.images[0], content_type="image/png")
+    with pytest.raises(ProviderError) as raised:
+        await call(GoogleProvider(), replace(job, images=(mislabelled,)))
+    assert (raised.value.permanent, raised.value.upstream_status) == (True, 400)
+    assert "Unable to process input image" in raised.value.message

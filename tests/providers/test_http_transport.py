@@ -11,10 +11,13 @@ redirects, proxies from the environment.
 import asyncio
 import base64
 import gzip
+import hashlib
 import json
 import os
+import random
 import socket
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -206,7 +209,10 @@ async def test_multipart_upload(client, fake_stability):
     assert base64.b64decode(response.json()["image"]).startswith(b"\x89PNG")
     sent = fake_stability.requests[-1]
     assert sent.headers["content-type"].startswith("multipart/form-data; boundary=")
-    assert sent.form == {"prompt": "dunes", "output_format": "png", "notes": "a file"}
+    assert sent.form == {"prompt": "dunes", "output_format": "png"}
+    assert [(file.field, file.filename, file.content_type, file.data) for file in sent.files] == [
+        ("notes", "notes.txt", "text/plain", b"a file")
+    ]
 
 
 async def test_image_download(client, fake_openai):
@@ -341,3 +347,59 @@ async def test_proxy_variables_are_honoured(fake_openai, monkeypatch):
         await client.aclose()
     assert (response.status_code, response.content) == (200, TINY_PNG)
     assert fake_openai.requests[-1].headers["host"] == "upstream.invalid"
+
+
+# Uploads
+
+
+@asynccontextmanager
+async def hashing_server() -> AsyncIterator[str]:
+    """A server that hashes the request body as it arrives, keeping none of it, and answers its length and digest."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+        digest, received = hashlib.sha256(), 0
+        if "transfer-encoding: chunked" in head:
+            while size := int((await reader.readline()).strip(), 16):
+                chunk = await reader.readexactly(size + 2)
+                digest.update(chunk[:-2])
+                received += size
+            await reader.readline()
+        else:
+            length = int(head.split("content-length:")[1].split("\r\n")[0])
+            while received < length:
+                chunk = await reader.read(min(65536, length - received))
+                digest.update(chunk)
+                received += len(chunk)
+        answer = json.dumps({"received": received, "sha256": digest.hexdigest()}).encode()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(answer))
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/upload"
+
+
+async def test_a_file_upload_is_streamed_from_disk_not_held_in_memory(client, tmp_path):
+    """A 24 MB multipart upload arrives intact while the process never holds more than a few MB of it."""
+    path = tmp_path / "big.png"
+    path.write_bytes(random.Random(7).randbytes(24 * 1024 * 1024))
+    headers = {"content-type": "multipart/form-data; boundary=fixed-boundary"}
+
+    def files(file) -> list:
+        return [("prompt", (None, "fox")), ("image", ("big.png", file, "image/png"))]
+
+    with path.open("rb") as file:
+        expected = httpx.Request("POST", "http://x/", files=files(file), headers=headers).read()
+    async with hashing_server() as url:
+        tracemalloc.start()
+        try:
+            with path.open("rb") as file:
+                response = await client.post(url, files=files(file), headers=headers, timeout=30)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert response.json() == {"received": len(expected), "sha256": hashlib.sha256(expected).hexdigest()}
+    assert peak < 4 * 1024 * 1024

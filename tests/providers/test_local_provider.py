@@ -1,5 +1,6 @@
 """The built-in local provider renders real, deterministic images and reports what OpenAI would."""
 
+import base64
 import io
 
 import pytest
@@ -83,3 +84,63 @@ async def test_svg_is_a_document_with_the_prompt_escaped(make_job, call):
     assert image.content_type == "image/svg+xml"
     assert image.data.startswith(b'<svg xmlns="http://www.w3.org/2000/svg" width="1024" height="1024"')
     assert b"<script>" not in image.data and b"&lt;script&gt;" in image.data and b"&amp; fox" in image.data
+
+
+def pixels(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+async def test_an_edit_keeps_the_original_outside_the_mask_and_changes_it_inside(make_edit_job, call):
+    job = make_edit_job("gpt-image-2", prompt="a moon", size="1024x1024", mask=(0, 0, 512, 1024))
+    result = await call(LocalProvider(), job)
+    edited, original = pixels(result.images[0].data), pixels(job.images[0].read())
+    assert edited.size == (1024, 1024)
+    # Right half: the mask is opaque there, so the original's pixels (its ground and its green square).
+    for point in ((1000, 20), (700, 500), (1000, 1000)):
+        assert edited.getpixel(point) == original.getpixel(point)
+    # Left half: the transparent area to edit, changed.
+    for point in ((20, 1000), (300, 500), (500, 900)):
+        assert edited.getpixel(point) != original.getpixel(point)
+
+
+async def test_an_edit_fits_the_first_image_and_shows_the_others_along_the_bottom(make_edit_job, call):
+    job = make_edit_job(
+        "gpt-image-2",
+        size="1536x1024",
+        images=[(512, 512, "jpeg"), (200, 200, "png"), (300, 100, "webp")],
+        output_tokens=GPT_IMAGE_2_TOKENS,
+    )
+    result = await call(LocalProvider(), job)
+    edited = pixels(result.images[0].data)
+    assert edited.size == (1536, 1024)
+    side = 1024 // 6
+    thumbnail_centres = [
+        (side // 4 + number * (side + side // 4) + side // 2, 1024 - side // 4 - side // 2) for number in range(2)
+    ]
+    # Each thumbnail's centre is its input's green square (30, 160, 60), pasted unchanged (webp is lossy).
+    for point in thumbnail_centres:
+        assert all(abs(got - want) <= 3 for got, want in zip(edited.getpixel(point), (30, 160, 60), strict=True))
+    # Each input billed at the gateway's bound: 32 px patches of 1024x1024, 400x400, and 600x200 padded to 3:1.
+    assert result.usage.image_input == 32 * 32 + 13 * 13 + 19 * 7
+
+
+@pytest.mark.parametrize("action", ["generate", "edit"])
+async def test_a_streamed_job_sends_its_partial_images_and_bills_them(
+    make_job, make_edit_job, call, partials, settings, action
+):
+    settings.LOCAL_PROVIDER_DELAY_MS = 30
+    fields = {
+        "n": 2,
+        "quality": "low",
+        "stream": True,
+        "partial_images": 3,
+        "on_partial": partials,
+        "output_tokens": GPT_IMAGE_2_TOKENS,
+    }
+    job = make_job("gpt-image-2", **fields) if action == "generate" else make_edit_job("gpt-image-2", **fields)
+    result = await call(LocalProvider(), job)
+    assert [(partial.image, partial.index) for partial in partials] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert {Image.open(io.BytesIO(base64.b64decode(partial.b64_json))).size for partial in partials} == {(256, 256)}
+    assert len(result.images) == 2
+    # 196 tokens per low 1024x1024 image and 100 per partial image.
+    assert result.usage.image_output == 2 * (196 + 3 * 100)
