@@ -57,7 +57,7 @@ def test_one_image_is_edited_and_charged_what_usage_says(client, fake_openai):
     assert picture.size == (1024, 1024)
     sent = fake_openai.requests[-1]
     assert sent.path.endswith("/images/edits")
-    assert [part.name for part in sent.files] == ["image"]
+    assert [part.field for part in sent.files] == ["image"]
     assert sent.form["model"] == "gpt-image-2" and sent.form["prompt"] == "make it night"
     usage = result.usage
     assert usage is not None and usage.input_tokens_details.image_tokens > 0
@@ -89,8 +89,8 @@ def test_three_images_and_a_mask_all_reach_the_provider(client, fake_openai):
     )
     assert len(result.data) == 1
     sent = fake_openai.requests[-1]
-    assert [part.name for part in sent.files] == ["image[]", "image[]", "image[]", "mask"]
-    assert [part.size for part in sent.files[:3]] == [(1024, 1024), (512, 512), (640, 960)]
+    assert [part.field for part in sent.files] == ["image[]", "image[]", "image[]", "mask"]
+    assert [(part.width, part.height) for part in sent.files[:3]] == [(1024, 1024), (512, 512), (640, 960)]
     assert sent.form["input_fidelity"] == "high"
     item = line_item(result.model_extra["perf"])
     assert item.details["input_images"] == ["1024x1024", "512x512", "640x960"] and item.details["mask"] is True
