@@ -16,37 +16,17 @@ from PIL import Image
 from billing.models import TokenPrice, UsageLineItem
 from billing.services import price_set
 from providers.base import TokenUsage
+from tests.uploads import RED, jpeg, png
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def png(width: int = 1024, height: int = 1024, *, mode: str = "RGB", alpha_hole: bool = False) -> bytes:
-    """A real PNG; `alpha_hole` makes an RGBA mask whose centre is fully transparent (the area to edit)."""
-    picture = Image.new(mode, (width, height), (200, 40, 40, 255) if mode == "RGBA" else (200, 40, 40))
-    if alpha_hole:
-        picture.paste((0, 0, 0, 0), (width // 4, height // 4, width * 3 // 4, height * 3 // 4))
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def jpeg(width: int = 512, height: int = 512) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (20, 90, 200)).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
-@pytest.fixture
-def client(live_gateway, api_key_plaintext, fake_openai):
-    return openai.OpenAI(base_url=f"{live_gateway}/v1", api_key=api_key_plaintext, max_retries=0)
 
 
 def line_item(perf: dict) -> UsageLineItem:
     return UsageLineItem.objects.get(request_id=perf["request_id"])
 
 
-def test_one_image_is_edited_and_charged_what_usage_says(client, fake_openai):
-    result = client.images.edit(
+def test_one_image_is_edited_and_charged_what_usage_says(sdk, fake_openai):
+    result = sdk.images.edit(
         model="gpt-image-2",
         image=("photo.png", png(), "image/png"),
         prompt="make it night",
@@ -73,8 +53,8 @@ def test_one_image_is_edited_and_charged_what_usage_says(client, fake_openai):
     assert (item.status, item.details["action"], item.details["input_images"]) == ("succeeded", "edit", ["1024x1024"])
 
 
-def test_three_images_and_a_mask_all_reach_the_provider(client, fake_openai):
-    result = client.images.edit(
+def test_three_images_and_a_mask_all_reach_the_provider(sdk, fake_openai):
+    result = sdk.images.edit(
         model="gpt-image-2.5-flare",
         image=[
             ("a.png", png(), "image/png"),
@@ -105,27 +85,27 @@ def test_three_images_and_a_mask_all_reach_the_provider(client, fake_openai):
         (jpeg(), "PNG"),
     ],
 )
-def test_a_refused_mask_names_the_field_and_nothing_goes_upstream(client, fake_openai, mask, why):
+def test_a_refused_mask_names_the_field_and_nothing_goes_upstream(sdk, fake_openai, mask, why):
     with pytest.raises(openai.BadRequestError) as refused:
-        client.images.edit(model="gpt-image-2", image=("a.png", png(), "image/png"), mask=mask, prompt="x")
+        sdk.images.edit(model="gpt-image-2", image=("a.png", png(), "image/png"), mask=mask, prompt="x")
     assert refused.value.body["param"] == "mask" and why in refused.value.body["message"]
     assert not fake_openai.requests
     item = UsageLineItem.objects.get()
     assert (item.status, item.cost) == ("rejected", 0)
 
 
-def test_a_model_that_cannot_edit_names_one_that_can(client, fake_openai):
+def test_a_model_that_cannot_edit_names_one_that_can(sdk, fake_openai):
     with pytest.raises(openai.BadRequestError) as refused:
-        client.images.edit(model="ideogram-v3", image=("a.png", png(), "image/png"), prompt="x")
+        sdk.images.edit(model="ideogram-v3", image=("a.png", png(), "image/png"), prompt="x")
     body = refused.value.body
     assert (body["code"], body["param"]) == ("ACTION_NOT_SUPPORTED", "model")
     suggested = body["message"].rsplit("Use ", 1)[1].split(" ")[0]
-    assert client.models.retrieve(suggested).model_extra["edits"]["max_images"] >= 1
+    assert sdk.models.retrieve(suggested).model_extra["edits"]["max_images"] >= 1
 
 
-def test_more_images_than_the_model_takes_is_refused(client):
+def test_more_images_than_the_model_takes_is_refused(sdk):
     with pytest.raises(openai.BadRequestError) as refused:
-        client.images.edit(
+        sdk.images.edit(
             model="flux-kontext-pro",
             image=[("a.png", png(), "image/png"), ("b.png", png(), "image/png")],
             prompt="x",
@@ -133,9 +113,9 @@ def test_more_images_than_the_model_takes_is_refused(client):
     assert refused.value.body["param"] == "image" and "at most 1" in refused.value.body["message"]
 
 
-def test_a_mask_for_a_model_without_masks_is_refused(client):
+def test_a_mask_for_a_model_without_masks_is_refused(sdk):
     with pytest.raises(openai.BadRequestError) as refused:
-        client.images.edit(
+        sdk.images.edit(
             model="flux-2-pro",
             image=("a.png", png(), "image/png"),
             mask=("m.png", png(mode="RGBA", alpha_hole=True), "image/png"),
@@ -144,25 +124,25 @@ def test_a_mask_for_a_model_without_masks_is_refused(client):
     assert refused.value.body["param"] == "mask"
 
 
-def test_a_file_that_is_not_an_image_is_refused_by_its_content(client):
+def test_a_file_that_is_not_an_image_is_refused_by_its_content(sdk):
     with pytest.raises(openai.BadRequestError) as refused:
-        client.images.edit(model="gpt-image-2", image=("a.png", b"not an image at all", "image/png"), prompt="x")
+        sdk.images.edit(model="gpt-image-2", image=("a.png", b"not an image at all", "image/png"), prompt="x")
     assert refused.value.body["param"] == "image"
 
 
-def test_a_file_over_the_limit_is_413_naming_the_field(client, settings):
+def test_a_file_over_the_limit_is_413_naming_the_field(sdk, settings):
     settings.EDIT_MAX_FILE_BYTES = 1_000  # a flat 1024x1024 PNG is a few KB
     with pytest.raises(openai.APIStatusError) as refused:
-        client.images.edit(model="gpt-image-2", image=("a.png", png(), "image/png"), prompt="x")
+        sdk.images.edit(model="gpt-image-2", image=("a.png", png(), "image/png"), prompt="x")
     assert refused.value.status_code == 413 and refused.value.body["param"] == "image"
 
 
-def test_a_per_image_model_is_charged_its_edit_price(client):
+def test_a_per_image_model_is_charged_its_edit_price(sdk):
     # No Stability credentials here: the local provider stands in, and edits for real.
     price_set(
         model="stable-image-ultra", quality="standard", size="1024x1024", unit_price=Decimal("0.11"), action="edit"
     )
-    result = client.images.edit(
+    result = sdk.images.edit(
         model="stable-image-ultra", image=("a.png", png(), "image/png"), prompt="a lighthouse", response_format="url"
     )
     item = line_item(result.model_extra["perf"])
@@ -170,25 +150,23 @@ def test_a_per_image_model_is_charged_its_edit_price(client):
     assert result.data[0].url
 
 
-def test_without_an_edit_price_the_generate_price_applies(client):
-    result = client.images.edit(model="sd3.5-large", image=("a.png", png(), "image/png"), prompt="a lighthouse")
+def test_without_an_edit_price_the_generate_price_applies(sdk):
+    result = sdk.images.edit(model="sd3.5-large", image=("a.png", png(), "image/png"), prompt="a lighthouse")
     assert line_item(result.model_extra["perf"]).cost == Decimal("0.065")
 
 
-def test_images_produced_count_against_the_rate_limit(client, acme_key):
-    before = client.images.with_raw_response.edit(
-        model="sd3.5-large", image=("a.png", png(), "image/png"), prompt="one"
-    )
+def test_images_produced_count_against_the_rate_limit(sdk, acme_key):
+    before = sdk.images.with_raw_response.edit(model="sd3.5-large", image=("a.png", png(), "image/png"), prompt="one")
     left = int(before.headers["x-ratelimit-remaining-images-minute"])
-    after = client.images.with_raw_response.edit(
+    after = sdk.images.with_raw_response.edit(
         model="sd3.5-large", image=("a.png", png(), "image/png"), prompt="two", n=2
     )
     assert int(after.headers["x-ratelimit-remaining-images-minute"]) == left - 2
 
 
-def test_an_idempotent_edit_is_replayed_not_made_again(client, fake_openai):
+def test_an_idempotent_edit_is_replayed_not_made_again(sdk, fake_openai):
     def edit():
-        return client.images.with_raw_response.edit(
+        return sdk.images.with_raw_response.edit(
             model="gpt-image-2",
             image=("a.png", png(), "image/png"),
             prompt="same",
@@ -237,9 +215,9 @@ def test_no_key_is_refused_before_the_upload_is_read(live_gateway):
 
 
 def test_the_local_provider_edits_inside_the_mask_only(live_gateway, api_key_plaintext, settings):
-    client = openai.OpenAI(base_url=f"{live_gateway}/v1", api_key=api_key_plaintext, max_retries=0)
+    sdk = openai.OpenAI(base_url=f"{live_gateway}/v1", api_key=api_key_plaintext, max_retries=0)
     original = png(1024, 1024)
-    result = client.images.edit(
+    result = sdk.images.edit(
         model="gpt-image-2",  # no OpenAI credentials configured: the local provider serves it
         image=("a.png", original, "image/png"),
         mask=("m.png", png(mode="RGBA", alpha_hole=True), "image/png"),
@@ -248,8 +226,8 @@ def test_the_local_provider_edits_inside_the_mask_only(live_gateway, api_key_pla
         quality="low",
     )
     edited = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json))).convert("RGB")
-    assert edited.getpixel((5, 5)) == (200, 40, 40), "outside the mask the original is kept"
+    assert edited.getpixel((5, 5)) == RED, "outside the mask the original is kept"
     inside = [edited.getpixel((x, y)) for x in range(300, 700, 20) for y in range(300, 700, 20)]
-    assert any(pixel != (200, 40, 40) for pixel in inside), "inside the mask the image changed"
+    assert any(pixel != RED for pixel in inside), "inside the mask the image changed"
     item = line_item(result.model_extra["perf"])
     assert (item.provider, item.status) == ("local", "succeeded") and item.tokens["image_input"] > 0

@@ -14,17 +14,12 @@ from providers.base import TokenUsage
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def client(live_gateway, api_key_plaintext, fake_openai):
-    return openai.OpenAI(base_url=f"{live_gateway}/v1", api_key=api_key_plaintext, max_retries=0)
-
-
 def line_item(response_perf) -> UsageLineItem:
     return UsageLineItem.objects.get(request_id=response_perf["request_id"])
 
 
-def test_gpt_image_2_at_an_arbitrary_allowed_size_in_jpeg(client, fake_openai):
-    image = client.images.generate(
+def test_gpt_image_2_at_an_arbitrary_allowed_size_in_jpeg(sdk, fake_openai):
+    image = sdk.images.generate(
         model="gpt-image-2", prompt="a harbour at noon", size="1280x720", quality="low", output_format="jpeg"
     )
     data = base64.b64decode(image.data[0].b64_json)
@@ -34,18 +29,16 @@ def test_gpt_image_2_at_an_arbitrary_allowed_size_in_jpeg(client, fake_openai):
     assert (sent["model"], sent["size"], sent["output_format"]) == ("gpt-image-2", "1280x720", "jpeg")
 
 
-def test_a_refused_size_names_the_rule(client, fake_openai):
+def test_a_refused_size_names_the_rule(sdk, fake_openai):
     with pytest.raises(openai.BadRequestError) as refused:
-        client.images.generate(model="gpt-image-2", prompt="x", size="1000x1000")
+        sdk.images.generate(model="gpt-image-2", prompt="x", size="1000x1000")
     assert refused.value.body["param"] == "size"
     assert "both edges must be multiples of 16" in refused.value.body["message"]
     assert not fake_openai.requests, "nothing goes upstream"
 
 
-def test_a_token_priced_model_is_charged_exactly_what_usage_says(client):
-    image = client.images.generate(
-        model="gpt-image-2.5-flare", prompt="a fox in snow", size="1536x1024", quality="high"
-    )
+def test_a_token_priced_model_is_charged_exactly_what_usage_says(sdk):
+    image = sdk.images.generate(model="gpt-image-2.5-flare", prompt="a fox in snow", size="1536x1024", quality="high")
     assert image.usage is not None and image.usage.output_tokens == 1372  # OpenAI's table: 1536x1024 at high on 2.5
     perf = image.model_extra["perf"]
     item = line_item(perf)
@@ -55,8 +48,8 @@ def test_a_token_priced_model_is_charged_exactly_what_usage_says(client):
     assert item.tokens["image_output"] == 1372 and item.provider_cost == item.cost
 
 
-def test_dall_e_3_is_served_by_its_successor_at_its_own_price(client, fake_openai):
-    image = client.images.generate(model="dall-e-3", prompt="a red bicycle", size="1792x1024", quality="hd")
+def test_dall_e_3_is_served_by_its_successor_at_its_own_price(sdk, fake_openai):
+    image = sdk.images.generate(model="dall-e-3", prompt="a red bicycle", size="1792x1024", quality="hd")
     perf = image.model_extra["perf"]
     assert (perf["model_used"], perf["cost_usd"]) == ("gpt-image-2.5-sunburst", "0.12")
     sent = fake_openai.requests[-1].json
@@ -71,26 +64,26 @@ def test_dall_e_3_is_served_by_its_successor_at_its_own_price(client, fake_opena
     assert item.provider_cost > 0, "what the successor cost us, from its usage at OpenAI's list rates"
 
 
-def test_an_answer_without_usage_settles_at_the_bound_and_is_flagged(client):
-    image = client.images.generate(model="gpt-image-2", prompt="[nousage] a kite", size="1024x1024", quality="low")
+def test_an_answer_without_usage_settles_at_the_bound_and_is_flagged(sdk):
+    image = sdk.images.generate(model="gpt-image-2", prompt="[nousage] a kite", size="1024x1024", quality="low")
     item = line_item(image.model_extra["perf"])
     assert item.details["usage_missing"] is True and item.tokens["image_output"] == 196
     assert image.usage is None
 
 
 @pytest.mark.parametrize("marker", ["[badusage]", "[hugeusage]"])
-def test_a_nonsensical_usage_is_not_billed_and_the_image_still_delivered(client, marker):
-    image = client.images.generate(model="gpt-image-2", prompt=f"{marker} a kite", size="1024x1024", quality="low")
+def test_a_nonsensical_usage_is_not_billed_and_the_image_still_delivered(sdk, marker):
+    image = sdk.images.generate(model="gpt-image-2", prompt=f"{marker} a kite", size="1024x1024", quality="low")
     item = line_item(image.model_extra["perf"])
     assert item.status == "succeeded" and item.details["usage_missing"] is True
     assert item.tokens["image_output"] == 196 and item.cost > 0
 
 
-def test_models_retrieve_describes_a_model(client):
-    model = client.models.retrieve("gpt-image-2")
+def test_models_retrieve_describes_a_model(sdk):
+    model = sdk.models.retrieve("gpt-image-2")
     assert model.id == "gpt-image-2" and model.object == "model"
     assert model.model_extra["price_basis"] == "per_token" and model.model_extra["size_rule"]["multiple_of"] == 16
-    retired = client.models.retrieve("dall-e-3")
+    retired = sdk.models.retrieve("dall-e-3")
     assert (retired.model_extra["status"], retired.model_extra["successor"]) == ("retired", "gpt-image-2.5-sunburst")
     with pytest.raises(openai.NotFoundError):
-        client.models.retrieve("no-such-model")
+        sdk.models.retrieve("no-such-model")

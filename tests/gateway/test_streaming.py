@@ -13,19 +13,9 @@ from PIL import Image
 
 from billing.models import TokenPrice, UsageLineItem
 from providers.base import TokenUsage
+from tests.uploads import png
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def png(width: int = 1024, height: int = 1024) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (10, 120, 60)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-@pytest.fixture
-def client(live_gateway, api_key_plaintext, fake_openai):
-    return openai.OpenAI(base_url=f"{live_gateway}/v1", api_key=api_key_plaintext, max_retries=0)
 
 
 def settled(request_id: str, timeout: float = 10.0) -> UsageLineItem:
@@ -40,9 +30,9 @@ def settled(request_id: str, timeout: float = 10.0) -> UsageLineItem:
         time.sleep(0.05)
 
 
-def test_a_streamed_generation_relays_partial_images_then_the_completed_image(client):
+def test_a_streamed_generation_relays_partial_images_then_the_completed_image(sdk):
     events = list(
-        client.images.generate(
+        sdk.images.generate(
             model="gpt-image-2", prompt="a lighthouse", size="1024x1024", quality="low", stream=True, partial_images=2
         )
     )
@@ -63,9 +53,9 @@ def test_a_streamed_generation_relays_partial_images_then_the_completed_image(cl
     assert item.details["stream"] is True and item.details["stored_images"]
 
 
-def test_a_streamed_edit_uses_the_edit_events(client, fake_openai):
+def test_a_streamed_edit_uses_the_edit_events(sdk, fake_openai):
     events = list(
-        client.images.edit(
+        sdk.images.edit(
             model="gpt-image-2.6-flare",
             image=("a.png", png(), "image/png"),
             prompt="autumn colours",
@@ -81,22 +71,22 @@ def test_a_streamed_edit_uses_the_edit_events(client, fake_openai):
     assert item.tokens["image_input"] == events[-1].usage.input_tokens_details.image_tokens > 0
 
 
-def test_a_model_that_cannot_stream_says_so_before_anything_is_spent(client):
+def test_a_model_that_cannot_stream_says_so_before_anything_is_spent(sdk):
     with pytest.raises(openai.BadRequestError) as refused:
-        list(client.images.generate(model="flux-2-pro", prompt="x", stream=True))
+        list(sdk.images.generate(model="flux-2-pro", prompt="x", stream=True))
     assert refused.value.body["param"] == "stream"
     assert UsageLineItem.objects.get().status == "rejected"
 
 
 @pytest.mark.parametrize("partial_images", [4, -1])
-def test_partial_images_outside_0_to_3_is_refused(client, partial_images):
+def test_partial_images_outside_0_to_3_is_refused(sdk, partial_images):
     with pytest.raises(openai.BadRequestError) as refused:
-        list(client.images.generate(model="gpt-image-2", prompt="x", stream=True, partial_images=partial_images))
+        list(sdk.images.generate(model="gpt-image-2", prompt="x", stream=True, partial_images=partial_images))
     assert refused.value.body["param"] == "partial_images"
 
 
-def test_a_provider_error_mid_stream_ends_it_with_an_error_event_and_charges_nothing(client):
-    stream = client.images.generate(
+def test_a_provider_error_mid_stream_ends_it_with_an_error_event_and_charges_nothing(sdk):
+    stream = sdk.images.generate(
         model="gpt-image-2", prompt="[streamfail] a fox", quality="low", size="1024x1024", stream=True, partial_images=2
     )
     received = []
@@ -134,9 +124,9 @@ def test_a_client_that_leaves_mid_stream_still_gets_a_settled_line_item(live_gat
 
 
 def test_the_local_provider_streams_offline(live_gateway, api_key_plaintext):
-    client = openai.OpenAI(base_url=f"{live_gateway}/v1", api_key=api_key_plaintext, max_retries=0)
+    sdk = openai.OpenAI(base_url=f"{live_gateway}/v1", api_key=api_key_plaintext, max_retries=0)
     events = list(
-        client.images.generate(model="gpt-image-2", prompt="a kite", quality="low", stream=True, partial_images=3)
+        sdk.images.generate(model="gpt-image-2", prompt="a kite", quality="low", stream=True, partial_images=3)
     )
     assert [event.type for event in events].count("image_generation.partial_image") == 3
     assert events[-1].type == "image_generation.completed" and events[-1].usage.output_tokens > 0
