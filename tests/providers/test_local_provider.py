@@ -144,3 +144,19 @@ async def test_a_streamed_job_sends_its_partial_images_and_bills_them(
     assert len(result.images) == 2
     # 196 tokens per low 1024x1024 image and 100 per partial image.
     assert result.usage.image_output == 2 * (196 + 3 * 100)
+
+
+@pytest.mark.parametrize(
+    ("output_format", "content_type"),
+    [("jpeg", "image/jpeg"), ("webp", "image/webp"), ("gif", "image/gif"), ("svg", "image/svg+xml")],
+)
+async def test_an_edit_comes_back_in_the_output_format_asked_for(make_edit_job, call, output_format, content_type):
+    job = make_edit_job("gpt-image-2.6-flare", size="512x512", options={"output_format": output_format})
+    image = (await call(LocalProvider(), job)).images[0]
+    assert image.content_type == content_type
+    if output_format == "svg":
+        # The edited picture, embedded as a PNG.
+        embedded = image.data.split(b"base64,")[1].split(b'"')[0]
+        assert Image.open(io.BytesIO(base64.b64decode(embedded))).size == (512, 512)
+    else:
+        assert Image.open(io.BytesIO(image.data)).size == (512, 512)

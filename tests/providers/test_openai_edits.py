@@ -190,3 +190,18 @@ async def test_a_stream_without_a_completed_image_fails(fake_openai, make_job, c
     with pytest.raises(ProviderError) as raised:
         await call(OpenAIProvider(), job)
     assert raised.value.code == code and words in raised.value.message
+
+
+async def test_a_stream_is_retried_until_it_begins_and_never_after(fake_openai, make_job, call, settings, partials):
+    flaky = make_job("gpt-image-2", prompt="[flaky] fox", quality="low", stream=True, partial_images=1)
+    result = await call(OpenAIProvider(), flaky)
+    assert len(fake_openai.requests) == 2 and len(result.images) == 1
+    # Events 0.5 s apart, past a 0.3 s read timeout: the body has begun, so the timeout is final.
+    settings.PROVIDER_TIMEOUT_SECONDS = 0.3
+    slow = make_job(
+        "gpt-image-2", prompt="[slowstream] fox", quality="low", stream=True, partial_images=2, on_partial=partials
+    )
+    with pytest.raises(ProviderError) as raised:
+        await call(OpenAIProvider(), slow)
+    assert raised.value.code == "upstream_timeout"
+    assert len(fake_openai.requests) == 3 and not partials
