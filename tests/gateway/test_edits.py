@@ -13,6 +13,7 @@ import openai
 import pytest
 from PIL import Image
 
+from billing.limits import spend_limit_set
 from billing.models import TokenPrice, UsageLineItem
 from billing.services import price_set
 from providers.base import TokenUsage
@@ -231,3 +232,14 @@ def test_the_local_provider_edits_inside_the_mask_only(live_gateway, api_key_pla
     assert any(pixel != RED for pixel in inside), "inside the mask the image changed"
     item = line_item(result.model_extra["perf"])
     assert (item.provider, item.status) == ("local", "succeeded") and item.tokens["image_input"] > 0
+
+
+def test_a_spend_cap_without_room_refuses_an_edit_before_it_goes_upstream(sdk, fake_openai, acme):
+    # Each sd3.5-large edit costs $0.065; a $0.10 month holds one, never two.
+    spend_limit_set(organization=acme, key_prefix=None, period="month", amount=Decimal("0.10"))
+    sdk.images.edit(model="sd3.5-large", image=("a.png", png(), "image/png"), prompt="one")
+    with pytest.raises(openai.RateLimitError) as refused:
+        sdk.images.edit(model="sd3.5-large", image=("a.png", png(), "image/png"), prompt="two")
+    assert refused.value.code == "insufficient_quota"
+    assert refused.value.response.headers["x-should-retry"] == "false"
+    assert sorted(UsageLineItem.objects.values_list("status", flat=True)) == ["rejected", "succeeded"]

@@ -11,6 +11,7 @@ import openai
 import pytest
 from PIL import Image
 
+from billing.limits import spend_limit_set
 from billing.models import TokenPrice, UsageLineItem
 from providers.base import TokenUsage
 from tests.uploads import png
@@ -130,3 +131,11 @@ def test_the_local_provider_streams_offline(live_gateway, api_key_plaintext):
     )
     assert [event.type for event in events].count("image_generation.partial_image") == 3
     assert events[-1].type == "image_generation.completed" and events[-1].usage.output_tokens > 0
+
+
+def test_a_stream_a_cap_has_no_room_for_is_refused_as_json_before_any_event(sdk, fake_openai, acme):
+    spend_limit_set(organization=acme, key_prefix=None, period="month", amount=Decimal("0.000001"))
+    with pytest.raises(openai.RateLimitError) as refused:
+        list(sdk.images.generate(model="gpt-image-2", prompt="x", quality="low", stream=True, partial_images=1))
+    assert refused.value.response.headers["content-type"] == "application/json"
+    assert not fake_openai.requests and UsageLineItem.objects.get().status == "rejected"
