@@ -330,7 +330,9 @@ async def test_max_connections_caps_the_pool(transport, counting_openai):
             responses = await asyncio.gather(*(generate(client, f"[slow] {index}") for index in range(300)))
             assert all(response.status_code == 200 for response in responses)
     assert 1 < counting_openai.peak <= 20
-    assert len(counting_openai.ports) <= 20
+    # Connections are reused: 600 requests over a few dozen at most. (Not "at most 20 ports": on a loaded
+    # machine a pooled connection the server or the client closed is replaced, which the cap allows.)
+    assert len(counting_openai.ports) <= 60
 
 
 # Client configuration
