@@ -29,12 +29,18 @@ class Organization(models.Model):
     custom_images_per_minute = models.PositiveIntegerField(null=True, blank=True)
     custom_images_per_day = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set by platform staff: every key of a suspended organization is refused; nothing is deleted.
+    suspended_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["slug"]
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
 
     @property
     def images_per_minute(self) -> int:
@@ -77,6 +83,10 @@ class ApiKey(models.Model):
         OWN = "own", "Its own requests"
         ORGANIZATION = "organization", "The whole organization"
 
+    class Kind(models.TextChoices):
+        IMAGES = "images", "Images (and its usage)"
+        USAGE = "usage", "Usage API only (read-only)"
+
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100, blank=True)
     prefix = models.CharField(max_length=16, unique=True)
@@ -95,6 +105,8 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     # Which usage the key may read from the usage API (finance); never another organization's.
     usage_scope = models.CharField(max_length=16, choices=UsageScope.choices, default=UsageScope.OWN)
+    # A usage key (finance's, read-only) reads the usage API and is refused by the image endpoints.
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.IMAGES)
 
     class Meta:
         ordering = ["-created_at"]

@@ -200,6 +200,14 @@ class UsageRollupDay(models.Model):
         return f"{self.organization_id} {self.day} built {self.built_at:%Y-%m-%d %H:%M}"
 
 
+class ExportFormat(models.TextChoices):
+    """The shapes a usage export comes in: our own CSV, or FinOps FOCUS 1.2 as CSV or Parquet."""
+
+    CSV = "csv", "CSV"
+    FOCUS_CSV = "focus-csv", "FOCUS 1.2 (CSV)"
+    FOCUS_PARQUET = "focus-parquet", "FOCUS 1.2 (Parquet)"
+
+
 class UsageExport(models.Model):
     """A CSV export too large to stream at once, produced by a Celery job.
 
@@ -220,6 +228,7 @@ class UsageExport(models.Model):
     )
     # The filters as given (billing.usage.filter.UsageFilter.as_params), so the job reproduces the request.
     filters = models.JSONField(default=dict)
+    format = models.CharField(max_length=16, choices=ExportFormat.choices, default=ExportFormat.CSV)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     rows_total = models.PositiveIntegerField(default=0)
     rows_written = models.PositiveIntegerField(default=0)
@@ -385,3 +394,114 @@ class CatalogRevision(models.Model):
 
     def __str__(self) -> str:
         return f"catalog revision {self.revision}"
+
+
+# --- Invoices ---------------------------------------------------------------
+
+
+class BillingDetails(models.Model):
+    """Who an organization's invoices are addressed to; owners and finance edit it."""
+
+    organization = models.OneToOneField(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="billing_details"
+    )
+    legal_name = models.CharField(max_length=200, blank=True)
+    address = models.TextField(blank=True)
+    email = models.EmailField(blank=True)
+    tax_id = models.CharField(max_length=64, blank=True)
+    # Empty: the issuer's rate.
+    tax_rate = models.DecimalField(max_digits=7, decimal_places=4, null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"billing details of {self.organization_id}"
+
+
+class InvoiceIssuer(models.Model):
+    """Who issues invoices (the platform operator), and its one numbering sequence, never reused."""
+
+    name = models.CharField(max_length=200)
+    address = models.TextField(blank=True)
+    email = models.EmailField(blank=True)
+    tax_id = models.CharField(max_length=64, blank=True)
+    tax_label = models.CharField(max_length=32, default="Tax")
+    # Percent, e.g. 20 for 20 %.
+    tax_rate = models.DecimalField(max_digits=7, decimal_places=4, default=0)
+    number_prefix = models.CharField(max_length=16, unique=True, default="INV")
+    # The next number to give; taken under a row lock, so two invoices never share one.
+    next_number = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Invoice(models.Model):
+    """An issued invoice or credit note: frozen once issued; a correction is a credit note referencing it."""
+
+    class Kind(models.TextChoices):
+        INVOICE = "invoice", "Invoice"
+        CREDIT_NOTE = "credit_note", "Credit note"
+
+    issuer = models.ForeignKey(InvoiceIssuer, on_delete=models.PROTECT, related_name="invoices")
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="invoices")
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.INVOICE)
+    number = models.CharField(max_length=32, unique=True)
+    # A credit note names the invoice it corrects.
+    corrects = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_notes")
+    issue_date = models.DateField()
+    # The billed period: [period_start, period_end), UTC days.
+    period_start = models.DateField()
+    period_end = models.DateField()
+    currency = models.CharField(max_length=3, default="USD")
+    subtotal = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    tax_label = models.CharField(max_length=32)
+    tax_rate = models.DecimalField(max_digits=7, decimal_places=4)
+    tax_amount = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    total = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    # The issuer's and the organization's details as they were on the issue date.
+    issuer_details = models.JSONField(default=dict)
+    customer_details = models.JSONField(default=dict)
+    reason = models.CharField(max_length=300, blank=True)
+    pdf = models.FileField(upload_to="invoices/", blank=True)
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-issue_date", "-id"]
+        constraints = [
+            # One invoice per organization and month; credit notes as many as corrections need.
+            models.UniqueConstraint(
+                fields=["organization", "period_start"],
+                condition=models.Q(kind="invoice"),
+                name="invoice_one_per_org_period",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class InvoiceLine(models.Model):
+    """One line of an invoice: a model × size × quality (× project) for the period, or a credit."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    description = models.CharField(max_length=300)
+    model = models.CharField(max_length=100, blank=True)
+    size = models.CharField(max_length=16, blank=True)
+    quality = models.CharField(max_length=16, blank=True)
+    project = models.CharField(max_length=100, blank=True)
+    quantity = models.PositiveIntegerField(default=0)
+    unit = models.CharField(max_length=16, default="image")
+    unit_price = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    amount = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+
+    class Meta:
+        ordering = ["invoice", "position"]
+        constraints = [models.UniqueConstraint(fields=["invoice", "position"], name="invoice_line_position")]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id} #{self.position} {self.description}"
