@@ -118,6 +118,11 @@ def _invoice_lines(statement: Statement) -> list[InvoiceLine]:
     return lines
 
 
+def _audit_snapshot(document: Invoice) -> dict[str, Any]:
+    # The log is JSON: the PDF by its storage name.
+    return {**audit_snapshot(document), "pdf": document.pdf.name}
+
+
 def _number_and_save(draft: Draft, *, issuer: InvoiceIssuer) -> Invoice:
     """Give the draft the issuer's next number, write its PDF and insert it; the caller holds the issuer's lock."""
     document = draft.document
@@ -190,7 +195,7 @@ def invoice_issue(*, organization: Organization, month: date, issued_by=None) ->
                 action="invoice.issue",
                 instance=invoice,
                 organization=organization,
-                after=audit_snapshot(invoice),
+                after=_audit_snapshot(invoice),
             )
     except IntegrityError:
         # Someone issued the month's invoice between our check and our insert.
@@ -261,7 +266,7 @@ def credit_note_issue(*, invoice: Invoice, amount: Decimal, reason: str, issued_
             action="invoice.credit_note",
             instance=credit_note,
             organization=invoice.organization,
-            after=audit_snapshot(credit_note),
+            after=_audit_snapshot(credit_note),
         )
     return credit_note
 
