@@ -548,3 +548,8 @@ class InvoiceLine(FrozenOnceSaved):
 
     def __str__(self) -> str:
         return f"{self.invoice_id} #{self.position} {self.description}"
+
+    @property
+    def quantity_label(self) -> str:
+        """As printed: "1 image", "3 images"."""
+        return f"{self.quantity} {self.unit}{'' if self.quantity == 1 else 's'}"

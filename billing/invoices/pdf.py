@@ -64,7 +64,7 @@ def invoice_pdf(document: Invoice, lines: Sequence[InvoiceLine]) -> bytes:
         rows.append(
             [
                 Paragraph(escape(line.description), cell),
-                f"{line.quantity} {line.unit}",
+                line.quantity_label,
                 format_usd(line.unit_price),
                 format_usd(line.amount),
             ]

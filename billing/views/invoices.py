@@ -11,7 +11,7 @@ Who may do what (outsiders get 404 everywhere, through accounts.access):
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -85,7 +85,10 @@ def invoices(request: HttpRequest, slug: str) -> HttpResponse:
             invoice = invoice_issue(organization=access.organization, month=month, issued_by=request.user)
         except InvoiceError as exc:
             return render_panel(request, INVOICES_TEMPLATE, _invoices_context(access, error=str(exc)), status=422)
-        messages.success(request, f"Issued invoice {invoice.number} for {month:%B %Y}: {format_usd(invoice.total)}.")
+        messages.success(
+            request,
+            f"Issued invoice {invoice.number} for {month:%B %Y}: {format_usd(invoice.total)} {invoice.currency}.",
+        )
         return after_change(request, reverse("org-invoice", args=[slug, invoice.pk]))
     return render_panel(request, INVOICES_TEMPLATE, _invoices_context(access))
 
@@ -115,14 +118,16 @@ def invoice(request: HttpRequest, slug: str, invoice_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def invoice_pdf(request: HttpRequest, slug: str, invoice_id: int) -> FileResponse:
+def invoice_pdf(request: HttpRequest, slug: str, invoice_id: int) -> HttpResponse:
     access = _finance_access(request, slug)
     document = _invoice_get(access, invoice_id)
     if not document.pdf:
         raise Http404("This document has no PDF")
-    return FileResponse(
-        document.pdf.open("rb"), as_attachment=True, filename=f"{document.number}.pdf", content_type="application/pdf"
-    )
+    # A page or two: read whole, rather than a file iterator that ASGI would have to consume synchronously.
+    with document.pdf.open("rb") as pdf:
+        response = HttpResponse(pdf.read(), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{document.number}.pdf"'
+    return response
 
 
 @login_required
