@@ -21,7 +21,7 @@ from accounts.models import Organization
 from billing.invoices.pdf import invoice_pdf
 from billing.invoices.selectors import billing_details_get, invoice_for_month
 from billing.models import BillingDetails, Invoice, InvoiceIssuer, InvoiceLine
-from billing.periods import next_month_first, today_utc
+from billing.periods import month_first, month_last, next_month_first, today_utc
 from billing.usage.statements import Statement, statement_build
 from gateway.core.money import format_usd, quantize_usd
 
@@ -148,13 +148,20 @@ def _number_and_save(draft: Draft, *, issuer: InvoiceIssuer) -> Invoice:
     return document
 
 
+def closed_month_require(month: date) -> date:
+    """The first day of `month`, or InvoiceError when the month has not ended (UTC): only closed months are billed."""
+    first = month_first(month)
+    if month_last(first) >= today_utc(timezone.now()):
+        raise InvoiceError(f"{first:%B %Y} has not ended yet (UTC): only a closed month can be invoiced")
+    return first
+
+
 def invoice_issue(*, organization: Organization, month: date, issued_by=None) -> Invoice:
     """The month's invoice: one line per charged model × size × quality of its statement, taxed, numbered, frozen."""
-    statement = statement_build(organization=organization, month=month)
-    if not statement.is_closed:
-        raise InvoiceError(f"{statement.first:%B %Y} has not ended yet (UTC): only a closed month can be invoiced")
+    month = closed_month_require(month)
     if existing := invoice_for_month(organization=organization, month=month):
         raise InvoiceExists(existing)
+    statement = statement_build(organization=organization, month=month)
     lines = _invoice_lines(statement)
     if not lines:
         raise InvoiceError(f"{organization.slug} was charged nothing in {statement.first:%B %Y}: nothing to invoice")

@@ -309,6 +309,7 @@ def test_issue_invoices_prints_each_pdf_and_skips_existing_ones(orgs, ledger, is
     [
         (["--month", "2026-13"], "'2026-13' is not a month as YYYY-MM"),
         (["--month", "2026-04", "--org", "acme"], "April 2026 has not ended yet"),
+        (["--month", "2026-05"], "May 2026 has not ended yet"),
         (["--month", "2026-03", "--org", "nobody"], "no organization with the slug 'nobody'"),
     ],
 )
@@ -316,6 +317,19 @@ def test_issue_invoices_explains_bad_input(orgs, ledger, issuer, args, message):
     with pytest.raises(CommandError, match=message):
         _issue(*args)
     assert not Invoice.objects.exists()
+
+
+@time_machine.travel(APRIL_20, tick=False)
+def test_the_admin_shows_invoices_read_only(orgs, ledger, issuer, client):
+    invoice = invoice_issue(organization=orgs["acme"], month=MARCH)
+    client.force_login(_user("root", is_staff=True, is_superuser=True))
+    url = reverse("admin:billing_invoice_change", args=[invoice.pk])
+    page = client.get(url)
+    assert page.status_code == 200 and b"IG-000001" in page.content and b'name="total"' not in page.content
+    assert client.post(url, {"total": "0"}).status_code == 403
+    assert client.post(reverse("admin:billing_invoice_delete", args=[invoice.pk]), {"post": "yes"}).status_code == 403
+    invoice.refresh_from_db()
+    assert invoice.total == Decimal("0.304802")
 
 
 def test_issue_invoices_help(capsys):

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Organization
 from billing.invoices.selectors import organizations_with_charges
-from billing.invoices.services import InvoiceError, InvoiceExists, invoice_issue
+from billing.invoices.services import InvoiceError, InvoiceExists, closed_month_require, invoice_issue
 from billing.usage.statements import month_parse
 
 
@@ -19,9 +19,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, month, org, **options):
         try:
-            first = month_parse(month)
+            first = closed_month_require(month_parse(month))
         except ValueError as exc:
             raise CommandError(f"--month: {exc}, e.g. --month 2026-10") from None
+        except InvoiceError as exc:
+            raise CommandError(f"--month: {exc}") from None
         if org:
             organization = Organization.objects.filter(slug=org).first()
             if organization is None:
