@@ -1,7 +1,17 @@
 from django.contrib import admin
 
 from accounts.admin import AuditedModelAdmin, ReadOnlyModelAdmin
-from billing.models import AlertPolicy, PriceConfig, SpendAlert, SpendLimit, UsageLineItem
+from billing.models import (
+    AlertPolicy,
+    BillingDetails,
+    Invoice,
+    InvoiceIssuer,
+    InvoiceLine,
+    PriceConfig,
+    SpendAlert,
+    SpendLimit,
+    UsageLineItem,
+)
 from providers.models import ModelSpec
 
 
@@ -41,3 +51,37 @@ class AlertPolicyAdmin(AuditedModelAdmin):
 class SpendAlertAdmin(ReadOnlyModelAdmin):
     list_display = ["created_at", "organization", "spend_limit", "threshold", "spent", "cap", "webhook_delivered_at"]
     list_filter = ["organization"]
+
+
+@admin.register(BillingDetails)
+class BillingDetailsAdmin(AuditedModelAdmin):
+    list_display = ["organization", "legal_name", "email", "tax_id", "tax_rate", "updated_at"]
+
+
+@admin.register(InvoiceIssuer)
+class InvoiceIssuerAdmin(ReadOnlyModelAdmin):
+    """Staff edit the issuer at /staff/invoicing/ (audited); the numbering sequence is never edited by hand."""
+
+    list_display = ["name", "number_prefix", "next_number", "tax_label", "tax_rate"]
+
+
+class InvoiceLineInline(admin.TabularInline):
+    model = InvoiceLine
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(ReadOnlyModelAdmin):
+    """Issued documents never change; a correction is a credit note, issued from the organization's Invoices page."""
+
+    list_display = ["number", "kind", "organization", "period_start", "issue_date", "total", "corrects"]
+    list_filter = ["kind", "organization"]
+    search_fields = ["number"]
+    inlines = [InvoiceLineInline]

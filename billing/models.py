@@ -1,5 +1,7 @@
 """The price list, the usage ledger, spend caps and alerts, finance rollups and exports."""
 
+from datetime import date, timedelta
+
 from django.conf import settings
 from django.db import models
 
@@ -399,6 +401,37 @@ class CatalogRevision(models.Model):
 # --- Invoices ---------------------------------------------------------------
 
 
+class InvoiceFrozen(Exception):
+    """An issued invoice, credit note or line was about to change: correct it with a credit note instead."""
+
+
+class FrozenQuerySet(models.QuerySet):
+    """Bulk update and delete would bypass the rows' own refusal; issued documents keep theirs here too."""
+
+    def update(self, **kwargs):
+        raise InvoiceFrozen(f"Issued {self.model._meta.verbose_name_plural} never change: issue a credit note")
+
+    def delete(self):
+        raise InvoiceFrozen(f"Issued {self.model._meta.verbose_name_plural} are never deleted: issue a credit note")
+
+
+class FrozenOnceSaved(models.Model):
+    """A row that is written once and never changed or deleted afterwards, through the ORM or the admin."""
+
+    objects = FrozenQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise InvoiceFrozen(f"{self} is issued and never changes: issue a credit note")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise InvoiceFrozen(f"{self} is issued and never deleted: issue a credit note")
+
+
 class BillingDetails(models.Model):
     """Who an organization's invoices are addressed to; owners and finance edit it."""
 
@@ -436,7 +469,7 @@ class InvoiceIssuer(models.Model):
         return self.name
 
 
-class Invoice(models.Model):
+class Invoice(FrozenOnceSaved):
     """An issued invoice or credit note: frozen once issued; a correction is a credit note referencing it."""
 
     class Kind(models.TextChoices):
@@ -483,8 +516,18 @@ class Invoice(models.Model):
     def __str__(self) -> str:
         return self.number
 
+    @property
+    def period_last(self) -> date:
+        """The last day billed (period_end is exclusive)."""
+        return self.period_end - timedelta(days=1)
 
-class InvoiceLine(models.Model):
+    @property
+    def tax_percent(self) -> str:
+        """The tax rate as printed: 20, 7.7."""
+        return format(self.tax_rate.normalize(), "f")
+
+
+class InvoiceLine(FrozenOnceSaved):
     """One line of an invoice: a model × size × quality (× project) for the period, or a credit."""
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
@@ -505,3 +548,8 @@ class InvoiceLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.invoice_id} #{self.position} {self.description}"
+
+    @property
+    def quantity_label(self) -> str:
+        """As printed: "1 image", "3 images"."""
+        return f"{self.quantity} {self.unit}{'' if self.quantity == 1 else 's'}"

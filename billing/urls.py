@@ -3,7 +3,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from billing.views import api, audit, limits, pricing, reports, usage
+from billing.views import api, audit, invoices, limits, pricing, reports, usage
 
 urlpatterns = [
     # Usage API (+ OpenAPI schema and docs).
@@ -40,6 +40,17 @@ urlpatterns = [
     path("staff/exports/", reports.staff_exports, name="staff-exports"),
     path("staff/exports/<int:export_id>/status", reports.staff_export_status, name="staff-export-status"),
     path("staff/exports/<int:export_id>/download", reports.staff_export_download, name="staff-export-download"),
+    # Invoices and credit notes, billing details, the issuer.
+    path("orgs/<slug:slug>/invoices/", invoices.invoices, name="org-invoices"),
+    path("orgs/<slug:slug>/invoices/<int:invoice_id>/", invoices.invoice, name="org-invoice"),
+    path("orgs/<slug:slug>/invoices/<int:invoice_id>/pdf", invoices.invoice_pdf, name="org-invoice-pdf"),
+    path(
+        "orgs/<slug:slug>/invoices/<int:invoice_id>/credit-note/",
+        invoices.invoice_credit_note,
+        name="org-invoice-credit-note",
+    ),
+    path("orgs/<slug:slug>/billing-details/", invoices.billing_details, name="org-billing-details"),
+    path("staff/invoicing/", invoices.staff_invoicing, name="staff-invoicing"),
     # Audit log.
     path("orgs/<slug:slug>/audit/", audit.audit, name="audit"),
     path("staff/audit/", audit.staff_audit, name="staff-audit"),

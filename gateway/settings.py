@@ -10,7 +10,7 @@ from typing import Any
 
 import dj_database_url
 
-from gateway.core.env import env_bool, env_choice, env_int, env_list, env_str
+from gateway.core.env import env_bool, env_choice, env_decimal, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -257,3 +257,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- Invoices ----------------------------------------------------------------
+# The issuer's details the first time an invoice is issued (one InvoiceIssuer row is created from them);
+# afterwards staff edit them at /staff/invoicing/, and these settings no longer apply.
+INVOICE_ISSUER_NAME = env_str("INVOICE_ISSUER_NAME", "imagegate")
+INVOICE_ISSUER_ADDRESS = env_str("INVOICE_ISSUER_ADDRESS")
+INVOICE_ISSUER_EMAIL = env_str("INVOICE_ISSUER_EMAIL")
+INVOICE_ISSUER_TAX_ID = env_str("INVOICE_ISSUER_TAX_ID")
+INVOICE_TAX_LABEL = env_str("INVOICE_TAX_LABEL", "Tax")
+# Percent: 20 for 20 %. An organization's billing details may set its own rate.
+INVOICE_TAX_RATE = env_decimal("INVOICE_TAX_RATE", "0")
+INVOICE_NUMBER_PREFIX = env_str("INVOICE_NUMBER_PREFIX", "INV")

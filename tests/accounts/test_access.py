@@ -21,8 +21,11 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, AuditEvent, Membership, Organization, Tier
 from accounts.services import api_key_create
+from billing.invoices.selectors import last_closed_month
+from billing.invoices.services import invoice_issue
 from billing.limits import spend_limit_set
-from billing.models import AlertPolicy, PriceConfig, SpendLimit, UsageExport
+from billing.models import AlertPolicy, BillingDetails, Invoice, PriceConfig, SpendLimit, UsageExport
+from billing.periods import day_start
 from billing.views.api import GROUPS
 from providers.models import ModelSpec
 from tests.people import line_item
@@ -112,6 +115,10 @@ NOT_ACME_OBJECTS = {"slug", "month"}
 # A POST to these only reads (a CSV export streams back): finance may make it.
 POSTS_THAT_ONLY_READ = {"org-exports"}
 
+# Finance issues invoices and credit notes and edits the billing details (billing.views.invoices);
+# tests/billing/test_invoices.py checks who may and may not.
+POSTS_FINANCE_MAKES = {"org-invoices", "org-invoice-credit-note", "org-billing-details"}
+
 
 def _acme_spend_cap(p) -> SpendLimit:
     return spend_limit_set(organization=p.acme, key_prefix=None, period="day", amount=Decimal("5"))
@@ -134,6 +141,14 @@ def _acme_export(p) -> UsageExport:
     return export
 
 
+def _acme_invoice(p) -> Invoice:
+    """acme's invoice for last month, for one request charged then."""
+    month = last_closed_month()
+    minutes_ago = (timezone.now() - day_start(month)) // timedelta(minutes=1) - 12 * 60
+    line_item(p.acme, p.alice_key, request_id="req-alice-last-month", minutes_ago=minutes_ago)
+    return invoice_issue(organization=p.acme, month=month)
+
+
 # One example of each URL keyword: alice's (acme's) objects, which charlie must never reach.
 EXAMPLES: dict[str, Callable[..., object]] = {
     "slug": lambda p: p.acme.slug,
@@ -145,6 +160,7 @@ EXAMPLES: dict[str, Callable[..., object]] = {
     "month": lambda p: timezone.now().strftime("%Y-%m"),
     "price_id": lambda p: PriceConfig.objects.get(model__name="dall-e-2", quality="standard", size="256x256").pk,
     "spec_id": lambda p: ModelSpec.objects.get(name="dall-e-2").pk,
+    "invoice_id": lambda p: _acme_invoice(p).pk,
 }
 
 
@@ -198,6 +214,8 @@ def acme_state(people) -> dict:
         "spend limits": rows(SpendLimit.objects.filter(organization=acme)),
         "alert policy": rows(AlertPolicy.objects.filter(organization=acme)),
         "exports": rows(UsageExport.objects.filter(organization=acme)),
+        "invoices": rows(Invoice.objects.filter(organization=acme)),
+        "billing details": rows(BillingDetails.objects.filter(organization=acme)),
         # Signing in stamps last_login; who exists and what they may do is what must not change.
         "people": list(get_user_model().objects.order_by("pk").values("username", "is_staff", "is_active", "password")),
         "prices": rows(PriceConfig.objects.all()),
@@ -333,6 +351,8 @@ def test_finance_reads_everything_but_changes_nothing(people, examples, as_user)
     data = change_everything(examples)
     before = acme_state(people)
     for route, url in posts:
+        if route.name in POSTS_FINANCE_MAKES:
+            continue
         response = client.post(url, data)
         assert response.status_code == (200 if route.name in POSTS_THAT_ONLY_READ else 403), url
         content(response)
