@@ -29,6 +29,7 @@ from billing.usage.statements import Statement, month_parse, statement_build, st
 
 # Lines handed to the server per await while streaming: fewer hops, still flat memory.
 STREAM_BATCH_LINES = 2000
+FILE_CHUNK_BYTES = 1 << 16
 EXPORTS_TEMPLATE = "billing/partials/exports.html"
 
 
@@ -68,12 +69,27 @@ def _csv_response(request: HttpRequest, lines, filename: str) -> StreamingHttpRe
     return response
 
 
-def _parquet_response(scope: focus.FocusScope, filename: str) -> FileResponse:
+def _parquet_response(request: HttpRequest, scope: focus.FocusScope, filename: str) -> HttpResponseBase:
     # Parquet is written whole (its footer comes last), to a temporary file rather than memory.
     raw = tempfile.TemporaryFile()
     focus.focus_parquet_write(scope=scope, output=raw)
     raw.seek(0)
-    return FileResponse(raw, as_attachment=True, filename=filename, content_type=focus.CONTENT_TYPES["parquet"])
+    content_type = focus.CONTENT_TYPES["parquet"]
+    if not isinstance(request, ASGIRequest):
+        return FileResponse(raw, as_attachment=True, filename=filename, content_type=content_type)
+    response = StreamingHttpResponse(_file_chunks(raw), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+async def _file_chunks(raw):
+    # As _streamed: an async iterator, so ASGI does not first read the whole file into a list.
+    read = sync_to_async(raw.read, thread_sensitive=True)
+    try:
+        while chunk := await read(FILE_CHUNK_BYTES):
+            yield chunk
+    finally:
+        raw.close()
 
 
 def _exports_page(
@@ -105,7 +121,7 @@ def _exports_page(
         return redirect(request.path, permanent=False)
     filename = export_filename(organization=organization, usage_filter=usage_filter, export_format=export_format)
     if export_format == ExportFormat.FOCUS_PARQUET:
-        return _parquet_response(focus.FocusScope(usage_filter), filename)
+        return _parquet_response(request, focus.FocusScope(usage_filter), filename)
     if export_format == ExportFormat.FOCUS_CSV:
         return _csv_response(request, focus.focus_csv_lines(focus.FocusScope(usage_filter)), filename)
     return _csv_response(request, usage_csv_lines(items), filename)
