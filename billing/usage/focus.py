@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import storages
+from django.db.models import Q
 
 from accounts.models import Organization
 from billing.models import ExportFormat, Invoice, InvoiceIssuer
@@ -341,16 +342,19 @@ def focus_drop_name(*, organization: Organization, day: date, extension: str) ->
 
 
 def focus_drop_day(*, day: date, organizations: Iterable[Organization] | None = None) -> list[str]:
-    """Write one day's FOCUS file per organization with charges that day into the `focus` storage.
+    """Write one day's FOCUS file per organization with charges or credit notes that day into the `focus` storage.
 
     Rewriting a day replaces its file. Parquet always, CSV beside it when FOCUS_DROP_CSV is on.
     Returns the names written.
     """
     storage = storages[STORAGE_ALIAS]
     formats = [ExportFormat.FOCUS_PARQUET] + ([ExportFormat.FOCUS_CSV] if settings.FOCUS_DROP_CSV else [])
-    day_charges = UsageFilter(organization_id=None, date_from=day, date_to=day).charges()
     if organizations is None:
-        organizations = Organization.objects.filter(pk__in=day_charges.values("organization_id")).order_by("slug")
+        everyone = FocusScope(UsageFilter(organization_id=None, date_from=day, date_to=day))
+        with_rows = Q(pk__in=everyone.usage_filter.charges().values("organization_id")) | Q(
+            pk__in=everyone.credit_notes().values("organization_id")
+        )
+        organizations = Organization.objects.filter(with_rows).order_by("slug")
     written = []
     for organization in organizations:
         scope = FocusScope(UsageFilter(organization_id=organization.pk, date_from=day, date_to=day))

@@ -346,6 +346,13 @@ def test_dropping_a_day_again_replaces_its_file(ledger, drop_dir, add_item, orgs
     assert pq.read_table(drop_dir / "acme/2026/03/2026-03-01.parquet").num_rows == 3
 
 
+def test_a_day_with_only_a_credit_note_drops_it(ledger, drop_dir, credit_note):
+    assert focus_drop_day(day=date(2026, 3, 5)) == ["acme/2026/03/2026-03-05.parquet"]
+    table = pq.read_table(drop_dir / "acme/2026/03/2026-03-05.parquet")
+    assert table.column("ChargeCategory").to_pylist() == ["Credit"]
+    assert table.column("BilledCost").to_pylist() == [Decimal("-1.50")]
+
+
 @time_machine.travel(datetime(2026, 3, 2, 1, tzinfo=UTC), tick=False)
 def test_the_beat_task_drops_yesterday(ledger, drop_dir):
     assert django_settings.CELERY_BEAT_SCHEDULE["focus-drop-daily"]["task"] == focus_drop_yesterday.name
