@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import storages
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from accounts.models import Organization
 from billing.models import ExportFormat, Invoice, InvoiceIssuer
@@ -108,19 +108,38 @@ _LINE_VALUES = (
 
 @dataclass(frozen=True)
 class FocusScope:
-    """What a FOCUS export covers: the charges of a usage filter, and the credit notes issued in its days."""
+    """What a FOCUS export covers: the charges of a usage filter, and the credit notes issued in its days.
+
+    A filter narrowed to part of the usage (a model, a key, an end user, a status) has no credit notes:
+    a credit note corrects an invoice, not a model's or a key's share of it.
+    """
 
     usage_filter: UsageFilter
 
-    def credit_notes(self):
+    def credit_notes(self) -> QuerySet[Invoice]:
+        usage_filter = self.usage_filter
         notes = Invoice.objects.filter(kind=Invoice.Kind.CREDIT_NOTE).select_related("organization", "issuer")
-        if self.usage_filter.organization_id is not None:
-            notes = notes.filter(organization_id=self.usage_filter.organization_id)
-        if self.usage_filter.date_from:
-            notes = notes.filter(issue_date__gte=self.usage_filter.date_from)
-        if self.usage_filter.date_to:
-            notes = notes.filter(issue_date__lte=self.usage_filter.date_to)
+        if usage_filter.narrowed:
+            return notes.none()
+        if usage_filter.organization_id is not None:
+            notes = notes.filter(organization_id=usage_filter.organization_id)
+        if usage_filter.date_from:
+            notes = notes.filter(issue_date__gte=usage_filter.date_from)
+        if usage_filter.date_to:
+            notes = notes.filter(issue_date__lte=usage_filter.date_to)
         return notes.order_by("issue_date", "id")
+
+    def invoice_numbers(self) -> dict[tuple[int, date], str]:
+        """The number of each invoice issued for a month of the range, by (organization id, month's first day)."""
+        invoices = Invoice.objects.filter(kind=Invoice.Kind.INVOICE)
+        if self.usage_filter.organization_id is not None:
+            invoices = invoices.filter(organization_id=self.usage_filter.organization_id)
+        if self.usage_filter.date_from:
+            invoices = invoices.filter(period_start__gte=month_first(self.usage_filter.date_from))
+        if self.usage_filter.date_to:
+            invoices = invoices.filter(period_start__lte=self.usage_filter.date_to)
+        rows = invoices.values_list("organization_id", "period_start", "number")
+        return {(org_id, period_start): number for org_id, period_start, number in rows}
 
 
 def _period_bounds(day: date) -> tuple[datetime, datetime]:
@@ -141,13 +160,6 @@ def _pricing(*, n: int, unit_price: Decimal, cost: Decimal, tokens: dict) -> tup
         if unit_price > 0 and cost % unit_price == 0:
             return cost / unit_price, "Images", unit_price
     return Decimal(1), "Requests", cost
-
-
-def _invoice_numbers(items) -> dict[tuple[int, date], str]:
-    """The number of the invoice issued for each (organization, month) the items fall in."""
-    invoices = Invoice.objects.filter(kind=Invoice.Kind.INVOICE, organization_id__in=items.values("organization_id"))
-    rows = invoices.values_list("organization_id", "period_start", "number")
-    return {(org_id, period_start): number for org_id, period_start, number in rows}
 
 
 def _issuer_name() -> str:
@@ -172,7 +184,7 @@ def _usage_row(row: tuple, *, issuer: str, invoice_numbers: dict) -> dict:
         "BillingPeriodStart": period_start,
         "ChargeCategory": "Usage",
         "ChargeClass": None,
-        "ChargeDescription": f"{model} {size} {quality}".replace("  ", " ").strip() + f" via {provider}",
+        "ChargeDescription": " ".join(part for part in (model, size, quality) if part) + f" via {provider}",
         "ChargeFrequency": "Usage-Based",
         "ChargePeriodEnd": hour + timedelta(hours=1),
         "ChargePeriodStart": hour,
@@ -253,7 +265,7 @@ def focus_row_batches(scope: FocusScope) -> Iterator[list[dict]]:
     """The rows of the scope in batches of up to CHUNK_ROWS: its usage charges oldest first, then its credits."""
     items = scope.usage_filter.charges()
     issuer = _issuer_name()
-    invoice_numbers = _invoice_numbers(items)
+    invoice_numbers = scope.invoice_numbers()
     batch: list[dict] = []
     rows = items.order_by("created_at", "id").values_list(*_LINE_VALUES).iterator(chunk_size=CHUNK_ROWS)
     for row in rows:

@@ -193,12 +193,19 @@ def test_focus_parquet_has_the_specs_types_read_back_with_pyarrow(client, people
 
 
 def test_credit_notes_are_credit_rows_never_mixed_into_usage(client, people, ledger, credit_note):
+    # March's own invoice, once issued, is the usage rows' InvoiceId.
+    Invoice.objects.create(
+        issuer=credit_note.issuer, organization=people.acme, number="T-0003", issue_date=date(2026, 4, 1),
+        period_start=date(2026, 3, 1), period_end=date(2026, 4, 1), subtotal=Decimal("0.25"), tax_label="VAT",
+        tax_rate=Decimal("20"), tax_amount=Decimal("0.05"), total=Decimal("0.30"),
+    )  # fmt: skip
     rows = _focus_csv(_body(_export(client, people.fiona, "focus-csv")).decode())
     for row in rows:
         _check_csv_row(row)
     usage = [row for row in rows if row["ChargeCategory"] == "Usage"]
     credits = [row for row in rows if row["ChargeCategory"] == "Credit"]
     assert len(usage) == 4 and len(credits) == 1
+    assert {row["InvoiceId"] for row in usage} == {"T-0003"}
     credit = credits[0]
     # Before tax, like the usage rows (and the statement); negative: money given back.
     assert (credit["BilledCost"], credit["EffectiveCost"], credit["ChargeClass"]) == (
@@ -211,6 +218,9 @@ def test_credit_notes_are_credit_rows_never_mixed_into_usage(client, people, led
     assert (credit["PricingQuantity"], credit["PricingUnit"], credit["x_RequestId"]) == ("", "", "")
     statement = statement_build(organization=people.acme, month=date(2026, 3, 1))
     assert sum(Decimal(row["BilledCost"]) for row in usage) == statement.total.amount
+    # A credit note corrects an invoice, not one model's share of it: a narrowed export has none.
+    narrowed = _focus_csv(_body(_export(client, people.fiona, "focus-csv", model="dall-e-3")).decode())
+    assert {row["ChargeCategory"] for row in narrowed} == {"Usage"} and len(narrowed) == 3
     # Another organization's export has neither acme's usage nor its credit.
     globex = _focus_csv(_body(_export(client, people.charlie, "focus-csv", slug="globex")).decode())
     assert [row["BillingAccountId"] for row in globex] == ["globex"]
