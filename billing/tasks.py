@@ -1,5 +1,5 @@
 """Background work for billing: delivering spend alerts, releasing reservations of crashed workers,
-export jobs and the expiry of their files, usage rollups and their reconciliation, and the model
+export jobs and the expiry of their files, the daily FOCUS drop, usage rollups and their reconciliation, and the model
 catalog's lifecycle check.
 
 Nothing below this module imports it: code that decides work is due enqueues the task by
@@ -16,7 +16,7 @@ from billing.alerts import WebhookDeliveryError, alert_email_send, alert_webhook
 from billing.ledger import ledger
 from billing.models import SpendAlert
 from billing.periods import today_utc
-from billing.usage import exports, rollups
+from billing.usage import exports, focus, rollups
 from providers.lifecycle import catalog_lifecycle_check
 
 logger = logging.getLogger("billing.tasks")
@@ -63,6 +63,15 @@ def usage_export_run(export_id: int) -> None:
 @shared_task
 def usage_exports_expire() -> int:
     return exports.usage_exports_expire()
+
+
+@shared_task
+def focus_drop_yesterday() -> int:
+    """Daily: yesterday's FOCUS file of each organization with charges, into the `focus` storage."""
+    day = today_utc(timezone.now()) - timedelta(days=1)
+    written = focus.focus_drop_day(day=day)
+    logger.info("FOCUS drop of %s: %s file(s)", day, len(written))
+    return len(written)
 
 
 @shared_task

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from celery.schedules import crontab
 
 from gateway.core.env import env_bool, env_choice, env_decimal, env_int, env_list, env_str
 
@@ -153,23 +154,24 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 # Hosted images go to any S3-compatible bucket when S3_BUCKET is set, else under MEDIA_ROOT.
+STORAGES: dict[str, dict[str, Any]] = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 if env_str("S3_BUCKET"):
-    STORAGES = {
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": env_str("S3_BUCKET"),
-                "endpoint_url": env_str("S3_ENDPOINT_URL") or None,
-                "region_name": env_str("S3_REGION") or None,
-                "access_key": env_str("S3_ACCESS_KEY_ID") or None,
-                "secret_key": env_str("S3_SECRET_ACCESS_KEY") or None,
-                "location": env_str("S3_PREFIX"),
-                # The gateway signs its own URLs; the bucket stays private.
-                "default_acl": "private",
-                "querystring_auth": True,
-            },
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("S3_BUCKET"),
+            "endpoint_url": env_str("S3_ENDPOINT_URL") or None,
+            "region_name": env_str("S3_REGION") or None,
+            "access_key": env_str("S3_ACCESS_KEY_ID") or None,
+            "secret_key": env_str("S3_SECRET_ACCESS_KEY") or None,
+            "location": env_str("S3_PREFIX"),
+            # The gateway signs its own URLs; the bucket stays private.
+            "default_acl": "private",
+            "querystring_auth": True,
         },
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
 
 # Request bodies above this answer 413 before any parsing.
@@ -246,6 +248,31 @@ CELERY_BEAT_SCHEDULE |= {
     "usage-reconcile-recent": {"task": "billing.tasks.usage_reconcile_recent", "schedule": 6 * 3600},
     "usage-exports-expire": {"task": "billing.tasks.usage_exports_expire", "schedule": 3600},
     "model-catalog-check": {"task": "billing.tasks.model_catalog_check", "schedule": 24 * 3600},
+}
+# The daily FOCUS drop (billing.usage.focus): yesterday's file per organization, into a local folder or S3.
+if env_str("FOCUS_DROP_S3_BUCKET"):
+    STORAGES["focus"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("FOCUS_DROP_S3_BUCKET"),
+            "endpoint_url": env_str("FOCUS_DROP_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("FOCUS_DROP_S3_REGION") or None,
+            "access_key": env_str("FOCUS_DROP_S3_ACCESS_KEY_ID") or None,
+            "secret_key": env_str("FOCUS_DROP_S3_SECRET_ACCESS_KEY") or None,
+            "location": env_str("FOCUS_DROP_S3_PREFIX", "focus"),
+            "default_acl": "private",
+        },
+    }
+else:
+    STORAGES["focus"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": env_str("FOCUS_DROP_DIR", str(VAR_DIR / "focus"))},
+    }
+# Also a FOCUS CSV beside each day's Parquet file.
+FOCUS_DROP_CSV = env_bool("FOCUS_DROP_CSV", False)
+CELERY_BEAT_SCHEDULE["focus-drop-daily"] = {
+    "task": "billing.tasks.focus_drop_yesterday",
+    "schedule": crontab(hour=1, minute=0),
 }
 REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
 SPECTACULAR_SETTINGS = {

@@ -1,4 +1,5 @@
-"""Usage exports: the CSV writer (streamed or to a file) and the background export jobs.
+"""Usage exports: our CSV writer (streamed or to a file) and the background export jobs in every format
+(the FOCUS files are billing.usage.focus's).
 
 The CSV columns are a documented contract (docs/finance.md): add columns at the
 end, never rename or reorder them.
@@ -16,7 +17,9 @@ from django.core.files.base import File
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from billing.models import UsageExport, UsageLineItem
+from billing.models import ExportFormat, UsageExport, UsageLineItem
+from billing.usage import focus
+from billing.usage.cells import CHUNK_ROWS, LineSink, csv_cell
 from billing.usage.filter import UsageFilter
 from billing.usage.rollups import margin
 from gateway.core.money import format_usd
@@ -56,15 +59,6 @@ LINE_COLUMNS = (*(column for column, _ in _COLUMN_SOURCES), "margin")
 TOKEN_COLUMNS = tuple(f"{bucket}_tokens" for bucket in TokenUsage.BUCKETS)
 CSV_COLUMNS = LINE_COLUMNS + TOKEN_COLUMNS
 _VALUES = (*(source for _, source in _COLUMN_SOURCES), "tokens")
-# Spreadsheets evaluate a cell that starts with one of these as a formula (CSV injection).
-_FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-# Rows fetched per round trip from the server-side cursor: big enough to be fast, small enough to stay flat in memory.
-CHUNK_ROWS = 5000
-
-
-def csv_cell(value: str) -> str:
-    """A text cell that a spreadsheet shows as text, never runs as a formula."""
-    return "'" + value if value.startswith(_FORMULA_TRIGGERS) else value
 
 
 def _utc_iso(moment: datetime) -> str:
@@ -114,16 +108,9 @@ def _csv_record(row: tuple) -> list[str]:
     ]
 
 
-class _Line:
-    """A file-like sink that hands back what csv.writer wrote, for streaming."""
-
-    def write(self, text: str) -> str:
-        return text
-
-
 def usage_csv_lines(items: QuerySet[UsageLineItem]) -> Iterator[str]:
     """The header and one CSV line per item, oldest first, read through a server-side cursor."""
-    writer = csv.writer(_Line(), lineterminator="\r\n")
+    writer = csv.writer(LineSink(), lineterminator="\r\n")
     yield writer.writerow(CSV_COLUMNS)
     rows = items.order_by("created_at", "id").values_list(*_VALUES).iterator(chunk_size=CHUNK_ROWS)
     for row in rows:
@@ -156,10 +143,23 @@ def export_is_large(*, items: QuerySet[UsageLineItem]) -> bool:
     return items[: threshold + 1].count() > threshold
 
 
-def usage_export_create(*, usage_filter: UsageFilter, requested_by) -> UsageExport:
+def export_filename(*, organization, usage_filter: UsageFilter, export_format: str) -> str:
+    """`usage-…csv` for our CSV, `focus-….csv|parquet` for FOCUS: the scope and the range it covers."""
+    kind = "usage" if export_format == ExportFormat.CSV else "focus"
+    scope = organization.slug if organization else "all"
+    extension = focus.file_extension(export_format)
+    return f"{kind}-{scope}-{usage_filter.date_from}-{usage_filter.date_to}.{extension}"
+
+
+def usage_export_create(
+    *, usage_filter: UsageFilter, requested_by, export_format: str = ExportFormat.CSV
+) -> UsageExport:
     """Queue a background export of the filter's scope; the Celery job starts once this transaction commits."""
     export = UsageExport.objects.create(
-        organization_id=usage_filter.organization_id, requested_by=requested_by, filters=usage_filter.as_params()
+        organization_id=usage_filter.organization_id,
+        requested_by=requested_by,
+        filters=usage_filter.as_params(),
+        format=export_format,
     )
     enqueue_on_commit(EXPORT_TASK, export.pk)
     return export
@@ -175,22 +175,28 @@ def usage_export_run(*, export_id: int) -> UsageExport:
         # Another worker has it (or it already ran): a redelivered task must not write the file twice.
         return export
     usage_filter = UsageFilter.from_params(export.filters, organization_id=export.organization_id)
-    items = usage_filter.line_items()
+    is_focus = export.format != ExportFormat.CSV
+    items = usage_filter.charges() if is_focus else usage_filter.line_items()
     UsageExport.objects.filter(pk=export_id).update(rows_total=items.count())
 
     def progress(rows: int) -> None:
         UsageExport.objects.filter(pk=export_id).update(rows_written=rows)
 
-    name = f"usage-{export.organization.slug if export.organization else 'all'}-{usage_filter.date_from}.csv"
+    name = export_filename(organization=export.organization, usage_filter=usage_filter, export_format=export.format)
     try:
         # A temporary file on disk: a million-row export never sits in memory.
         with tempfile.TemporaryFile() as raw:
-            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-            rows = usage_csv_write(items=items, output=text, on_progress=progress)
-            text.flush()
+            if is_focus:
+                rows = focus.focus_write(
+                    export_format=export.format, scope=focus.FocusScope(usage_filter), output=raw, on_progress=progress
+                )
+            else:
+                text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+                rows = usage_csv_write(items=items, output=text, on_progress=progress)
+                text.flush()
+                text.detach()
             raw.seek(0)
             export.file.save(name, File(raw), save=False)
-            text.detach()
     except Exception as exc:
         UsageExport.objects.filter(pk=export_id).update(
             status=UsageExport.Status.FAILED, error=str(exc)[:500], finished_at=timezone.now()
@@ -219,6 +225,6 @@ def usage_exports_expire(*, now: datetime | None = None) -> int:
 
 def csv_rows_to_text(rows: Iterable[Iterable[str]]) -> Iterator[str]:
     """CSV lines for already-escaped rows (statements)."""
-    writer = csv.writer(_Line(), lineterminator="\r\n")
+    writer = csv.writer(LineSink(), lineterminator="\r\n")
     for row in rows:
         yield writer.writerow(list(row))

@@ -128,6 +128,27 @@ class UsageFilter:
                 items = items.filter(**{name: getattr(self, name)})
         return items
 
+    @property
+    def narrowed(self) -> bool:
+        """Whether the filter selects part of its scope's usage (a model, a key, an end user…), not all of it."""
+        return any(
+            (
+                self.key_prefix,
+                self.model,
+                self.provider,
+                self.status,
+                self.end_user,
+                self.api_key_id,
+                self.created_by_id,
+            )
+        )
+
+    def charges(self) -> QuerySet[UsageLineItem]:
+        """The line items the organization is billed for: every succeeded request (at $0 too, for a free
+        model) and anything that cost something. Failed, refused and still pending requests at $0 are
+        not charges; leaving them out changes no total, since they cost nothing."""
+        return self.line_items().filter(Q(status=UsageLineItem.Status.SUCCEEDED) | Q(cost__gt=0))
+
     def page(self, *, cursor: str = "", size: int) -> "UsagePage":
         """One page of the line items, newest first (see keyset_page)."""
         return keyset_page(self.line_items().select_related("api_key", "organization"), cursor=cursor, size=size)

@@ -5,6 +5,8 @@ a 404; within an organization, only finance roles (owner, admin, finance) and
 staff may read money, members get a 403.
 """
 
+import tempfile
+
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -19,13 +21,15 @@ from django.views.decorators.http import require_GET, require_http_methods
 from accounts.access import OrgAccess, org_access_get
 from accounts.dashboard import render_panel
 from accounts.models import Organization
-from billing.models import UsageExport, UsageLineItem
-from billing.usage.exports import export_is_large, usage_csv_lines, usage_export_create
+from billing.models import ExportFormat, UsageExport, UsageLineItem
+from billing.usage import focus
+from billing.usage.exports import export_filename, export_is_large, usage_csv_lines, usage_export_create
 from billing.usage.filter import FilterError, UsageFilter
 from billing.usage.statements import Statement, month_parse, statement_build, statement_csv_lines, statement_months
 
 # Lines handed to the server per await while streaming: fewer hops, still flat memory.
 STREAM_BATCH_LINES = 2000
+FILE_CHUNK_BYTES = 1 << 16
 EXPORTS_TEMPLATE = "billing/partials/exports.html"
 
 
@@ -60,9 +64,32 @@ async def _streamed(lines):
 
 def _csv_response(request: HttpRequest, lines, filename: str) -> StreamingHttpResponse:
     content = _streamed(lines) if isinstance(request, ASGIRequest) else lines
-    response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(content, content_type=focus.CONTENT_TYPES["csv"])
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def _parquet_response(request: HttpRequest, scope: focus.FocusScope, filename: str) -> HttpResponseBase:
+    # Parquet is written whole (its footer comes last), to a temporary file rather than memory.
+    raw = tempfile.TemporaryFile()
+    focus.focus_parquet_write(scope=scope, output=raw)
+    raw.seek(0)
+    content_type = focus.CONTENT_TYPES["parquet"]
+    if not isinstance(request, ASGIRequest):
+        return FileResponse(raw, as_attachment=True, filename=filename, content_type=content_type)
+    response = StreamingHttpResponse(_file_chunks(raw), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+async def _file_chunks(raw):
+    # As _streamed: an async iterator, so ASGI does not first read the whole file into a list.
+    read = sync_to_async(raw.read, thread_sensitive=True)
+    try:
+        while chunk := await read(FILE_CHUNK_BYTES):
+            yield chunk
+    finally:
+        raw.close()
 
 
 def _exports_page(
@@ -76,23 +103,28 @@ def _exports_page(
         "exports": exports.select_related("organization")[:20],
         "statuses": UsageLineItem.Status.values,
         "params": request.POST or {},
+        "formats": ExportFormat.choices,
     }
     if request.method != "POST":
         return render_panel(request, EXPORTS_TEMPLATE, context)
     try:
         usage_filter = UsageFilter.from_params(request.POST, organization_id=organization.pk if organization else None)
+        export_format = ExportFormat(request.POST.get("format") or ExportFormat.CSV)
     except FilterError as exc:
         return render_panel(request, EXPORTS_TEMPLATE, {**context, "error": str(exc)}, status=400)
-    items = usage_filter.line_items()
+    except ValueError:
+        error = f"'format' must be one of {', '.join(ExportFormat.values)}"
+        return render_panel(request, EXPORTS_TEMPLATE, {**context, "error": error}, status=400)
+    items = usage_filter.line_items() if export_format == ExportFormat.CSV else usage_filter.charges()
     if export_is_large(items=items):
-        usage_export_create(usage_filter=usage_filter, requested_by=request.user)
+        usage_export_create(usage_filter=usage_filter, requested_by=request.user, export_format=export_format)
         return redirect(request.path, permanent=False)
-    return _csv_response(request, usage_csv_lines(items), _export_filename(organization, usage_filter))
-
-
-def _export_filename(organization: Organization | None, usage_filter: UsageFilter) -> str:
-    scope = organization.slug if organization else "all"
-    return f"usage-{scope}-{usage_filter.date_from}-{usage_filter.date_to}.csv"
+    filename = export_filename(organization=organization, usage_filter=usage_filter, export_format=export_format)
+    if export_format == ExportFormat.FOCUS_PARQUET:
+        return _parquet_response(request, focus.FocusScope(usage_filter), filename)
+    if export_format == ExportFormat.FOCUS_CSV:
+        return _csv_response(request, focus.focus_csv_lines(focus.FocusScope(usage_filter)), filename)
+    return _csv_response(request, usage_csv_lines(items), filename)
 
 
 def _export_status(request: HttpRequest, export: UsageExport, download_url: str) -> HttpResponse:
@@ -105,7 +137,13 @@ def _export_download(export: UsageExport) -> FileResponse:
         raise Http404("This export is not ready")
     if export.expires_at is not None and export.expires_at <= timezone.now():
         raise Http404("This export has expired; export the range again")
-    return FileResponse(export.file.open("rb"), as_attachment=True, filename=export.file.name.rsplit("/", 1)[-1])
+    extension = focus.file_extension(export.format)
+    return FileResponse(
+        export.file.open("rb"),
+        as_attachment=True,
+        filename=export.file.name.rsplit("/", 1)[-1],
+        content_type=focus.CONTENT_TYPES[extension],
+    )
 
 
 @login_required
