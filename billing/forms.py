@@ -1,11 +1,11 @@
 """Dashboard forms for usage filters, prices, the model catalog, spend caps and alert policies."""
 
-from datetime import date
-
 from django import forms
+from django.utils import timezone
 
 from accounts.models import ApiKey, Organization, Tier
 from billing.models import PriceConfig, SpendLimit, UsageLineItem
+from billing.periods import today_utc
 from gateway.core.money import parse_usd
 from providers.models import FallbackRoute, ModelSpec
 from providers.sizes import AUTO, size_parse
@@ -77,8 +77,9 @@ class ModelSpecForm(forms.Form):
 
     def clean_successor(self):
         name = self.cleaned_data["successor"]
-        if name and not ModelSpec.objects.filter(name=name).exists():
-            raise forms.ValidationError(f"No catalog model is named '{name}'.")
+        error = live_successor_error(name)
+        if error:
+            raise forms.ValidationError(error)
         return name
 
     def clean_sizes(self):
@@ -151,8 +152,9 @@ def live_successor_error(successor: str, *, of: str = "") -> str | None:
     spec = ModelSpec.objects.filter(name=successor, is_active=True).first()
     if spec is None:
         return f"No active catalog model is named '{successor}'."
-    if spec.effective_status(date.today()) != ModelSpec.Status.LIVE:
-        return f"'{successor}' is {spec.effective_status(date.today())} itself: choose a live model."
+    status = spec.effective_status(today_utc(timezone.now()))
+    if status != ModelSpec.Status.LIVE:
+        return f"'{successor}' is {status} itself: choose a live model."
     return None
 
 
