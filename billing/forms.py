@@ -149,9 +149,11 @@ def live_successor_error(successor: str, *, of: str = "") -> str | None:
         return None
     if successor == of:
         return "A model cannot be its own successor."
-    spec = ModelSpec.objects.filter(name=successor, is_active=True).first()
+    spec = ModelSpec.objects.filter(name=successor).first()
     if spec is None:
-        return f"No active catalog model is named '{successor}'."
+        return f"No catalog model is named '{successor}'."
+    if not spec.is_active:
+        return f"'{successor}' is inactive in the catalog: choose an active model."
     status = spec.effective_status(today_utc(timezone.now()))
     if status != ModelSpec.Status.LIVE:
         return f"'{successor}' is {status} itself: choose a live model."

@@ -126,9 +126,9 @@ def provider_health(*, since: datetime) -> list[ProviderHealth]:
     reached = UsageLineItem.objects.filter(
         created_at__gte=since, status__in=[UsageLineItem.Status.SUCCEEDED, UsageLineItem.Status.FAILED]
     ).exclude(provider="")
-    for provider, status, latency in reached.values_list("provider", "status", "latency_ms").iterator():
-        latencies[provider].append(latency)
-        errors[provider] += status == UsageLineItem.Status.FAILED
+    for slug, status, latency in reached.values_list("provider", "status", "latency_ms").iterator():
+        latencies[slug].append(latency)
+        errors[slug] += status == UsageLineItem.Status.FAILED
     rows = []
     for slug in sorted(set(KNOWN_PROVIDERS) | set(latencies)):
         provider = provider_named(slug)
