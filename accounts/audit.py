@@ -5,7 +5,7 @@ an `actor` and records one AuditEvent in the same transaction as the change.
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
@@ -50,7 +50,7 @@ def _json_value(value: Any) -> Any:
         return str(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
-    if isinstance(value, models.Model):
+    if isinstance(value, models.Model | timedelta):
         return str(value)
     return value
 

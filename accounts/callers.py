@@ -4,7 +4,9 @@ Every door that takes an API key authenticates through this module: the image en
 (whose phase one widens the statement with what it needs besides, so a call still costs
 one round trip: gateway.pipeline.context), GET /v1/models and the usage API. Only a key's
 hash and its short prefix are stored; the prefix finds the row, the hash is compared in
-constant time, and a revoked or expired key is refused like an unknown one.
+constant time, and a revoked or expired key is refused like an unknown one. A live key of a
+suspended organization, or a read-only usage key at an image door, is refused with a 403 that
+says why (caller_refusal), from the same row: no second query.
 """
 
 import hmac
@@ -20,6 +22,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Organization, Tier
 from accounts.services import API_KEY_MARKER, api_key_prefix, hash_api_key
 from gateway.core.db import HotStatements, concrete_field
+from gateway.core.errors import GatewayError
 
 Quote = Callable[[str], str]
 
@@ -34,8 +37,9 @@ KEY_COLUMNS = (
     "expires_at",
     "revoked_at",
     "last_used_at",
+    "kind",
 )
-ORGANIZATION_COLUMNS = ("id", "slug", "custom_images_per_minute", "custom_images_per_day")
+ORGANIZATION_COLUMNS = ("id", "slug", "custom_images_per_minute", "custom_images_per_day", "suspended_at")
 TIER_COLUMNS = ("name", "images_per_minute", "images_per_day")
 # How many columns of a caller statement's row are the caller's; a widened statement's own follow.
 CALLER_WIDTH = len(KEY_COLUMNS) + len(ORGANIZATION_COLUMNS) + len(TIER_COLUMNS)
@@ -59,6 +63,9 @@ class Caller:
     usage_scope: str = ApiKey.UsageScope.OWN
     # Whether a spend cap applies to this organization or key: without one, no reservation is made.
     has_spend_limits: bool = True
+    # An image key, or a read-only key for the usage API.
+    key_kind: str = ApiKey.Kind.IMAGES
+    organization_suspended: bool = False
 
     def allows_model(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
@@ -142,8 +149,39 @@ def caller_check(plaintext: str, row: Sequence) -> Authenticated | None:
         key_images_per_minute=key["images_per_minute"],
         key_images_per_day=key["images_per_day"],
         usage_scope=key["usage_scope"],
+        key_kind=key["kind"],
+        organization_suspended=org["suspended_at"] is not None,
     )
     return Authenticated(caller, touch_due=_touch_due(last_used_at=key["last_used_at"], now=now))
+
+
+class Door:
+    """Which kind of endpoint a key is presented to: a usage key may read usage and nothing else."""
+
+    IMAGES = "images"
+    USAGE = "usage"
+
+
+def caller_refusal(caller: Caller, *, door: str) -> GatewayError | None:
+    """Why a live key is still refused at `door` (a suspended organization, a usage key on the images), or None.
+
+    A 403 rather than a 401: the key is genuine, and retrying it cannot help.
+    """
+    if caller.organization_suspended:
+        return GatewayError(
+            403,
+            "organization_suspended",
+            f"The organization '{caller.organization_slug}' is suspended: its API keys are refused. "
+            "Contact the platform's support to reactivate it.",
+        )
+    if door == Door.IMAGES and caller.key_kind == ApiKey.Kind.USAGE:
+        return GatewayError(
+            403,
+            "usage_key_not_allowed",
+            "This is a read-only usage key: it only reads the usage API (/api/usage). "
+            "Use an image key for image requests.",
+        )
+    return None
 
 
 def _touch_due(*, last_used_at: datetime | None, now: datetime) -> bool:

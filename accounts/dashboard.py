@@ -91,6 +91,15 @@ def render_confirmation(
     )
 
 
+def shown(value) -> str:
+    """A value as a confirmation's before → after shows it: yes/no, a chain as a → b, else its text."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return " → ".join(str(item) for item in value)
+    return str(value)
+
+
 def after_change(request: HttpRequest, url: str) -> HttpResponse:
     """After a successful change: htmx loads the page's fresh panel (and URL), a plain form is redirected."""
     if htmx_details(request):

@@ -262,3 +262,57 @@ def org_tier_set(
         changes=changes,
         organization=organization,
     )
+
+
+def org_create_with_owner(
+    *, slug: str, name: str, tier_slug: str, actor: Actor, owner_username: str = "", owner_email: str = ""
+) -> tuple[Organization, AddedMember | None]:
+    """A new organization and, when one is named, its first owner (an existing user or a new one), all or nothing."""
+    with transaction.atomic():
+        organization = org_create(slug=slug, name=name, tier_slug=tier_slug, actor=actor)
+        if not (owner_username.strip() or owner_email.strip()):
+            return organization, None
+        owner = member_add(
+            organization=organization,
+            actor=actor,
+            username=owner_username,
+            email=owner_email,
+            role=Membership.Role.OWNER,
+        )
+    return organization, owner
+
+
+def org_suspend(*, organization: Organization, actor: Actor, reason: str) -> Organization:
+    """Refuse every API key of the organization from its next request on; nothing is deleted."""
+    reason = reason.strip()
+    if not reason:
+        raise AccountError("Say why the organization is suspended: the reason goes into the audit log")
+    if organization.is_suspended:
+        raise AccountError(f"{organization.slug} is already suspended")
+    return _org_suspension_set(organization=organization, actor=actor, suspended_at=timezone.now(), reason=reason)
+
+
+def org_reactivate(*, organization: Organization, actor: Actor, reason: str) -> Organization:
+    """Accept the organization's API keys again (the ones not revoked or expired meanwhile)."""
+    if not organization.is_suspended:
+        raise AccountError(f"{organization.slug} is not suspended")
+    return _org_suspension_set(organization=organization, actor=actor, suspended_at=None, reason=reason.strip())
+
+
+def _org_suspension_set(
+    *, organization: Organization, actor: Actor, suspended_at: datetime | None, reason: str
+) -> Organization:
+    with transaction.atomic():
+        before = audit_snapshot(organization)
+        organization.suspended_at = suspended_at
+        organization.save(update_fields=["suspended_at"])
+        audit_record(
+            actor=actor,
+            action="organization.suspend" if suspended_at else "organization.reactivate",
+            instance=organization,
+            organization=organization,
+            before=before,
+            # The reason is not a field of the organization; the log keeps it beside the change.
+            after={**audit_snapshot(organization), "reason": reason},
+        )
+    return organization

@@ -1,11 +1,13 @@
 """Dashboard forms for usage filters, prices, the model catalog, spend caps and alert policies."""
 
 from django import forms
+from django.utils import timezone
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Organization, Tier
 from billing.models import PriceConfig, SpendLimit, UsageLineItem
+from billing.periods import today_utc
 from gateway.core.money import parse_usd
-from providers.models import ModelSpec
+from providers.models import FallbackRoute, ModelSpec
 from providers.sizes import AUTO, size_parse
 
 
@@ -75,8 +77,9 @@ class ModelSpecForm(forms.Form):
 
     def clean_successor(self):
         name = self.cleaned_data["successor"]
-        if name and not ModelSpec.objects.filter(name=name).exists():
-            raise forms.ValidationError(f"No catalog model is named '{name}'.")
+        error = live_successor_error(name)
+        if error:
+            raise forms.ValidationError(error)
         return name
 
     def clean_sizes(self):
@@ -138,3 +141,125 @@ class AlertPolicyForm(forms.Form):
     webhook_url = forms.URLField(
         required=False, label="Webhook URL", assume_scheme="https", help_text="Receives a signed JSON POST per alert."
     )
+
+
+def live_successor_error(successor: str, *, of: str = "") -> str | None:
+    """Why `successor` cannot serve a retired model's name, or None: it must be a live, active catalog model."""
+    if not successor:
+        return None
+    if successor == of:
+        return "A model cannot be its own successor."
+    spec = ModelSpec.objects.filter(name=successor).first()
+    if spec is None:
+        return f"No catalog model is named '{successor}'."
+    if not spec.is_active:
+        return f"'{successor}' is inactive in the catalog: choose an active model."
+    status = spec.effective_status(today_utc(timezone.now()))
+    if status != ModelSpec.Status.LIVE:
+        return f"'{successor}' is {status} itself: choose a live model."
+    return None
+
+
+class SuccessorForm(forms.Form):
+    """The model that serves a deprecated or retired model's name, and whether it does."""
+
+    successor = forms.CharField(max_length=100, required=False)
+    successor_enabled = forms.BooleanField(required=False, label="Serve by successor when retired")
+
+    def __init__(self, *args, spec: ModelSpec, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.spec = spec
+
+    def clean_successor(self):
+        name = self.cleaned_data["successor"].strip()
+        error = live_successor_error(name, of=self.spec.name)
+        if error:
+            raise forms.ValidationError(error)
+        return name
+
+    def clean(self):
+        data = super().clean()
+        if data.get("successor_enabled") and not data.get("successor") and "successor" not in self.errors:
+            self.add_error("successor", "Name the successor that serves it.")
+        return data
+
+
+class FallbackRouteForm(forms.Form):
+    """A name clients request as `model`, served by the first of its catalog models that delivers."""
+
+    name = forms.SlugField(max_length=100, help_text="Requested as the model, e.g. fast-photo.")
+    chain = CommaListField(help_text="Catalog models to try in order, comma-separated, e.g. flux-1.1-pro, dall-e-3")
+    description = forms.CharField(max_length=200, required=False)
+    is_active = forms.BooleanField(required=False, initial=True, label="Active")
+
+    def __init__(self, *args, route=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.route = route
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        routes = FallbackRoute.objects.filter(name=name)
+        if self.route is not None:
+            routes = routes.exclude(pk=self.route.pk)
+        if routes.exists():
+            raise forms.ValidationError(f"A route named '{name}' already exists.")
+        if ModelSpec.objects.filter(name=name).exists():
+            raise forms.ValidationError(f"'{name}' is a catalog model: a route needs a name of its own.")
+        return name
+
+    def clean_chain(self):
+        chain = self.cleaned_data["chain"]
+        if not chain:
+            raise forms.ValidationError("List at least one catalog model.")
+        if len(set(chain)) != len(chain):
+            raise forms.ValidationError("Each model may appear once.")
+        known = set(ModelSpec.objects.filter(name__in=chain, supports_images=True).values_list("name", flat=True))
+        unknown = [name for name in chain if name not in known]
+        if unknown:
+            raise forms.ValidationError(f"Not image models of the catalog: {', '.join(unknown)}")
+        return chain
+
+
+class OrganizationCreateForm(forms.Form):
+    slug = forms.SlugField(max_length=50, help_text="Lowercase letters, digits and dashes; used in URLs.")
+    name = forms.CharField(max_length=200)
+    tier = forms.ChoiceField()
+    owner_username = forms.CharField(
+        max_length=150, required=False, label="First owner (username)", help_text="An existing user, or a new one."
+    )
+    owner_email = forms.EmailField(
+        required=False, label="First owner (email)", help_text="For a new user: they get a set-password link."
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tier"].choices = [(tier.slug, tier.name) for tier in Tier.objects.order_by("images_per_minute")]
+
+    def clean_slug(self):
+        slug = self.cleaned_data["slug"]
+        if Organization.objects.filter(slug=slug).exists():
+            raise forms.ValidationError(f"An organization '{slug}' already exists.")
+        return slug
+
+
+class SuspensionForm(forms.Form):
+    reason = forms.CharField(max_length=500, help_text="Kept in the audit log.")
+
+
+class CachePolicyForm(forms.Form):
+    """Whether identical requests are answered from the cache, for how long, and (staff only) at what price."""
+
+    enabled = forms.BooleanField(required=False, label="Answer repeated requests from the cache")
+    ttl_minutes = forms.IntegerField(min_value=1, max_value=60 * 24 * 30, label="Keep answers for (minutes)")
+    price_per_image = forms.CharField(
+        max_length=24, required=False, label="Price per cached image (USD)", help_text="Staff only; for example 0.01."
+    )
+
+    def clean_price_per_image(self):
+        text = self.cleaned_data["price_per_image"].strip()
+        if not text:
+            return None
+        try:
+            return parse_usd(text)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None

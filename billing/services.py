@@ -1,5 +1,6 @@
-"""Business rules for prices and the model catalog."""
+"""Business rules for prices, the model catalog, fallback routes and response-cache policies."""
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import TypeVar
 
@@ -7,10 +8,11 @@ from django.db import transaction
 from django.db.models import Model
 
 from accounts.audit import Actor, audit_record, audit_snapshot, audited_update
+from accounts.models import Organization
 from billing.models import PriceConfig, TokenPrice
 from gateway.core.money import quantize_usd
 from providers.base import EDIT, GENERATE
-from providers.models import ModelSpec
+from providers.models import FallbackRoute, ModelSpec, ResponseCachePolicy
 from providers.sizes import AUTO, SizeRule, size_parse
 
 CATALOG_EDITABLE_FIELDS = {
@@ -168,3 +170,54 @@ def model_spec_update(*, spec: ModelSpec, actor: Actor, **changes) -> ModelSpec:
         raise BillingError(f"Not editable: {', '.join(sorted(unknown))}")
     audited_update(actor=actor, action="model.update", instance=spec, changes=changes)
     return spec
+
+
+def fallback_route_save(
+    *, actor: Actor, name: str, chain: list[str], description: str = "", is_active: bool = True, route=None
+) -> FallbackRoute:
+    """Create a route, or change one; the catalog's revision moves with the save, so the next request uses it."""
+    values = {"name": name, "chain": list(chain), "description": description, "is_active": is_active}
+    if route is not None:
+        return audited_update(actor=actor, action="route.update", instance=route, changes=values)
+    with transaction.atomic():
+        route = FallbackRoute.objects.create(**values)
+        audit_record(actor=actor, action="route.create", instance=route, after=audit_snapshot(route))
+    return route
+
+
+def fallback_route_delete(*, actor: Actor, route: FallbackRoute) -> None:
+    with transaction.atomic():
+        audit_record(actor=actor, action="route.delete", instance=route, before=audit_snapshot(route))
+        route.delete()
+
+
+def cache_policy_set(
+    *,
+    organization: Organization,
+    actor: Actor,
+    enabled: bool,
+    ttl: timedelta,
+    price_per_image: Decimal | None = None,
+) -> ResponseCachePolicy:
+    """Turn the organization's response cache on or off and set how long answers live; `price_per_image` is
+    left as it is when None (only staff set prices)."""
+    if ttl <= timedelta(0):
+        raise BillingError("Cached answers must live for at least a minute")
+    changes: dict = {"enabled": enabled, "ttl": ttl}
+    if price_per_image is not None:
+        changes["price_per_image"] = quantize_usd(price_per_image)
+    policy = ResponseCachePolicy.objects.filter(organization=organization).first()
+    if policy is not None:
+        return audited_update(
+            actor=actor, action="cache_policy.update", instance=policy, changes=changes, organization=organization
+        )
+    with transaction.atomic():
+        policy = ResponseCachePolicy.objects.create(organization=organization, **changes)
+        audit_record(
+            actor=actor,
+            action="cache_policy.create",
+            instance=policy,
+            organization=organization,
+            after=audit_snapshot(policy),
+        )
+    return policy

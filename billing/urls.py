@@ -1,9 +1,9 @@
-"""Every billing route: dashboard pages (usage, limits, audit, staff), exports and statements, and the usage API."""
+"""Every billing route: dashboard pages (usage, limits, cache, audit, staff), exports and statements, the usage API."""
 
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from billing.views import api, audit, invoices, limits, pricing, reports, usage
+from billing.views import api, audit, cache, invoices, limits, pricing, reports, staff, usage
 
 urlpatterns = [
     # Usage API (+ OpenAPI schema and docs).
@@ -60,4 +60,21 @@ urlpatterns = [
     path("staff/pricing/<int:price_id>/delete/", pricing.pricing_delete, name="pricing-delete"),
     path("staff/models/", pricing.catalog, name="catalog"),
     path("staff/models/<int:spec_id>/", pricing.catalog_update, name="catalog-update"),
+    path("staff/models/<int:spec_id>/successor/", pricing.successor_update, name="successor-update"),
+    # Staff: organizations, fallback routes, providers.
+    path("staff/organizations/", staff.organizations, name="staff-organizations"),
+    path("staff/organizations/create/", staff.organization_create, name="staff-organization-create"),
+    # `org_slug`, not `slug`: a staff page about an organization, not one of the organization's own pages.
+    path(
+        "staff/organizations/<slug:org_slug>/suspension/",
+        staff.organization_suspension,
+        name="staff-organization-suspension",
+    ),
+    path("staff/routes/", staff.routes, name="staff-routes"),
+    path("staff/routes/create/", staff.route_create, name="staff-route-create"),
+    path("staff/routes/<int:route_id>/", staff.route_edit, name="staff-route-edit"),
+    path("staff/routes/<int:route_id>/delete/", staff.route_delete, name="staff-route-delete"),
+    path("staff/providers/", staff.providers, name="staff-providers"),
+    # An organization's response cache.
+    path("orgs/<slug:slug>/cache/", cache.cache_policy, name="cache-policy"),
 ]

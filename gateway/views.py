@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from accounts.callers import caller_authenticate
+from accounts.callers import Door, caller_authenticate, caller_refusal
 from billing.periods import today_utc
 from billing.selectors import model_objects
 from gateway.core.auth import api_key_from_request
@@ -20,16 +20,19 @@ from gateway.core.images import CONTENT_TYPES, signature_valid
 from gateway.core.middleware import IdentifiedRequest
 
 
-def _models_for_key(plaintext: str | None, name: str | None = None) -> list[dict] | None:
-    """The model objects the key may use (only `name`, when given); None when the key is not a live one."""
+def _models_for_key(plaintext: str | None, name: str | None = None) -> list[dict] | GatewayError:
+    """The model objects the key may use (only `name`, when given), or why the key is refused."""
     caller = caller_authenticate(plaintext)
     if caller is None:
-        return None
+        return GatewayError(401, "invalid_api_key", "Invalid or missing API key.")
+    # The models are those of the image endpoints: a key refused there is refused here alike.
+    refusal = caller_refusal(caller, door=Door.IMAGES)
+    if refusal is not None:
+        return refusal
     return model_objects(caller=caller, today=today_utc(timezone.now()), name=name)
 
 
-def _key_refused(request: IdentifiedRequest) -> HttpResponse:
-    error = GatewayError(401, "invalid_api_key", "Invalid or missing API key.")
+def _key_refused(request: IdentifiedRequest, error: GatewayError) -> HttpResponse:
     return error_response(error, flavor=Flavor.OPENAI, request_id=request.request_id)
 
 
@@ -40,8 +43,8 @@ def _key_refused(request: IdentifiedRequest) -> HttpResponse:
 async def list_models(request: IdentifiedRequest) -> HttpResponse:
     """GET /v1/models: the image models this key may use, in OpenAI's list format."""
     models = await db_step(_models_for_key, api_key_from_request(request))
-    if models is None:
-        return _key_refused(request)
+    if isinstance(models, GatewayError):
+        return _key_refused(request, models)
     return JsonResponse({"object": "list", "data": models})
 
 
@@ -50,8 +53,8 @@ async def list_models(request: IdentifiedRequest) -> HttpResponse:
 async def retrieve_model(request: IdentifiedRequest, model: str) -> HttpResponse:
     """GET /v1/models/{model}: one of them, as OpenAI's model object; 404 for any other name."""
     models = await db_step(_models_for_key, api_key_from_request(request), model)
-    if models is None:
-        return _key_refused(request)
+    if isinstance(models, GatewayError):
+        return _key_refused(request, models)
     if not models:
         error = GatewayError(
             404,

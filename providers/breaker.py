@@ -29,6 +29,15 @@ class CircuitBreaker:
         self.opened_at = now
         return True
 
+    @property
+    def state(self) -> str:
+        """closed, open (refusing calls) or half-open (the cool-down is over: the next call probes); read only."""
+        if self.opened_at is None:
+            return "closed"
+        if time.monotonic() - self.opened_at < settings.PROVIDER_BREAKER_COOLDOWN_SECONDS:
+            return "open"
+        return "half-open"
+
     def record_success(self) -> None:
         self.consecutive_failures = 0
         self.opened_at = None
@@ -44,6 +53,11 @@ _breakers: dict[str, CircuitBreaker] = {}
 
 def breaker_for(slug: str) -> CircuitBreaker:
     return _breakers.setdefault(slug, CircuitBreaker())
+
+
+def breaker_peek(slug: str) -> CircuitBreaker:
+    """The provider's breaker as this process holds it, without creating one (a fresh one is closed)."""
+    return _breakers.get(slug) or CircuitBreaker()
 
 
 def breakers_reset() -> None:

@@ -28,7 +28,7 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from accounts.callers import Caller, caller_authenticate
+from accounts.callers import Caller, Door, caller_authenticate, caller_refusal
 from accounts.models import ApiKey
 from billing.models import UsageLineItem
 from billing.usage.exports import LINE_COLUMNS
@@ -53,6 +53,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         caller = caller_authenticate(plaintext)
         if caller is None:
             raise exceptions.AuthenticationFailed("The API key is invalid, expired or revoked.")
+        refusal = caller_refusal(caller, door=Door.USAGE)
+        if refusal is not None:
+            raise exceptions.PermissionDenied(refusal.message, code=refusal.code)
         return AnonymousUser(), caller
 
     def authenticate_header(self, request) -> str:

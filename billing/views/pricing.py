@@ -1,16 +1,18 @@
-"""Staff pages: the price of each model, action, quality and size, and the model catalog."""
+"""Staff pages: the price of each model, action, quality and size, and the model catalog with legacy successors."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.audit import Actor
-from accounts.dashboard import after_change, confirmed, render_confirmation, render_panel, require_staff
-from billing.forms import ModelSpecForm, PriceForm
+from accounts.dashboard import after_change, confirmed, render_confirmation, render_panel, require_staff, shown
+from billing.forms import ModelSpecForm, PriceForm, SuccessorForm
 from billing.models import PriceConfig
+from billing.periods import today_utc
 from billing.services import BillingError, model_spec_update, price_delete, price_set
 from gateway.core.money import format_usd
 from providers.base import EDIT, GENERATE
@@ -146,12 +148,25 @@ def pricing_delete(request: HttpRequest, price_id: int) -> HttpResponse:
 
 
 def _catalog_context(**extra) -> dict:
+    """Each model's catalog form, and first the deprecated and retired ones with their successor's form."""
     forms = extra.pop("forms", {})
-    specs = ModelSpec.objects.order_by("name")
+    successor_forms = extra.pop("successor_forms", {})
+    specs = list(ModelSpec.objects.order_by("name"))
     rows = [
         (spec, forms.get(spec.pk) or ModelSpecForm(initial=_spec_initial(spec), prefix=f"m{spec.pk}")) for spec in specs
     ]
-    return {"rows": rows, "staff_view": True, **extra}
+    today = today_utc(timezone.now())
+    legacy = [
+        (spec, spec.effective_status(today), successor_forms.get(spec.pk) or _successor_form(spec))
+        for spec in specs
+        if spec.effective_status(today) != ModelSpec.Status.LIVE
+    ]
+    return {"rows": rows, "legacy": legacy, "staff_view": True, **extra}
+
+
+def _successor_form(spec: ModelSpec, data=None) -> SuccessorForm:
+    initial = {"successor": spec.successor, "successor_enabled": spec.successor_enabled}
+    return SuccessorForm(data, initial=initial, spec=spec, prefix=f"s{spec.pk}")
 
 
 def _spec_initial(spec: ModelSpec) -> dict:
@@ -191,4 +206,33 @@ def catalog_update(request: HttpRequest, spec_id: int) -> HttpResponse:
         )
     model_spec_update(spec=spec, actor=Actor.dashboard(request.user), **changes)
     messages.success(request, f"Saved {spec.name}.")
+    return after_change(request, catalog_url)
+
+
+@login_required
+@require_POST
+def successor_update(request: HttpRequest, spec_id: int) -> HttpResponse:
+    """The live model that serves a deprecated or retired model's name, and whether it does."""
+    require_staff(request)
+    spec = get_object_or_404(ModelSpec, pk=spec_id)
+    form = _successor_form(spec, request.POST)
+    catalog_url = reverse("catalog")
+    if not form.is_valid():
+        context = _catalog_context(successor_forms={spec.pk: form})
+        return render_panel(request, "billing/partials/catalog.html", context, status=422)
+    changes = {name: value for name, value in form.cleaned_data.items() if getattr(spec, name) != value}
+    if not changes:
+        return after_change(request, catalog_url)
+    if not confirmed(request):
+        return render_confirmation(
+            request,
+            title=f"Change the successor of {spec.name}?",
+            changes=[(name, shown(getattr(spec, name)), shown(value)) for name, value in changes.items()],
+            warning="Once the provider retires it, requests for its name are served by the successor while "
+            "serving is on, and answered 404 naming the successor while it is off.",
+            cancel_url=catalog_url,
+            context={"staff_view": True},
+        )
+    model_spec_update(spec=spec, actor=Actor.dashboard(request.user), **changes)
+    messages.success(request, f"Saved the successor of {spec.name}.")
     return after_change(request, catalog_url)

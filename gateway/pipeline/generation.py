@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from accounts.callers import Door, caller_refusal
 from billing.ledger import OpenedLineItem, SpendLimitExceeded, ledger
 from billing.models import UsageLineItem
 from billing.pricing import (
@@ -200,6 +201,9 @@ class ImageGeneration:
         context = await call_context_load(api_key, model)
         if context is None:
             raise GatewayError(401, "invalid_api_key", "Invalid API key: unknown, revoked or expired.")
+        refusal = caller_refusal(context.caller, door=Door.IMAGES)
+        if refusal is not None:
+            raise refusal
         claimed: str | None = None
         try:
             if parse_error is not None:

@@ -27,7 +27,7 @@ from billing.limits import spend_limit_set
 from billing.models import AlertPolicy, BillingDetails, Invoice, PriceConfig, SpendLimit, UsageExport
 from billing.periods import day_start
 from billing.views.api import GROUPS
-from providers.models import ModelSpec
+from providers.models import FallbackRoute, ModelSpec, ResponseCachePolicy
 from tests.people import line_item
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -161,6 +161,8 @@ EXAMPLES: dict[str, Callable[..., object]] = {
     "price_id": lambda p: PriceConfig.objects.get(model__name="dall-e-2", quality="standard", size="256x256").pk,
     "spec_id": lambda p: ModelSpec.objects.get(name="dall-e-2").pk,
     "invoice_id": lambda p: _acme_invoice(p).pk,
+    "org_slug": lambda p: p.acme.slug,
+    "route_id": lambda p: FallbackRoute.objects.create(name="acme-route", chain=["dall-e-2", "dall-e-3"]).pk,
 }
 
 
@@ -197,6 +199,16 @@ def change_everything(examples) -> dict[str, str]:
         catalog_entry + "qualities": "standard",
         catalog_entry + "max_n": "2",
         catalog_entry + "max_prompt_length": "10",
+        f"s{examples['spec_id']}-successor": "dall-e-3",
+        f"s{examples['spec_id']}-successor_enabled": "on",
+        "slug": "charlies-org",
+        "owner_username": "charlie",
+        "reason": "charlie says so",
+        "chain": "dall-e-3",
+        "is_active": "",
+        "enabled": "on",
+        "ttl_minutes": "1",
+        "price_per_image": "9",
     }
 
 
@@ -220,6 +232,9 @@ def acme_state(people) -> dict:
         "people": list(get_user_model().objects.order_by("pk").values("username", "is_staff", "is_active", "password")),
         "prices": rows(PriceConfig.objects.all()),
         "catalog": rows(ModelSpec.objects.all()),
+        "routes": rows(FallbackRoute.objects.all()),
+        "cache policy": rows(ResponseCachePolicy.objects.filter(organization=acme)),
+        "organizations": Organization.objects.count(),
         "audit events": AuditEvent.objects.count(),
     }
 
