@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from django import forms
 from django.contrib.auth.models import User
@@ -33,6 +33,7 @@ CHART_X_LABELS = 8
 CHART_Y_TICKS = 4
 CHART_PRESETS = ("7d", "30d", "90d", "this-month", "last-month")
 DEFAULT_CHART_RANGE = "30d"
+CUSTOM_RANGE = "custom"
 DEFAULT_CHART_GROUP = "model"
 # A bar's width as a share of its day's slot.
 BAR_FILL = Decimal("0.8")
@@ -110,8 +111,8 @@ def nice_ticks(highest: Decimal, *, count: int = CHART_Y_TICKS) -> list[Decimal]
     rough = highest / count
     magnitude = Decimal(1).scaleb(rough.adjusted())
     step = next(magnitude * factor for factor in (1, 2, Decimal("2.5"), 5, 10) if magnitude * factor >= rough)
-    steps = -(-highest // step)  # ceiling
-    return [step * index for index in range(int(steps) + 1)]
+    steps = int((highest / step).to_integral_value(rounding=ROUND_CEILING))
+    return [step * index for index in range(steps + 1)]
 
 
 def _dollars(amount: Decimal) -> str:
@@ -191,9 +192,13 @@ def spend_chart(items: QuerySet[UsageLineItem], *, days: DayRange, group_name: s
 
 
 class ChartForm(forms.Form):
-    """The overview chart's range (a preset, or custom days) and grouping; they live in the query string."""
+    """The overview chart's range and grouping; they live in the query string.
 
-    range = forms.ChoiceField(required=False, choices=[*preset_choices(CHART_PRESETS), ("custom", "Custom")])
+    The range is a preset (the links above the chart set `range`), or custom days: dates, when given, win,
+    so changing the grouping keeps whichever range is shown.
+    """
+
+    range = forms.ChoiceField(required=False, choices=preset_choices(CHART_PRESETS), widget=forms.HiddenInput)
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
     group = forms.ChoiceField(
@@ -203,24 +208,24 @@ class ChartForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         start, end = cleaned.get("date_from"), cleaned.get("date_to")
-        # Dates given without a preset mean a custom range.
-        if not cleaned.get("range"):
-            cleaned["range"] = "custom" if start or end else DEFAULT_CHART_RANGE
         cleaned["group"] = cleaned.get("group") or DEFAULT_CHART_GROUP
-        if cleaned["range"] == "custom":
-            if not start:
-                self.add_error("date_from", "Give the first day of a custom range.")
-            if not end:
-                self.add_error("date_to", "Give the last day of a custom range.")
-            if start and end and start > end:
-                self.add_error("date_to", "Must be on or after the start date.")
-            elif start and end and (end - start).days >= MAX_RANGE_DAYS:
-                self.add_error("date_to", f"A range covers at most {MAX_RANGE_DAYS} days.")
+        if not start and not end and "date_from" not in self.errors and "date_to" not in self.errors:
+            cleaned["range"] = cleaned.get("range") or DEFAULT_CHART_RANGE
+            return cleaned
+        cleaned["range"] = CUSTOM_RANGE
+        if not start and "date_from" not in self.errors:
+            self.add_error("date_from", "Give the first day of a custom range.")
+        if not end and "date_to" not in self.errors:
+            self.add_error("date_to", "Give the last day of a custom range.")
+        if start and end and start > end:
+            self.add_error("date_to", "Must be on or after the start date.")
+        elif start and end and (end - start).days >= MAX_RANGE_DAYS:
+            self.add_error("date_to", f"A range covers at most {MAX_RANGE_DAYS} days.")
         return cleaned
 
     def day_range(self, *, today: date) -> DayRange:
         """The days the chart covers; call only after is_valid()."""
-        if self.cleaned_data["range"] == "custom":
+        if self.cleaned_data["range"] == CUSTOM_RANGE:
             return DayRange(self.cleaned_data["date_from"], self.cleaned_data["date_to"])
         return preset_range(self.cleaned_data["range"], today=today)
 

@@ -5,6 +5,8 @@ What the provider charged us and the margin are shown only to those who read the
 finances (owners, admins, finance members and staff), never to a member looking at their own usage.
 """
 
+from collections.abc import Callable
+
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.http import HttpRequest, HttpResponse
@@ -21,8 +23,8 @@ from billing.limits import cap_bars_get
 from billing.models import UsageLineItem
 from billing.periods import today_utc
 from billing.usage.filter import CursorError, UsageFilter
-from billing.usage.overview import DEFAULT_CHART_GROUP, ChartForm, overview_get
-from billing.usage.ranges import preset_choices, preset_range
+from billing.usage.overview import CHART_PRESETS, DEFAULT_CHART_GROUP, ChartForm, overview_get
+from billing.usage.ranges import DayRange, preset_choices, preset_range
 from billing.usage.rollups import margin, totals_get
 from gateway.core.images import CONTENT_TYPES, signed_image_path
 from providers.base import TokenUsage
@@ -44,6 +46,12 @@ def overview(request: HttpRequest, slug: str) -> HttpResponse:
     context = {
         "access": access,
         "chart_form": chart_form,
+        "chart_presets": _preset_links(
+            request,
+            CHART_PRESETS,
+            params=lambda name, days: {"range": name, "date_from": None, "date_to": None},
+            chosen=chart_form.cleaned_data["range"] if valid else None,
+        ),
         "overview": overview_get(
             organization=access.organization,
             created_by=created_by,
@@ -55,18 +63,30 @@ def overview(request: HttpRequest, slug: str) -> HttpResponse:
     return render_panel(request, "billing/partials/overview.html", context, status=200 if valid else 400)
 
 
-def _range_presets(request: HttpRequest) -> list[dict]:
-    """Links that set the date filters to a preset range, keeping the other filters (and dropping the cursor)."""
+def _preset_links(
+    request: HttpRequest,
+    names: tuple[str, ...],
+    *,
+    params: Callable[[str, DayRange], dict[str, str | None]],
+    chosen: str | None = None,
+) -> list[dict]:
+    """Links to the current page with a preset range chosen: `params(name, days)` are the query parameters
+    that choose it (None removes one); the other filters stay, the page cursor goes. The current one is
+    `chosen`, or else the one whose parameters the request already has."""
     today = today_utc(timezone.now())
-    presets = []
-    for name, label in preset_choices(USAGE_PRESETS):
-        days = preset_range(name, today=today)
+    links = []
+    for name, label in preset_choices(names):
         query = request.GET.copy()
         query.pop("cursor", None)
-        query["date_from"], query["date_to"] = days.first.isoformat(), days.last.isoformat()
-        current = request.GET.get("date_from") == query["date_from"] and request.GET.get("date_to") == query["date_to"]
-        presets.append({"label": label, "query": query.urlencode(), "current": current})
-    return presets
+        choice = params(name, preset_range(name, today=today))
+        for key, value in choice.items():
+            if value is None:
+                query.pop(key, None)
+            else:
+                query[key] = value
+        current = name == chosen if chosen else all(request.GET.get(key) == value for key, value in choice.items())
+        links.append({"label": label, "query": query.urlencode(), "current": current})
+    return links
 
 
 def _usage_response(
@@ -102,7 +122,11 @@ def _usage_response(
         "totals": totals,
         "query": query.urlencode(),
         "margins": margins,
-        "presets": _range_presets(request),
+        "presets": _preset_links(
+            request,
+            USAGE_PRESETS,
+            params=lambda name, days: {"date_from": days.first.isoformat(), "date_to": days.last.isoformat()},
+        ),
     }
     htmx = htmx_details(request)
     if htmx and htmx.target == "usage-table":
