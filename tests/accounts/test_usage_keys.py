@@ -33,6 +33,7 @@ def test_finance_creates_a_usage_key_that_reads_the_whole_organization_until_rev
     assert key.prefix in console.get(url).content.decode()
     keys_page = as_user(people.alice).get(reverse("keys", args=["acme"]))
     assert key not in keys_page.context["keys"] and key.prefix not in keys_page.content.decode()
+    assert as_user(people.alice).get(reverse("key-edit", args=["acme", key.pk])).status_code == 404
 
     console.logout()
     summary = _summary(client, created.plaintext)
