@@ -34,6 +34,8 @@ def test_finance_creates_a_usage_key_that_reads_the_whole_organization_until_rev
     keys_page = as_user(people.alice).get(reverse("keys", args=["acme"]))
     assert key not in keys_page.context["keys"] and key.prefix not in keys_page.content.decode()
     assert as_user(people.alice).get(reverse("key-edit", args=["acme", key.pk])).status_code == 404
+    # Nor on the limits page, which limits image requests.
+    assert key.prefix not in as_user(people.alice).get(reverse("limits", args=["acme"])).content.decode()
 
     console.logout()
     summary = _summary(client, created.plaintext)
