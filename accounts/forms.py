@@ -15,11 +15,21 @@ def image_model_choices() -> list[tuple[str, str]]:
     return [(name, name) for name in names]
 
 
-class ApiKeyForm(forms.Form):
+class ExpiringKeyForm(forms.Form):
+    """A key's name and optional expiry: all a read-only usage-API key has, and where an image key starts."""
+
     name = forms.CharField(max_length=100, required=False)
     expires_days = forms.IntegerField(
         min_value=1, max_value=3650, required=False, label="Expires after (days)", help_text="Empty: never expires."
     )
+
+    @property
+    def expires_at(self):
+        days = self.cleaned_data.get("expires_days")
+        return timezone.now() + timedelta(days=days) if days else None
+
+
+class ApiKeyForm(ExpiringKeyForm):
     allowed_models = forms.MultipleChoiceField(
         required=False, widget=forms.CheckboxSelectMultiple, help_text="None ticked: every image model."
     )
@@ -36,11 +46,6 @@ class ApiKeyForm(forms.Form):
         if per_minute and per_day and per_minute > per_day:
             self.add_error("images_per_minute", "Cannot be more than the images per day.")
         return cleaned
-
-    @property
-    def expires_at(self):
-        days = self.cleaned_data.get("expires_days")
-        return timezone.now() + timedelta(days=days) if days else None
 
 
 class MemberAddForm(forms.Form):

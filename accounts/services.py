@@ -82,11 +82,14 @@ def api_key_create(
     images_per_day: int | None = None,
     created_by=None,
     usage_scope: str = ApiKey.UsageScope.OWN,
+    kind: str = ApiKey.Kind.IMAGES,
     actor: Actor | None = None,
 ) -> CreatedApiKey:
     """Mint a key; the plaintext is returned once and never stored."""
     if usage_scope not in ApiKey.UsageScope.values:
         raise AccountError(f"Unknown usage scope '{usage_scope}'. Allowed: {', '.join(ApiKey.UsageScope.values)}")
+    if kind not in ApiKey.Kind.values:
+        raise AccountError(f"Unknown key kind '{kind}'. Allowed: {', '.join(ApiKey.Kind.values)}")
     with transaction.atomic():
         while True:
             plaintext = API_KEY_MARKER + secrets.token_urlsafe(32)
@@ -104,6 +107,7 @@ def api_key_create(
             images_per_day=images_per_day,
             created_by=created_by,
             usage_scope=usage_scope,
+            kind=kind,
         )
         if actor is not None:
             audit_record(

@@ -11,8 +11,15 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.access import OrgAccess, dashboard_user, org_access_get, organizations_for
 from accounts.audit import Actor
-from accounts.dashboard import after_change, confirmed, render_confirmation, render_panel, require_manage
-from accounts.forms import ApiKeyForm, MemberAddForm, MemberRoleForm
+from accounts.dashboard import (
+    after_change,
+    confirmed,
+    render_confirmation,
+    render_panel,
+    require_finance,
+    require_manage,
+)
+from accounts.forms import ApiKeyForm, ExpiringKeyForm, MemberAddForm, MemberRoleForm
 from accounts.models import ApiKey, Membership
 from accounts.services import (
     AccountError,
@@ -38,8 +45,10 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def _visible_keys(request: HttpRequest, access: OrgAccess) -> QuerySet[ApiKey]:
-    """Members see the keys they created; everyone else with access sees all of the organization's."""
-    keys = ApiKey.objects.filter(organization=access.organization).select_related("created_by")
+    """Image keys: members see the ones they created; everyone else with access sees all of the organization's.
+
+    Usage-API keys have their own page (usage_keys)."""
+    keys = ApiKey.objects.filter(organization=access.organization, kind=ApiKey.Kind.IMAGES).select_related("created_by")
     if access.own_usage_only:
         keys = keys.filter(created_by=dashboard_user(request))
     return keys
@@ -131,7 +140,11 @@ def key_edit(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
 def key_revoke(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
     access = org_access_get(request.user, slug)
     api_key = _key_get(request, access, key_id)
-    keys_url = reverse("keys", kwargs={"slug": slug})
+    return _key_revoke_response(request, access, api_key, reverse("keys", kwargs={"slug": slug}))
+
+
+def _key_revoke_response(request: HttpRequest, access: OrgAccess, api_key: ApiKey, keys_url: str) -> HttpResponse:
+    """Revoke `api_key` after a confirmation, then back to its list."""
     if not confirmed(request):
         return render_confirmation(
             request,
@@ -144,6 +157,49 @@ def key_revoke(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
     api_key_revoke(prefix=api_key.prefix, organization=access.organization, actor=Actor.dashboard(request.user))
     messages.success(request, f"Revoked key {api_key.prefix}….")
     return after_change(request, keys_url)
+
+
+# --- Usage-API keys (finance's, read-only) -----------------------------------
+
+
+def _usage_keys_context(access: OrgAccess, form: ExpiringKeyForm | None = None, **extra) -> dict:
+    keys = ApiKey.objects.filter(organization=access.organization, kind=ApiKey.Kind.USAGE)
+    return {"access": access, "keys": keys.select_related("created_by"), "form": form or ExpiringKeyForm(), **extra}
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def usage_keys(request: HttpRequest, slug: str) -> HttpResponse:
+    """Read-only keys for the usage API, covering the whole organization; those who read its finances
+    list and create them (a member could otherwise read everyone's usage through one)."""
+    access = org_access_get(request.user, slug)
+    require_finance(access)
+    template = "accounts/partials/usage_keys.html"
+    if request.method == "GET":
+        return render_panel(request, template, _usage_keys_context(access))
+    form = ExpiringKeyForm(request.POST)
+    if not form.is_valid():
+        return render_panel(request, template, _usage_keys_context(access, form), status=422)
+    created = api_key_create(
+        organization=access.organization,
+        name=form.cleaned_data["name"],
+        expires_at=form.expires_at,
+        created_by=request.user,
+        kind=ApiKey.Kind.USAGE,
+        usage_scope=ApiKey.UsageScope.ORGANIZATION,
+        actor=Actor.dashboard(request.user),
+    )
+    # Rendered, not redirected: the plaintext exists only in this response.
+    return render_panel(request, template, _usage_keys_context(access, created_key=created), status=201)
+
+
+@login_required
+@require_POST
+def usage_key_revoke(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
+    access = org_access_get(request.user, slug)
+    require_finance(access)
+    api_key = get_object_or_404(ApiKey, pk=key_id, organization=access.organization, kind=ApiKey.Kind.USAGE)
+    return _key_revoke_response(request, access, api_key, reverse("usage-keys", kwargs={"slug": slug}))
 
 
 # --- Members -----------------------------------------------------------------

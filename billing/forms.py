@@ -103,7 +103,9 @@ class SpendLimitForm(forms.Form):
 
     def __init__(self, *args, organization, **kwargs):
         super().__init__(*args, **kwargs)
-        keys = ApiKey.objects.filter(organization=organization, revoked_at__isnull=True).order_by("prefix")
+        keys = ApiKey.objects.filter(
+            organization=organization, kind=ApiKey.Kind.IMAGES, revoked_at__isnull=True
+        ).order_by("prefix")
         self.fields["scope"].choices = [("", "The whole organization")] + [
             (key.prefix, f"Key {key.prefix}… {key.name}".strip()) for key in keys
         ]

@@ -3,7 +3,10 @@
 from decimal import Decimal
 
 from django import template
+from django.utils import timezone
 
+from billing.periods import today_utc
+from billing.selectors import KeySpend, key_spend_by_id
 from gateway.core.money import format_usd
 
 register = template.Library()
@@ -26,3 +29,11 @@ def usd_amount(amount: Decimal) -> str:
 @register.filter
 def dict_get(mapping: dict | None, key: str):
     return (mapping or {}).get(key)
+
+
+@register.simple_tag
+def key_spend(keys) -> dict[int, KeySpend]:
+    """`{% key_spend keys as spend %}`: each listed key's spend (the keys pages live in accounts, below billing,
+    so the page asks here rather than its view importing billing)."""
+    spend = key_spend_by_id(key_ids=[key.pk for key in keys], today=today_utc(timezone.now()))
+    return {key.pk: spend.get(key.pk, KeySpend()) for key in keys}

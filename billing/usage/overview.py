@@ -1,9 +1,10 @@
-"""The dashboard's overview: today's and this month's spend, the 30-day chart, top keys and recent errors."""
+"""The dashboard's overview: today's and this month's spend, the spend chart, top keys and recent errors."""
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
-from decimal import Decimal
+from datetime import UTC, date, timedelta
+from decimal import ROUND_CEILING, Decimal
 
+from django import forms
 from django.contrib.auth.models import User
 from django.db.models import QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
@@ -11,16 +12,50 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from billing.models import UsageLineItem
-from billing.periods import day_start, month_first, today_utc
-from billing.usage.filter import FAILED_STATUSES, UsageFilter
-from gateway.core.money import quantize_usd
+from billing.periods import day_end, day_start, month_first, today_utc
+from billing.usage.filter import FAILED_STATUSES, MAX_RANGE_DAYS, UsageFilter
+from billing.usage.ranges import DayRange, preset_choices, preset_range
+from gateway.core.money import format_usd
 
 ZERO = Decimal(0)
+# The top keys table's window.
+TOP_KEYS_DAYS = 30
 
-CHART_COLORS = ["#2f6fed", "#12b76a", "#f79009", "#7a5af8", "#ee46bc", "#06aed4", "#f04438", "#667085"]
+CHART_COLORS = ["#2f6fed", "#12b76a", "#f79009", "#7a5af8", "#ee46bc", "#06aed4", "#f04438", "#98a2b3"]
+# The groups with the most spend get a colour each; the rest are summed as "other" in the last colour.
+CHART_TOP_GROUPS = len(CHART_COLORS) - 1
+CHART_OTHER = "other"
+# The SVG's coordinate system: the plot sits inside margins that hold the axes' labels.
 CHART_WIDTH = 720
-CHART_HEIGHT = 200
-CHART_DAYS = 30
+CHART_HEIGHT = 260
+PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 64, 8, 10, 28
+CHART_X_LABELS = 8
+CHART_Y_TICKS = 4
+CHART_PRESETS = ("7d", "30d", "90d", "this-month", "last-month")
+DEFAULT_CHART_RANGE = "30d"
+CUSTOM_RANGE = "custom"
+DEFAULT_CHART_GROUP = "model"
+# A bar's width as a share of its day's slot.
+BAR_FILL = Decimal("0.8")
+COORDINATE = Decimal("0.1")
+
+
+@dataclass(frozen=True)
+class ChartGroup:
+    """A dimension the chart stacks spend by: a line item field (or lookup) and how its values read."""
+
+    label: str
+    field: str
+    missing: str
+    display: str = "{}"
+
+
+# Adding a dimension (a project, say) is one entry here.
+CHART_GROUPS = {
+    "model": ChartGroup("Model", "model", "no model"),
+    "key": ChartGroup("API key", "api_key__prefix", "no key", "{}…"),
+    "end_user": ChartGroup("End user", "end_user", "no end user"),
+}
 
 
 @dataclass
@@ -33,63 +68,166 @@ class ChartBar:
 
 
 @dataclass
+class ChartTick:
+    position: Decimal
+    label: str
+
+
+@dataclass
+class ChartDay:
+    """One row of the chart's table: a day's spend per legend entry, in the legend's order, and its total."""
+
+    day: date
+    spend: list[Decimal]
+    total: Decimal
+
+
+@dataclass
 class SpendChart:
     width: int
     height: int
+    days: DayRange
+    group: ChartGroup
     bar_width: Decimal
     bars: list[ChartBar]
     legend: list[tuple[str, str]]
-    max_spend: Decimal
-    first_day: date
-    last_day: date
+    y_ticks: list[ChartTick]
+    x_ticks: list[ChartTick]
+    table: list[ChartDay]
+    total: Decimal
+    plot_left: int = PLOT_LEFT
+    plot_right: int = CHART_WIDTH - PLOT_RIGHT
+    plot_bottom: int = CHART_HEIGHT - PLOT_BOTTOM
 
 
 def _sum_cost(items: QuerySet[UsageLineItem]) -> Decimal:
     return items.aggregate(total=Coalesce(Sum("cost"), ZERO))["total"]
 
 
-def spend_chart(items: QuerySet[UsageLineItem], *, today: date) -> SpendChart:
-    """Daily spend of the last 30 days, stacked by model, as SVG rectangles (drawn server-side)."""
-    first_day = today - timedelta(days=CHART_DAYS - 1)
+def nice_ticks(highest: Decimal, *, count: int = CHART_Y_TICKS) -> list[Decimal]:
+    """Axis values from 0 in steps of 1, 2, 2.5 or 5 times a power of ten, the last one at or above `highest`."""
+    if highest <= 0:
+        return [ZERO]
+    rough = highest / count
+    magnitude = Decimal(1).scaleb(rough.adjusted())
+    step = next(magnitude * factor for factor in (1, 2, Decimal("2.5"), 5, 10) if magnitude * factor >= rough)
+    steps = int((highest / step).to_integral_value(rounding=ROUND_CEILING))
+    return [step * index for index in range(steps + 1)]
+
+
+def _dollars(amount: Decimal) -> str:
+    return f"${format_usd(amount)}"
+
+
+def spend_chart(items: QuerySet[UsageLineItem], *, days: DayRange, group_name: str) -> SpendChart:
+    """Daily spend over `days`, stacked by a group of CHART_GROUPS, as SVG shapes with axes (drawn server-side)."""
+    group = CHART_GROUPS[group_name]
     rows = (
-        items.filter(created_at__gte=day_start(first_day), cost__gt=0)
-        .annotate(day=TruncDate("created_at"))
-        .values_list("day", "model")
+        items.filter(created_at__gte=day_start(days.first), created_at__lt=day_end(days.last), cost__gt=0)
+        .annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values_list("day", group.field)
         .annotate(spend=Sum("cost"))
-        .order_by("day", "model")
+        .order_by("day", group.field)
     )
-    per_day: dict[date, list[tuple[str, Decimal]]] = {}
+    per_day: dict[date, dict[str, Decimal]] = {}
     totals: dict[str, Decimal] = {}
-    for day, model, spend in rows:
-        per_day.setdefault(day, []).append((model, spend))
-        totals[model] = totals.get(model, ZERO) + spend
-    # The biggest models get their own colour; the long tail shares the last one.
-    ranked = sorted(totals, key=lambda model: -totals[model])
-    colors = {model: CHART_COLORS[min(index, len(CHART_COLORS) - 1)] for index, model in enumerate(ranked)}
-    max_spend = max((sum((s for _, s in day), ZERO) for day in per_day.values()), default=ZERO)
-    slot = Decimal(CHART_WIDTH) / CHART_DAYS
-    bar_width = (slot * Decimal("0.8")).quantize(Decimal("0.1"))
+    for day, value, spend in rows:
+        name = group.display.format(value) if value else group.missing
+        per_day.setdefault(day, {})
+        per_day[day][name] = per_day[day].get(name, ZERO) + spend
+        totals[name] = totals.get(name, ZERO) + spend
+    ranked = sorted(totals, key=lambda name: (-totals[name], name))
+    shown = ranked[:CHART_TOP_GROUPS] if len(ranked) > CHART_TOP_GROUPS + 1 else ranked
+    legend = [(name, CHART_COLORS[index]) for index, name in enumerate(shown)]
+    if len(shown) < len(ranked):
+        legend.append((CHART_OTHER, CHART_COLORS[-1]))
+    shown_names = set(shown)
+
+    table = []
+    for index in range(days.days):
+        day = days.first + timedelta(days=index)
+        spend_of = per_day.get(day, {})
+        stacked = [spend_of.get(name, ZERO) for name in shown]
+        if len(legend) > len(shown):
+            stacked.append(sum((spend for name, spend in spend_of.items() if name not in shown_names), ZERO))
+        table.append(ChartDay(day, stacked, sum(stacked, ZERO)))
+
+    y_values = nice_ticks(max((row.total for row in table), default=ZERO))
+    plot_width = Decimal(CHART_WIDTH - PLOT_LEFT - PLOT_RIGHT)
+    plot_height = Decimal(CHART_HEIGHT - PLOT_TOP - PLOT_BOTTOM)
+    baseline = Decimal(CHART_HEIGHT - PLOT_BOTTOM)
+    scale = plot_height / y_values[-1] if y_values[-1] else ZERO
+    slot = plot_width / days.days
+    bar_width = (slot * BAR_FILL).quantize(COORDINATE)
     bars = []
-    for index in range(CHART_DAYS):
-        day = first_day + timedelta(days=index)
-        top = Decimal(CHART_HEIGHT)
-        for model, spend in per_day.get(day, []):
-            height = (spend / max_spend * CHART_HEIGHT).quantize(Decimal("0.1")) if max_spend else ZERO
+    for index, row in enumerate(table):
+        x = (PLOT_LEFT + slot * index + (slot - bar_width) / 2).quantize(COORDINATE)
+        top = baseline
+        for (name, color), spend in zip(legend, row.spend, strict=True):
+            if not spend:
+                continue
+            height = (spend * scale).quantize(COORDINATE)
             top -= height
-            bars.append(
-                ChartBar(
-                    x=(slot * index).quantize(Decimal("0.1")),
-                    y=top,
-                    height=height,
-                    color=colors[model],
-                    title=f"{day:%b %d} · {model}: ${quantize_usd(spend)}",
-                )
-            )
-    legend_models = ranked[: len(CHART_COLORS) - 1]
-    legend = [(model, colors[model]) for model in legend_models]
-    if len(ranked) > len(legend_models):
-        legend.append(("other models", CHART_COLORS[-1]))
-    return SpendChart(CHART_WIDTH, CHART_HEIGHT, bar_width, bars, legend, max_spend, first_day, today)
+            bars.append(ChartBar(x, top, height, color, f"{row.day:%b %d} · {name}: {_dollars(spend)}"))
+    y_ticks = [ChartTick((baseline - value * scale).quantize(COORDINATE), _dollars(value)) for value in y_values]
+    label_every = -(-days.days // CHART_X_LABELS)
+    x_ticks = [
+        ChartTick((PLOT_LEFT + slot * index + slot / 2).quantize(COORDINATE), f"{row.day:%b} {row.day.day}")
+        for index, row in enumerate(table)
+        if index % label_every == 0
+    ]
+    return SpendChart(
+        width=CHART_WIDTH,
+        height=CHART_HEIGHT,
+        days=days,
+        group=group,
+        bar_width=bar_width,
+        bars=bars,
+        legend=legend,
+        y_ticks=y_ticks,
+        x_ticks=x_ticks,
+        table=table,
+        total=sum((row.total for row in table), ZERO),
+    )
+
+
+class ChartForm(forms.Form):
+    """The overview chart's range and grouping; they live in the query string.
+
+    The range is a preset (the links above the chart set `range`), or custom days: dates, when given, win,
+    so changing the grouping keeps whichever range is shown.
+    """
+
+    range = forms.ChoiceField(required=False, choices=preset_choices(CHART_PRESETS), widget=forms.HiddenInput)
+    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    group = forms.ChoiceField(
+        required=False, label="Group by", choices=[(name, group.label) for name, group in CHART_GROUPS.items()]
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("date_from"), cleaned.get("date_to")
+        cleaned["group"] = cleaned.get("group") or DEFAULT_CHART_GROUP
+        if not start and not end and "date_from" not in self.errors and "date_to" not in self.errors:
+            cleaned["range"] = cleaned.get("range") or DEFAULT_CHART_RANGE
+            return cleaned
+        cleaned["range"] = CUSTOM_RANGE
+        if not start and "date_from" not in self.errors:
+            self.add_error("date_from", "Give the first day of a custom range.")
+        if not end and "date_to" not in self.errors:
+            self.add_error("date_to", "Give the last day of a custom range.")
+        if start and end and start > end:
+            self.add_error("date_to", "Must be on or after the start date.")
+        elif start and end and (end - start).days >= MAX_RANGE_DAYS:
+            self.add_error("date_to", f"A range covers at most {MAX_RANGE_DAYS} days.")
+        return cleaned
+
+    def day_range(self, *, today: date) -> DayRange:
+        """The days the chart covers; call only after is_valid()."""
+        if self.cleaned_data["range"] == CUSTOM_RANGE:
+            return DayRange(self.cleaned_data["date_from"], self.cleaned_data["date_to"])
+        return preset_range(self.cleaned_data["range"], today=today)
 
 
 @dataclass
@@ -110,8 +248,15 @@ class Overview:
         return min(100, self.images_today * 100 // self.images_per_day)
 
 
-def overview_get(*, organization: Organization, created_by: User | None = None) -> Overview:
-    """`created_by`: a member, who sees only the usage of the keys they created."""
+def overview_get(
+    *,
+    organization: Organization,
+    created_by: User | None = None,
+    chart_days: DayRange | None = None,
+    chart_group: str = DEFAULT_CHART_GROUP,
+) -> Overview:
+    """`created_by`: a member, who sees only the usage of the keys they created; the chart covers `chart_days`
+    (default: the last 30) stacked by `chart_group` (a key of CHART_GROUPS)."""
     today = today_utc(timezone.now())
     items = UsageFilter(
         organization_id=organization.pk, created_by_id=created_by.pk if created_by is not None else None
@@ -121,7 +266,7 @@ def overview_get(*, organization: Organization, created_by: User | None = None) 
         "images"
     ]
     top_keys = list(
-        items.filter(created_at__gte=day_start(today - timedelta(days=CHART_DAYS - 1)), api_key__isnull=False)
+        items.filter(created_at__gte=day_start(today - timedelta(days=TOP_KEYS_DAYS - 1)), api_key__isnull=False)
         .values("api_key__prefix", "api_key__name")
         .annotate(spend=Sum("cost"))
         .filter(spend__gt=0)
@@ -136,7 +281,9 @@ def overview_get(*, organization: Organization, created_by: User | None = None) 
         images_today=images_today,
         images_per_day=organization.images_per_day,
         images_per_minute=organization.images_per_minute,
-        chart=spend_chart(items, today=today),
+        chart=spend_chart(
+            items, days=chart_days or preset_range(DEFAULT_CHART_RANGE, today=today), group_name=chart_group
+        ),
         top_keys=top_keys,
         recent_errors=recent_errors,
     )

@@ -80,6 +80,11 @@ def totals_from_row(row: dict) -> Totals:
     return Totals(row["n_requests"], row["n_images"], row["n_failures"], row["total"], row["provider_total"])
 
 
+def totals_get(items: QuerySet[UsageLineItem]) -> Totals:
+    """The Totals of `items`, in one aggregate query."""
+    return totals_from_row(items.aggregate(**totals_annotations()))
+
+
 def line_item_aggregates(items: QuerySet[UsageLineItem]) -> dict[tuple, Totals]:
     """Totals of line items per rollup grouping (see DIMENSIONS), computed by the database."""
     rows = (

@@ -64,7 +64,8 @@ def _limits_context(access: OrgAccess, **extra) -> dict:
     return {
         "access": access,
         "tier_form": tier_form,
-        "keys": ApiKey.objects.filter(organization=organization, revoked_at__isnull=True),
+        # Image keys only: a usage-API key makes no image requests to limit.
+        "keys": ApiKey.objects.filter(organization=organization, kind=ApiKey.Kind.IMAGES, revoked_at__isnull=True),
         "cap_bars": cap_bars_get(organization=organization),
         "spend_form": SpendLimitForm(organization=organization),
         "alert_form": _alert_policy_form(organization),
@@ -113,7 +114,7 @@ def limits_tier(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def limits_key(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
     access = org_access_get(request.user, slug)
-    api_key = get_object_or_404(ApiKey, pk=key_id, organization=access.organization)
+    api_key = get_object_or_404(ApiKey, pk=key_id, organization=access.organization, kind=ApiKey.Kind.IMAGES)
     require_manage(access)
     form = KeyLimitsForm(request.POST)
     if form.is_valid():

@@ -5,11 +5,14 @@ What the provider charged us and the margin are shown only to those who read the
 finances (owners, admins, finance members and staff), never to a member looking at their own usage.
 """
 
+from collections.abc import Callable
+
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from accounts.access import dashboard_user, org_access_get
@@ -18,13 +21,17 @@ from accounts.models import Organization
 from billing.forms import UsageFilterForm
 from billing.limits import cap_bars_get
 from billing.models import UsageLineItem
+from billing.periods import today_utc
 from billing.usage.filter import CursorError, UsageFilter
-from billing.usage.overview import overview_get
-from billing.usage.rollups import margin
+from billing.usage.overview import CHART_PRESETS, DEFAULT_CHART_GROUP, ChartForm, overview_get
+from billing.usage.ranges import DayRange, preset_choices, preset_range
+from billing.usage.rollups import margin, totals_get
 from gateway.core.images import CONTENT_TYPES, signed_image_path
 from providers.base import TokenUsage
 
 USAGE_PAGE_SIZE = 50
+# The date-range presets above the usage table.
+USAGE_PRESETS = ("today", "7d", "this-month", "last-month")
 
 
 @login_required
@@ -32,12 +39,54 @@ USAGE_PAGE_SIZE = 50
 def overview(request: HttpRequest, slug: str) -> HttpResponse:
     access = org_access_get(request.user, slug)
     created_by = dashboard_user(request) if access.own_usage_only else None
+    chart_form = ChartForm(request.GET)
+    valid = chart_form.is_valid()
+    # A bad range leaves the default chart in place, with the message next to its field.
+    chart_days = chart_form.day_range(today=today_utc(timezone.now())) if valid else None
     context = {
         "access": access,
-        "overview": overview_get(organization=access.organization, created_by=created_by),
+        "chart_form": chart_form,
+        "chart_presets": _preset_links(
+            request,
+            CHART_PRESETS,
+            params=lambda name, days: {"range": name, "date_from": None, "date_to": None},
+            chosen=chart_form.cleaned_data["range"] if valid else None,
+        ),
+        "overview": overview_get(
+            organization=access.organization,
+            created_by=created_by,
+            chart_days=chart_days,
+            chart_group=chart_form.cleaned_data["group"] if valid else DEFAULT_CHART_GROUP,
+        ),
         "cap_bars": cap_bars_get(organization=access.organization, created_by=created_by),
     }
-    return render_panel(request, "billing/partials/overview.html", context)
+    return render_panel(request, "billing/partials/overview.html", context, status=200 if valid else 400)
+
+
+def _preset_links(
+    request: HttpRequest,
+    names: tuple[str, ...],
+    *,
+    params: Callable[[str, DayRange], dict[str, str | None]],
+    chosen: str | None = None,
+) -> list[dict]:
+    """Links to the current page with a preset range chosen: `params(name, days)` are the query parameters
+    that choose it (None removes one); the other filters stay, the page cursor goes. The current one is
+    `chosen`, or else the one whose parameters the request already has."""
+    today = today_utc(timezone.now())
+    links = []
+    for name, label in preset_choices(names):
+        query = request.GET.copy()
+        query.pop("cursor", None)
+        choice = params(name, preset_range(name, today=today))
+        for key, value in choice.items():
+            if value is None:
+                query.pop(key, None)
+            else:
+                query[key] = value
+        current = name == chosen if chosen else all(request.GET.get(key) == value for key, value in choice.items())
+        links.append({"label": label, "query": query.urlencode(), "current": current})
+    return links
 
 
 def _usage_response(
@@ -46,6 +95,7 @@ def _usage_response(
     """The usage panel, or only its table when htmx refreshes it after a filter change."""
     form = UsageFilterForm(request.GET)
     page = None
+    totals = None
     status = 200
     if form.is_valid():
         usage_filter = UsageFilter.from_form(
@@ -55,6 +105,9 @@ def _usage_response(
             page = usage_filter.page(cursor=form.cleaned_data["cursor"], size=USAGE_PAGE_SIZE)
         except CursorError as exc:
             form.add_error("cursor", str(exc))
+        else:
+            # Of everything the filter selects, not of the page shown.
+            totals = totals_get(usage_filter.line_items())
     if page is None:
         status = 400
     margins = {}
@@ -62,7 +115,19 @@ def _usage_response(
         margins = {item.pk: margin(cost=item.cost, provider_cost=item.provider_cost) for item in page.items}
     query = request.GET.copy()
     query.pop("cursor", None)
-    context = {**context, "form": form, "page": page, "query": query.urlencode(), "margins": margins}
+    context = {
+        **context,
+        "form": form,
+        "page": page,
+        "totals": totals,
+        "query": query.urlencode(),
+        "margins": margins,
+        "presets": _preset_links(
+            request,
+            USAGE_PRESETS,
+            params=lambda name, days: {"date_from": days.first.isoformat(), "date_to": days.last.isoformat()},
+        ),
+    }
     htmx = htmx_details(request)
     if htmx and htmx.target == "usage-table":
         return render_panel(request, "billing/partials/usage_table.html", context, status=status)
