@@ -13,7 +13,7 @@ from accounts.audit import Actor
 from accounts.services import org_tier_set
 from billing.limits import cap_bars_get, spend_limit_save
 from billing.models import SpendAlert, SpendLimit
-from tests.governance import SMALL_IMAGE, URL, bearer, post_many, small_image_price, statuses
+from tests.governance import bearer, post_many, small_image_price, statuses
 from tests.people import line_item
 
 pytestmark = pytest.mark.django_db(transaction=True)
