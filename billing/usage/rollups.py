@@ -26,6 +26,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from billing.models import DailyUsageRollup, UsageLineItem, UsageRollupDay
 from billing.periods import day_end
+from gateway.core.db import concrete_field
 from billing.usage.filter import FAILED_STATUSES, UsageFilter
 from gateway.core.money import format_usd
 
@@ -43,7 +44,7 @@ def charged_only(field: str, blank: object) -> Case:
     return Case(
         When(status=UsageLineItem.Status.SUCCEEDED, then=F(field)),
         default=Value(blank),
-        output_field=UsageLineItem._meta.get_field(field),
+        output_field=concrete_field(UsageLineItem, field),
     )
 
 

@@ -219,7 +219,8 @@ def statement_build(*, organization: Organization, month: date) -> Statement:
     caps = month_caps_get(organization=organization, first=first, last=last)
     alerts = month_spend_alerts(organization=organization, first=first, last=last)
     not_charged = _not_charged(month_items)
-    every_totals = [line.totals for line in (*by_model_lines, *by_key_lines, *by_end_user, *by_day_lines)] + [total]
+    labelled = [*by_key_lines, *by_end_user, *by_day_lines]
+    every_totals = [line.totals for line in by_model_lines] + [line.totals for line in labelled] + [total]
     return Statement(
         organization=organization,
         month=first,

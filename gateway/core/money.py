@@ -35,7 +35,8 @@ def usd_places(amounts: Iterable[Decimal]) -> int:
 
     For a column of amounts, so that all of them are shown to the same places (format_usd's `places`).
     """
-    places = [-quantize_usd(amount).normalize().as_tuple().exponent for amount in amounts]
+    # Quantized amounts are finite, so each exponent is an int.
+    places = [-int(quantize_usd(amount).normalize().as_tuple().exponent) for amount in amounts]
     return min(max([CENT_PLACES, *places]), MONEY_PLACES)
 
 
