@@ -26,8 +26,8 @@ from django.utils import timezone
 from accounts.models import Organization
 from billing.models import DailyUsageRollup, UsageLineItem, UsageRollupDay
 from billing.periods import day_end
-from gateway.core.db import concrete_field
 from billing.usage.filter import FAILED_STATUSES, UsageFilter
+from gateway.core.db import concrete_field
 from gateway.core.money import format_usd
 
 # A request can still settle this long after it started (provider timeout plus retries);
