@@ -81,6 +81,9 @@ def alerts_record_reached(
     no settlement crosses those thresholds. Several at once record each alert once (the unique
     constraint decides, and get_or_create reads the winner's row).
     """
+    if cap <= 0 or spent <= 0:
+        return []
+    # As if this period's whole spend were one settlement: every threshold up to `spent` is crossed by it.
     change = CounterChange(
         spend_limit_id=spend_limit_id,
         organization_id=organization_id,
@@ -89,8 +92,6 @@ def alerts_record_reached(
         spent_before=Decimal(0),
         spent_after=spent,
     )
-    if cap <= 0 or spent <= 0:
-        return []
     return _crossings_record(change, alert_thresholds(organization_id=organization_id))
 
 

@@ -61,11 +61,6 @@ def billing_grouping() -> dict:
     }
 
 
-def is_charged(key: tuple) -> bool:
-    """Whether a grouping (DIMENSIONS) is a billing line: the blank one holds what was not charged."""
-    return key[DIMENSIONS.index("model")] != NOT_CHARGED
-
-
 def margin(*, cost: Decimal, provider_cost: Decimal) -> Decimal:
     """What a line item (or a sum of them) earned: what we charged less what the provider charged us.
 
@@ -96,6 +91,15 @@ class Totals:
             self.amount + other.amount,
             self.provider_cost + other.provider_cost,
         )
+
+
+def is_charged(key: tuple, totals: Totals) -> bool:
+    """Whether a grouping (DIMENSIONS) is a billing line: the blank one holds what was not charged.
+
+    A rollup built before this grouping may still hold refused requests under the model they
+    named: a grouping where every request failed or was refused is not a billing line either.
+    """
+    return key[DIMENSIONS.index("model")] != NOT_CHARGED and totals.requests > totals.failures
 
 
 def totals_annotations() -> dict:

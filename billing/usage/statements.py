@@ -189,7 +189,7 @@ def statement_build(*, organization: Organization, month: date) -> Statement:
     if open_days:
         for key, totals in line_item_aggregates(month_items.filter(_ranges(open_days))).items():
             aggregates[key] = aggregates.get(key, Totals()) + totals
-    aggregates = {key: totals for key, totals in aggregates.items() if is_charged(key)}
+    aggregates = {key: totals for key, totals in aggregates.items() if is_charged(key, totals)}
 
     # key = (day, organization_id, api_key_id, model, size, quality, unit_price)
     by_model = _grouped(aggregates, lambda key: (key[3], key[4], key[5], key[6]))

@@ -112,7 +112,10 @@ def test_summary_and_reconciliation_never_group_by_what_a_client_typed(client, m
     )  # fmt: skip
     [difference] = rollup_reconcile(first=date(2026, 3, 1), last=date(2026, 3, 31))
     assert difference.key[0] == date(2026, 3, 3) and difference.line_items.requests == 0
-    statement = statement_build(organization=march, month=date(2026, 3, 1))
+    with time_machine.travel(datetime(2026, 4, 20, tzinfo=UTC), tick=False):
+        statement = statement_build(organization=march, month=date(2026, 3, 1))
+    assert statement.days_from_rollups == 31, "read from the rollups, the stale row included"
+    assert [line.model for line in statement.by_model] == ["dall-e-3", "dall-e-3"]
     assert statement.total.amount == Decimal("0.125")
 
 
