@@ -28,7 +28,6 @@ DELIVERY_TASK = "billing.tasks.alert_deliver"
 class CounterChange:
     """A cap counter's spend before and after one settlement."""
 
-    counter_id: int
     spend_limit_id: int
     organization_id: int
     period_start: date
@@ -69,19 +68,48 @@ def alerts_record(*, changes: list[CounterChange]) -> list[SpendAlert]:
             continue
         if change.organization_id not in thresholds:
             thresholds[change.organization_id] = alert_thresholds(organization_id=change.organization_id)
-        for threshold in thresholds[change.organization_id]:
-            boundary = change.cap * threshold / 100
-            if not change.spent_before < boundary <= change.spent_after:
-                continue
-            alert, created = SpendAlert.objects.get_or_create(
-                spend_limit_id=change.spend_limit_id,
-                period_start=change.period_start,
-                threshold=threshold,
-                defaults={"organization_id": change.organization_id, "spent": change.spent_after, "cap": change.cap},
-            )
-            if created:
-                enqueue_on_commit(DELIVERY_TASK, alert.pk)
-                created_alerts.append(alert)
+        created_alerts += _crossings_record(change, thresholds[change.organization_id])
+    return created_alerts
+
+
+def alerts_record_reached(
+    *, spend_limit_id: int, organization_id: int, period_start: date, cap: Decimal, spent: Decimal
+) -> list[SpendAlert]:
+    """Record every threshold `spent` has reached under the cap in this period and not yet recorded.
+
+    For a cap created or lowered below the period's spend, and a refusal that finds a cap full:
+    no settlement crosses those thresholds. Several at once record each alert once (the unique
+    constraint decides, and get_or_create reads the winner's row).
+    """
+    if cap <= 0 or spent <= 0:
+        return []
+    # As if this period's whole spend were one settlement: every threshold up to `spent` is crossed by it.
+    change = CounterChange(
+        spend_limit_id=spend_limit_id,
+        organization_id=organization_id,
+        period_start=period_start,
+        cap=cap,
+        spent_before=Decimal(0),
+        spent_after=spent,
+    )
+    return _crossings_record(change, alert_thresholds(organization_id=organization_id))
+
+
+def _crossings_record(change: CounterChange, thresholds: list[int]) -> list[SpendAlert]:
+    created_alerts = []
+    for threshold in thresholds:
+        boundary = change.cap * threshold / 100
+        if not change.spent_before < boundary <= change.spent_after:
+            continue
+        alert, created = SpendAlert.objects.get_or_create(
+            spend_limit_id=change.spend_limit_id,
+            period_start=change.period_start,
+            threshold=threshold,
+            defaults={"organization_id": change.organization_id, "spent": change.spent_after, "cap": change.cap},
+        )
+        if created:
+            enqueue_on_commit(DELIVERY_TASK, alert.pk)
+            created_alerts.append(alert)
     return created_alerts
 
 

@@ -16,8 +16,10 @@ from django.utils import timezone
 
 from accounts.audit import Actor, audit_record, audit_snapshot
 from accounts.models import ApiKey, Organization
+from billing.alerts import alerts_record_reached
+from billing.ledger.caps import caps_current
 from billing.models import AlertPolicy, SpendAlert, SpendCounter, SpendLimit
-from billing.periods import days_span, period_reset, period_start
+from billing.periods import days_span, period_reset
 from billing.services import BillingError
 from gateway.core.money import quantize_usd
 
@@ -41,6 +43,15 @@ def spend_limit_set(*, organization: Organization, key_prefix: str | None, perio
         **_limit_scope(organization=organization, key_prefix=key_prefix),
         period=period,
         defaults={"amount": quantize_usd(amount)},
+    )
+    # A cap created or lowered below the period's spend is crossed now, not by a later settlement.
+    current = caps_current(limits=[limit], now=timezone.now())[limit.pk]
+    alerts_record_reached(
+        spend_limit_id=limit.pk,
+        organization_id=organization.pk,
+        period_start=current.start,
+        cap=limit.amount,
+        spent=current.spent,
     )
     return limit
 
@@ -156,27 +167,19 @@ def org_spend_limits(*, organization: Organization, created_by=None) -> QuerySet
 
 
 def cap_bars_get(*, organization: Organization, created_by=None, now: datetime | None = None) -> list[CapBar]:
-    """Every applicable cap against its counter of the current period (what spend_reserve enforces)."""
-    now = now or timezone.now()
+    """Every applicable cap in its current period, as the ledger checks the next request against it."""
     limits = list(org_spend_limits(organization=organization, created_by=created_by))
-    starts = {limit.pk: period_start(limit.period, now) for limit in limits}
-    which = Q(pk__in=[])
-    for pk, start in starts.items():
-        which |= Q(spend_limit_id=pk, period_start=start)
-    counters = {counter.spend_limit_id: counter for counter in SpendCounter.objects.filter(which)}
-    bars = []
-    for limit in limits:
-        counter = counters.get(limit.pk)
-        bars.append(
-            CapBar(
-                limit=limit,
-                period_start=starts[limit.pk],
-                spent=counter.spent if counter else ZERO,
-                reserved=counter.reserved if counter else ZERO,
-                resets_at=period_reset(limit.period, starts[limit.pk]),
-            )
+    current = caps_current(limits=limits, now=now or timezone.now())
+    return [
+        CapBar(
+            limit=limit,
+            period_start=current[limit.pk].start,
+            spent=current[limit.pk].spent,
+            reserved=current[limit.pk].reserved,
+            resets_at=period_reset(limit.period, current[limit.pk].start),
         )
-    return bars
+        for limit in limits
+    ]
 
 
 def org_alerts(*, organization: Organization) -> QuerySet[SpendAlert]:

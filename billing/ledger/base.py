@@ -8,9 +8,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
-from billing.alerts import CounterChange, alerts_record, change_may_cross
+from billing.alerts import CounterChange, alerts_record, alerts_record_reached, change_may_cross
 from billing.ledger.items import STILL_PENDING, line_item_changes, line_item_values
-from billing.ledger.rules import Moment
+from billing.ledger.rules import Moment, SpendLimitExceeded
 from billing.models import SpendReservation, UsageLineItem
 from gateway.core.db import HotStatements, db_step
 from gateway.core.money import quantize_usd
@@ -44,7 +44,11 @@ class Ledger(ABC):
         values = line_item_values(**fields)
         if not check_caps:
             return OpenedLineItem(id=await HotStatements.ainsert(UsageLineItem, values), reserved=False)
-        return await self._open(values, quantize_usd(amount), Moment.of(fields["created_at"]))
+        try:
+            return await self._open(values, quantize_usd(amount), Moment.of(fields["created_at"]))
+        except SpendLimitExceeded as refusal:
+            await _full_cap_alerts(refusal, organization_id=fields["organization_id"])
+            raise
 
     async def line_item_refuse(self, *, opened_id: int | None = None, **fields) -> None:
         """Record a request refused before any provider was called (it costs nothing).
@@ -77,7 +81,11 @@ class Ledger(ABC):
 
         Raises SpendLimitExceeded, and the previous hold stands.
         """
-        held = await self._rehold(opened.id, organization_id, api_key_id, quantize_usd(amount), Moment.of(now))
+        try:
+            held = await self._rehold(opened.id, organization_id, api_key_id, quantize_usd(amount), Moment.of(now))
+        except SpendLimitExceeded as refusal:
+            await _full_cap_alerts(refusal, organization_id=organization_id)
+            raise
         return OpenedLineItem(id=opened.id, reserved=held)
 
     def reservations_sweep(self, *, now: datetime | None = None) -> int:
@@ -118,6 +126,24 @@ class Ledger(ABC):
         self, line_item_id: int, organization_id: int, api_key_id: int | None, amount: Decimal, moment: Moment
     ) -> bool:
         """Release the line item's hold and hold `amount` instead, or raise SpendLimitExceeded changing nothing."""
+
+
+async def _full_cap_alerts(refusal: SpendLimitExceeded, *, organization_id: int) -> None:
+    """A refusal that finds its cap full records the alerts no settlement will (a cap set below the spend).
+
+    Full: what is settled has reached the cap, not only what is held for requests under way.
+    """
+    cap, spend_limit_id = refusal.cap, refusal.spend_limit_id
+    if cap is None or spend_limit_id is None or cap.spent < cap.cap:
+        return
+    await db_step(
+        alerts_record_reached,
+        spend_limit_id=spend_limit_id,
+        organization_id=organization_id,
+        period_start=cap.start,
+        cap=cap.cap,
+        spent=cap.spent,
+    )
 
 
 # What a line item is recorded under from the start, which recording its refusal does not change.

@@ -145,7 +145,9 @@ def _first_without_room(counters: list[LockedCounter], amount: Decimal) -> Locke
 
 def _refusal(counter: LockedCounter, amount: Decimal, *, line_item_id: int | None) -> rules.SpendLimitExceeded:
     limit = SpendLimit.objects.select_related("organization", "api_key").get(pk=counter.limit_id)
-    return rules.refusal(counter.state, amount, owner=limit.owner_label, line_item_id=line_item_id)
+    return rules.refusal(
+        counter.state, amount, spend_limit_id=limit.pk, owner=limit.owner_label, line_item_id=line_item_id
+    )
 
 
 def _hold(line_item_id: int, counters: list[LockedCounter], amount: Decimal, moment: rules.Moment) -> None:
@@ -176,7 +178,6 @@ def _reservations_settle(line_item_id: int, charged: Decimal) -> list[CounterCha
         SpendCounter.objects.filter(pk=counter_id).update(reserved=counter.reserved - amount, spent=spent_after)
         changes.append(
             CounterChange(
-                counter_id=counter_id,
                 spend_limit_id=counter.spend_limit_id,
                 organization_id=counter.spend_limit.organization_id,
                 period_start=counter.period_start,

@@ -79,7 +79,13 @@ def _outcome(row: tuple, amount: Decimal, *, opening: bool) -> OpenedLineItem:
     if refused_limit is not None:
         owner = cap_owner_label(organization_slug=organization, api_key_prefix=api_key)
         cap_period = rules.CapPeriod(period, start, cap, spent, reserved)
-        raise rules.refusal(cap_period, amount, owner=owner, line_item_id=line_item_id if opening else None)
+        raise rules.refusal(
+            cap_period,
+            amount,
+            spend_limit_id=refused_limit,
+            owner=owner,
+            line_item_id=line_item_id if opening else None,
+        )
     return OpenedLineItem(id=line_item_id, reserved=held)
 
 
@@ -138,7 +144,6 @@ def _charge_checked(line_item_id: int, charged: Decimal) -> Iterator[None]:
 def _counter_changes(rows: list[tuple], charged: Decimal) -> list[CounterChange]:
     return [
         CounterChange(
-            counter_id=counter_id,
             spend_limit_id=limit_id,
             organization_id=organization_id,
             period_start=start,
@@ -146,5 +151,5 @@ def _counter_changes(rows: list[tuple], charged: Decimal) -> list[CounterChange]
             spent_before=spent_after - charged,
             spent_after=spent_after,
         )
-        for counter_id, limit_id, organization_id, start, cap, spent_after in rows
+        for _counter_id, limit_id, organization_id, start, cap, spent_after in rows
     ]

@@ -28,14 +28,25 @@ class SpendLimitExceeded(Exception):
 
     `line_item_id`: the line item opened for the request, left pending with nothing held, for the
     refusal to be recorded on (Ledger.line_item_refuse). `resets_at`: when the cap starts afresh,
-    None for a total cap (it never does).
+    None for a total cap (it never does). `spend_limit_id` and `cap`: the cap without room and where
+    its period stands, for the alerts of a cap found full.
     """
 
-    def __init__(self, message: str, *, line_item_id: int | None = None, resets_at: datetime | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        line_item_id: int | None = None,
+        resets_at: datetime | None = None,
+        spend_limit_id: int | None = None,
+        cap: "CapPeriod | None" = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.line_item_id = line_item_id
         self.resets_at = resets_at
+        self.spend_limit_id = spend_limit_id
+        self.cap = cap
 
 
 @dataclass(frozen=True)
@@ -122,7 +133,9 @@ class CapPeriod:
         return self.spent + self.reserved + amount <= self.cap
 
 
-def refusal(cap: CapPeriod, amount: Decimal, *, owner: str, line_item_id: int | None) -> SpendLimitExceeded:
+def refusal(
+    cap: CapPeriod, amount: Decimal, *, spend_limit_id: int, owner: str, line_item_id: int | None
+) -> SpendLimitExceeded:
     """The refusal of a request needing `amount`: it names the cap and its owner, what is left and when it resets."""
     left = max(cap.cap - cap.spent - cap.reserved, Decimal(0))
     reset = periods.period_reset(cap.period, cap.start)
@@ -133,4 +146,6 @@ def refusal(cap: CapPeriod, amount: Decimal, *, owner: str, line_item_id: int | 
         f"has ${format_usd(left)} left, and this request needs ${format_usd(amount)}; {when}.",
         line_item_id=line_item_id,
         resets_at=reset,
+        spend_limit_id=spend_limit_id,
+        cap=cap,
     )

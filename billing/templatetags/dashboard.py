@@ -21,9 +21,12 @@ def usd(amount: Decimal | None) -> str:
 
 
 @register.filter
-def usd_amount(amount: Decimal) -> str:
-    """'0.04' — the exact amount without the dollar sign: form inputs, and statements, which name the currency."""
-    return format_usd(amount)
+def usd_amount(amount: Decimal, places: int | None = None) -> str:
+    """'0.04' — the exact amount without the dollar sign: form inputs, and statements, which name the currency.
+
+    `places`: the decimal places of the amount's column (statements show a column to one number of places).
+    """
+    return format_usd(amount, places=places)
 
 
 @register.filter

@@ -6,6 +6,11 @@ sums every other report adds up: the usage API's summary and the statements.
 A rollup row aggregates one UTC day of one organization for one (key, model,
 size, quality, unit price). Rebuilding a day deletes and re-inserts its rows in
 one transaction, so running it twice, or after late line items, is safe.
+
+Only what was charged is grouped by model, size, quality and unit price: a request
+that was refused, failed or is still in flight counts under its key's one blank
+grouping (see billing_grouping), so what a client typed as a model never becomes a
+billing line in the rollups, the statements, the usage summary or the reconciliation.
 """
 
 from collections.abc import Iterable
@@ -14,7 +19,7 @@ from datetime import UTC, date, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Count, Q, QuerySet, Sum, Value
+from django.db.models import Case, Count, F, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -22,6 +27,7 @@ from accounts.models import Organization
 from billing.models import DailyUsageRollup, UsageLineItem, UsageRollupDay
 from billing.periods import day_end
 from billing.usage.filter import FAILED_STATUSES, UsageFilter
+from gateway.core.db import concrete_field
 from gateway.core.money import format_usd
 
 # A request can still settle this long after it started (provider timeout plus retries);
@@ -29,6 +35,30 @@ from gateway.core.money import format_usd
 SETTLE_MARGIN = timedelta(minutes=15)
 # The grouping of a rollup row, in the names the line items use.
 DIMENSIONS = ("day", "organization_id", "api_key_id", "model", "size", "quality", "unit_price")
+# What a grouping's model is when nothing in it was charged.
+NOT_CHARGED = ""
+
+
+def charged_only(field: str, blank: object) -> Case:
+    """A line item's `field` when it was charged (it succeeded), else `blank`: the billing grouping of one column."""
+    return Case(
+        When(status=UsageLineItem.Status.SUCCEEDED, then=F(field)),
+        default=Value(blank),
+        output_field=concrete_field(UsageLineItem, field),
+    )
+
+
+def billing_grouping() -> dict:
+    """The rollup grouping (DIMENSIONS) of a line item, as expressions named `group_<dimension>`."""
+    return {
+        "group_day": TruncDate("created_at", tzinfo=UTC),
+        "group_organization_id": F("organization_id"),
+        "group_api_key_id": F("api_key_id"),
+        "group_model": charged_only("model", NOT_CHARGED),
+        "group_size": charged_only("size", ""),
+        "group_quality": charged_only("quality", ""),
+        "group_unit_price": charged_only("unit_price", Decimal(0)),
+    }
 
 
 def margin(*, cost: Decimal, provider_cost: Decimal) -> Decimal:
@@ -63,6 +93,15 @@ class Totals:
         )
 
 
+def is_charged(key: tuple, totals: Totals) -> bool:
+    """Whether a grouping (DIMENSIONS) is a billing line: the blank one holds what was not charged.
+
+    A rollup built before this grouping may still hold refused requests under the model they
+    named: a grouping where every request failed or was refused is not a billing line either.
+    """
+    return key[DIMENSIONS.index("model")] != NOT_CHARGED and totals.requests > totals.failures
+
+
 def totals_annotations() -> dict:
     """Aggregates that turn grouped line items into Totals fields (see totals_from_row)."""
     return {
@@ -87,13 +126,8 @@ def totals_get(items: QuerySet[UsageLineItem]) -> Totals:
 
 def line_item_aggregates(items: QuerySet[UsageLineItem]) -> dict[tuple, Totals]:
     """Totals of line items per rollup grouping (see DIMENSIONS), computed by the database."""
-    rows = (
-        items.annotate(day=TruncDate("created_at", tzinfo=UTC))
-        .values(*DIMENSIONS)
-        .annotate(**totals_annotations())
-        .order_by()
-    )
-    return {tuple(row[name] for name in DIMENSIONS): totals_from_row(row) for row in rows}
+    rows = items.values(**billing_grouping()).annotate(**totals_annotations()).order_by()
+    return {tuple(row[f"group_{name}"] for name in DIMENSIONS): totals_from_row(row) for row in rows}
 
 
 def rollup_aggregates(rollups: QuerySet[DailyUsageRollup]) -> dict[tuple, Totals]:
@@ -191,18 +225,39 @@ class RollupDifference:
 
 
 def rollup_reconcile(*, first: date, last: date, organization_id: int | None = None) -> list[RollupDifference]:
-    """Every grouping in [first, last] where the rollups do not equal the line items."""
+    """Every grouping in [first, last] where the rollups do not equal the line items.
+
+    Only the days whose rollups were built are compared: a day without them (beat has not
+    run yet, or never does, as in the embedded mode) has nothing to disagree with, and
+    statements read its line items (see rollup_days_unbuilt).
+    """
     items = UsageFilter(organization_id=organization_id, date_from=first, date_to=last).line_items()
     rollups = DailyUsageRollup.objects.filter(day__gte=first, day__lte=last)
     if organization_id is not None:
         rollups = rollups.filter(organization_id=organization_id)
-    expected = line_item_aggregates(items)
+    built = _built_days(first=first, last=last, organization_id=organization_id)
+    expected = {key: totals for key, totals in line_item_aggregates(items).items() if (key[1], key[0]) in built}
     actual = rollup_aggregates(rollups)
     return [
         RollupDifference(key, expected.get(key, Totals()), actual.get(key, Totals()))
         for key in sorted(expected.keys() | actual.keys(), key=_sort_key)
         if expected.get(key, Totals()) != actual.get(key, Totals())
     ]
+
+
+def rollup_days_unbuilt(*, first: date, last: date, organization_id: int | None = None) -> list[date]:
+    """The days in [first, last] with line items that have no rollups yet, so reconciliation skipped them."""
+    items = UsageFilter(organization_id=organization_id, date_from=first, date_to=last).line_items()
+    used = items.annotate(day=TruncDate("created_at", tzinfo=UTC)).values_list("organization_id", "day").distinct()
+    built = _built_days(first=first, last=last, organization_id=organization_id)
+    return sorted({day for org_id, day in used.order_by() if (org_id, day) not in built})
+
+
+def _built_days(*, first: date, last: date, organization_id: int | None) -> set[tuple[int, date]]:
+    markers = UsageRollupDay.objects.filter(day__gte=first, day__lte=last)
+    if organization_id is not None:
+        markers = markers.filter(organization_id=organization_id)
+    return set(markers.values_list("organization_id", "day"))
 
 
 def _sort_key(key: tuple) -> tuple:

@@ -5,8 +5,12 @@ so a closed month's statement does not change when prices change later. Days
 whose rollups are final are read from the rollups; the rest of the month, and the
 end-user breakdown (rollups have no end user), come from the line items.
 
+The lines are what was charged, by catalog model, size, quality and unit price (and by
+key, end user and day); requests that were refused, failed or are still in flight are
+counted in a section of their own, never as $0 lines (see billing.usage.rollups).
 Each line shows, beside what was charged, what the provider charged us and the margin
-left (statements are for finance roles only: billing.views.reports).
+left (statements are for finance roles only: billing.views.reports). Every amount of
+one column is shown to the same number of decimal places, on the page and in the CSV.
 
 The month's spend caps and the alerts that fired close the statement; a cap is
 shown at its current amount, while each alert keeps the cap it fired against.
@@ -18,25 +22,26 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
 from billing.limits import MonthCap, month_caps_get, month_spend_alerts
-from billing.models import DailyUsageRollup, SpendAlert, SpendLimit
+from billing.models import DailyUsageRollup, SpendAlert, SpendLimit, UsageLineItem
 from billing.periods import days_span, month_first, month_last, today_utc
 from billing.usage.exports import csv_cell, csv_rows_to_text
 from billing.usage.filter import UsageFilter
 from billing.usage.rollups import (
     Totals,
     final_rollup_days,
+    is_charged,
     line_item_aggregates,
     rollup_aggregates,
     totals_annotations,
     totals_from_row,
     totals_sum,
 )
-from gateway.core.money import CURRENCY, format_usd
+from gateway.core.money import CURRENCY, format_usd, usd_places
 
 CSV_COLUMNS = (
     "section",
@@ -77,6 +82,19 @@ class LabelledLine:
 
 
 @dataclass(frozen=True)
+class NotChargedLine:
+    """Requests of the month that cost nothing, by how they ended: refused, failed, or still in flight.
+
+    `provider_cost`: what the provider still charged us for them (a failed call it billed).
+    """
+
+    status: str
+    label: str
+    requests: int
+    provider_cost: Decimal
+
+
+@dataclass(frozen=True)
 class Statement:
     organization: Organization
     month: date
@@ -88,9 +106,15 @@ class Statement:
     by_end_user: list[LabelledLine]
     by_day: list[LabelledLine]
     total: Totals
+    not_charged: list[NotChargedLine]
     days_from_rollups: int
     caps: list[MonthCap]
     alerts: list[SpendAlert]
+
+    # The decimal places of the unit price column, and of every other money column (amounts,
+    # provider costs, margins, caps and alerts): enough for the most precise figure, at least the cent.
+    unit_price_places: int
+    amount_places: int
 
     @property
     def is_closed(self) -> bool:
@@ -121,8 +145,31 @@ def _ranges(days: list[date]) -> Q:
 
 
 def _by_end_user(items) -> list[LabelledLine]:
-    rows = items.values("end_user").annotate(**totals_annotations()).order_by("-total", "end_user")
+    charged = items.filter(status=UsageLineItem.Status.SUCCEEDED)
+    rows = charged.values("end_user").annotate(**totals_annotations()).order_by("-total", "end_user")
     return [LabelledLine(row["end_user"], totals_from_row(row)) for row in rows]
+
+
+def _not_charged(items) -> list[NotChargedLine]:
+    rows = (
+        items.exclude(status=UsageLineItem.Status.SUCCEEDED)
+        .values("status")
+        .annotate(requests=Count("id"), provider_total=totals_annotations()["provider_total"])
+        .order_by()
+    )
+    found = {row["status"]: row for row in rows}
+    return [
+        NotChargedLine(status, label, found[status]["requests"], found[status]["provider_total"])
+        for status, label in _NOT_CHARGED_LABELS.items()
+        if status in found
+    ]
+
+
+_NOT_CHARGED_LABELS = {
+    UsageLineItem.Status.REJECTED: "Refused before any provider call (cap, rate limit, invalid request)",
+    UsageLineItem.Status.FAILED: "Failed (nothing delivered)",
+    UsageLineItem.Status.PENDING: "Still in flight",
+}
 
 
 def _grouped(aggregates: dict[tuple, Totals], index) -> dict:
@@ -142,6 +189,7 @@ def statement_build(*, organization: Organization, month: date) -> Statement:
     if open_days:
         for key, totals in line_item_aggregates(month_items.filter(_ranges(open_days))).items():
             aggregates[key] = aggregates.get(key, Totals()) + totals
+    aggregates = {key: totals for key, totals in aggregates.items() if is_charged(key, totals)}
 
     # key = (day, organization_id, api_key_id, model, size, quality, unit_price)
     by_model = _grouped(aggregates, lambda key: (key[3], key[4], key[5], key[6]))
@@ -157,26 +205,44 @@ def statement_build(*, organization: Organization, month: date) -> Statement:
             return "(deleted key)"
         return f"{key.prefix} {key.name}".strip()
 
+    by_model_lines = [
+        ModelLine(model, size, quality, unit_price, totals)
+        for (model, size, quality, unit_price), totals in sorted(by_model.items(), key=lambda kv: kv[0][:3])
+    ]
+    by_key_lines = sorted(
+        (LabelledLine(key_label(key_id), totals) for key_id, totals in by_key.items()),
+        key=lambda line: (-line.totals.amount, line.label),
+    )
+    by_end_user = _by_end_user(month_items)
+    by_day_lines = [LabelledLine(day.isoformat(), totals) for day, totals in sorted(by_day.items())]
+    total = totals_sum(aggregates.values())
+    caps = month_caps_get(organization=organization, first=first, last=last)
+    alerts = month_spend_alerts(organization=organization, first=first, last=last)
+    not_charged = _not_charged(month_items)
+    labelled = [*by_key_lines, *by_end_user, *by_day_lines]
+    every_totals = [line.totals for line in by_model_lines] + [line.totals for line in labelled] + [total]
     return Statement(
         organization=organization,
         month=first,
         first=first,
         last=last,
         currency=CURRENCY,
-        by_model=[
-            ModelLine(model, size, quality, unit_price, totals)
-            for (model, size, quality, unit_price), totals in sorted(by_model.items(), key=lambda kv: kv[0][:3])
-        ],
-        by_key=sorted(
-            (LabelledLine(key_label(key_id), totals) for key_id, totals in by_key.items()),
-            key=lambda line: (-line.totals.amount, line.label),
-        ),
-        by_end_user=_by_end_user(month_items),
-        by_day=[LabelledLine(day.isoformat(), totals) for day, totals in sorted(by_day.items())],
-        total=totals_sum(aggregates.values()),
+        by_model=by_model_lines,
+        by_key=by_key_lines,
+        by_end_user=by_end_user,
+        by_day=by_day_lines,
+        total=total,
+        not_charged=not_charged,
         days_from_rollups=len(final_days),
-        caps=month_caps_get(organization=organization, first=first, last=last),
-        alerts=month_spend_alerts(organization=organization, first=first, last=last),
+        caps=caps,
+        alerts=alerts,
+        unit_price_places=usd_places(line.unit_price for line in by_model_lines),
+        amount_places=usd_places(
+            [amount for t in every_totals for amount in (t.amount, t.provider_cost, t.margin)]
+            + [amount for cap in caps for amount in (cap.spent, cap.peak_spent, cap.limit.amount)]
+            + [amount for alert in alerts for amount in (alert.spent, alert.cap)]
+            + [line.provider_cost for line in not_charged]
+        ),
     )
 
 
@@ -187,20 +253,21 @@ def statement_months(*, organization: Organization) -> list[date]:
     return sorted(months, reverse=True)
 
 
-def _totals_cells(totals: Totals) -> list[str]:
+def _totals_cells(totals: Totals, places: int) -> list[str]:
     return [
         str(totals.requests),
         str(totals.images),
         str(totals.failures),
-        format_usd(totals.amount),
+        format_usd(totals.amount, places=places),
         *("" for _ in _CAP_COLUMNS),
-        format_usd(totals.provider_cost),
-        format_usd(totals.margin),
+        format_usd(totals.provider_cost, places=places),
+        format_usd(totals.margin, places=places),
     ]
 
 
 def statement_csv_lines(statement: Statement) -> Iterator[str]:
-    """The statement as CSV: one row per line of each section, then the total."""
+    """The statement as CSV: the charged lines of each section, the total, what was not charged, caps and alerts."""
+    places, price_places = statement.amount_places, statement.unit_price_places
     rows: list[list[str]] = [list(CSV_COLUMNS)]
     for model_line in statement.by_model:
         rows.append(
@@ -210,26 +277,41 @@ def statement_csv_lines(statement: Statement) -> Iterator[str]:
                 csv_cell(model_line.model),
                 csv_cell(model_line.size),
                 csv_cell(model_line.quality),
-                format_usd(model_line.unit_price),
+                format_usd(model_line.unit_price, places=price_places),
             ]
-            + _totals_cells(model_line.totals)
+            + _totals_cells(model_line.totals, places)
         )
     for section, lines in (("key", statement.by_key), ("end_user", statement.by_end_user), ("day", statement.by_day)):
         for line in lines:
-            rows.append([section, csv_cell(line.label), "", "", "", ""] + _totals_cells(line.totals))
-    rows.append(["total", f"{statement.first:%Y-%m}", "", "", "", ""] + _totals_cells(statement.total))
+            rows.append([section, csv_cell(line.label), "", "", "", ""] + _totals_cells(line.totals, places))
+    rows.append(["total", f"{statement.first:%Y-%m}", "", "", "", ""] + _totals_cells(statement.total, places))
+    for not_charged in statement.not_charged:
+        count = str(not_charged.requests)
+        failures = count if not_charged.status != UsageLineItem.Status.PENDING else "0"
+        provider_cost = format_usd(not_charged.provider_cost, places=places)
+        margin = format_usd(-not_charged.provider_cost, places=places)
+        # The amount column stays empty: nothing was charged, and the cap columns do not apply.
+        rows.append(["not_charged", not_charged.status, "", "", "", "", count, "0", failures, "", "", "", ""])
+        rows[-1] += [provider_cost, margin]
     for cap in statement.caps:
-        rows.append(
-            _cap_row("cap", csv_cell(cap.limit.owner_label), spent=cap.spent, limit=cap.limit, cap=cap.limit.amount)
-        )
+        label = csv_cell(cap.limit.owner_label)
+        rows.append(_cap_row("cap", label, spent=cap.spent, limit=cap.limit, cap=cap.limit.amount, places=places))
     for alert in statement.alerts:
         label = f"{alert.created_at:%Y-%m-%dT%H:%M:%SZ} {csv_cell(alert.spend_limit.owner_label)}"
-        rows.append(_cap_row("alert", label, spent=alert.spent, limit=alert.spend_limit, cap=alert.cap))
+        rows.append(_cap_row("alert", label, spent=alert.spent, limit=alert.spend_limit, cap=alert.cap, places=places))
         rows[-1][CSV_COLUMNS.index("threshold")] = str(alert.threshold)
     width = len(CSV_COLUMNS)
     return csv_rows_to_text(row + [""] * (width - len(row)) for row in rows)
 
 
-def _cap_row(section: str, label: str, *, spent: Decimal, limit: SpendLimit, cap: Decimal) -> list[str]:
+def _cap_row(section: str, label: str, *, spent: Decimal, limit: SpendLimit, cap: Decimal, places: int) -> list[str]:
     """A cap or alert row: the spend in `amount`, then the cap's period and amount (and room for a threshold)."""
-    return [section, label, "", "", "", "", "", "", "", format_usd(spent), limit.period, format_usd(cap), ""]
+    return [
+        section,
+        label,
+        *("" for _ in range(7)),
+        format_usd(spent, places=places),
+        limit.period,
+        format_usd(cap, places=places),
+        "",
+    ]

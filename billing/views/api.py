@@ -33,7 +33,7 @@ from accounts.models import ApiKey
 from billing.models import UsageLineItem
 from billing.usage.exports import LINE_COLUMNS
 from billing.usage.filter import FilterError, UsageFilter, UsagePage, keyset_page
-from billing.usage.rollups import margin, totals_annotations, totals_from_row, totals_sum
+from billing.usage.rollups import charged_only, margin, totals_annotations, totals_from_row, totals_sum
 from gateway.core.auth import api_key_from_request
 from gateway.core.errors import Flavor, GatewayError, error_body
 from gateway.core.money import CURRENCY, format_usd
@@ -268,7 +268,8 @@ class UsageList(_UsageApiView, ListAPIView):
 
 GROUPS = {
     "day": TruncDate("created_at", tzinfo=UTC),
-    "model": F("model"),
+    # Only what was charged is grouped by model; refused, failed and in-flight requests count under null.
+    "model": charged_only("model", None),
     "key": F("api_key__prefix"),
     "end_user": F("end_user"),
 }
@@ -325,7 +326,7 @@ class UsageSummary(_UsageApiView):
             .annotate(group=GROUPS[group_by])
             .values("group")
             .annotate(**totals_annotations())
-            .order_by("group")
+            .order_by(F("group").asc(nulls_last=True))
         )
         results = [(str(row["group"]) if row["group"] is not None else None, totals_from_row(row)) for row in rows]
         body = {

@@ -7,6 +7,7 @@ so a typo in a deployment shows up at start-up, not as odd behaviour later.
 import os
 from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -57,3 +58,12 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def local_base_url() -> str:
+    """Where people reach this gateway: PUBLIC_BASE_URL, else the local address `make run` serves on.
+
+    `make run` passes its PORT (default 8000) to the commands it runs and to uvicorn; a command
+    run by hand reads the same variable (`PORT=8001 manage.py add_member …`).
+    """
+    return settings.PUBLIC_BASE_URL or f"http://127.0.0.1:{env_int('PORT', 8000)}"

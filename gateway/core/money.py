@@ -1,5 +1,6 @@
 """Money is Decimal USD, kept to the micro-dollar; this is the one place that rounds."""
 
+from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 MICRO = Decimal("0.000001")
@@ -7,6 +8,7 @@ CURRENCY = "USD"
 # Columns that hold money: up to 99,999,999.999999 USD.
 MONEY_DIGITS = 14
 MONEY_PLACES = 6
+CENT_PLACES = 2
 
 
 def quantize_usd(amount: Decimal | int | str) -> Decimal:
@@ -28,11 +30,24 @@ def parse_usd(text: str) -> Decimal:
     return quantize_usd(amount)
 
 
-def format_usd(amount: Decimal) -> str:
-    """The exact amount as a plain decimal string, without trailing zeros past the cent."""
-    amount = quantize_usd(amount)
-    text = format(amount.normalize(), "f")
-    if "." not in text:
-        return text + ".00"
+def usd_places(amounts: Iterable[Decimal]) -> int:
+    """The decimal places that show every amount exactly: at least the cent, at most the micro-dollar.
+
+    For a column of amounts, so that all of them are shown to the same places (format_usd's `places`).
+    """
+    # Quantized amounts are finite, so each exponent is an int.
+    places = [-int(quantize_usd(amount).normalize().as_tuple().exponent) for amount in amounts]
+    return min(max([CENT_PLACES, *places]), MONEY_PLACES)
+
+
+def format_usd(amount: Decimal, *, places: int | None = None) -> str:
+    """The exact amount as a plain decimal string: to `places` decimals, else without trailing zeros past the cent.
+
+    `places` (from usd_places) must show the amount exactly; it is never a rounding.
+    """
+    places = usd_places([amount]) if places is None else places
+    text = format(quantize_usd(amount), "f")
     whole, frac = text.split(".")
-    return f"{whole}.{frac.ljust(2, '0')}"
+    if frac[places:].strip("0"):
+        raise ValueError(f"{amount} needs more than {places} decimal places")
+    return f"{whole}.{frac[:places]}"

@@ -99,6 +99,7 @@ def _elapsed_ms(started: float) -> int:
 
 # Parameters kept on the line item beside the common ones (short values, never the prompt).
 _OPTION_DETAILS = ("background", "output_format", "output_compression", "moderation", "complexity")
+_DETAIL_TEXT_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -359,10 +360,11 @@ class ImageGeneration:
     def _request_details(self) -> dict[str, Any]:
         """What of the request is kept on the line item: parameters, never the prompt itself."""
         prompt = self.payload.get("prompt")
+        # What a client typed is kept truncated: it is a record of the request, never a column of its own.
         details: dict[str, Any] = {
-            key: self.payload[key]
+            key: value[:_DETAIL_TEXT_CHARS] if isinstance(value, str) else value
             for key in ("model", "n", "size", "quality", "style", "response_format", *_OPTION_DETAILS)
-            if key in self.payload and isinstance(self.payload[key], str | int)
+            if isinstance(value := self.payload.get(key), str | int)
         }
         if isinstance(prompt, str):
             details["prompt_chars"] = len(prompt)
@@ -387,7 +389,8 @@ class ImageGeneration:
             organization_id=context.caller.organization_id,
             api_key_id=context.caller.api_key_id,
             status=UsageLineItem.Status.REJECTED,
-            model=str(payload.get("model") or "")[:100] if context.entry is None else context.entry.name,
+            # A model the catalog does not have is recorded as none: what the client named stays in `details`.
+            model=context.entry.name if context.entry else "",
             provider=context.entry.provider if context.entry else "",
             size=str(payload.get("size") or "")[:16],
             quality=str(payload.get("quality") or "")[:16],

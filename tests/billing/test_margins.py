@@ -101,12 +101,15 @@ def test_a_line_shows_its_provider_cost_and_margin_in_the_statement(client, peop
     client.force_login(people.fiona)
     html = client.get("/orgs/acme/statements/2026-03/").content.decode()
     models_table = html[html.index('id="statement-models"') : html.index("By API key")]
-    assert '<td class="num">0.05</td>\n        <td class="num">0.03</td><td class="num">0.02</td>' in models_table
-    assert '<td class="num">0.092</td><td class="num">0.071669</td><td class="num">0.020331</td>' in models_table
+    # Every amount of a column to the places the most precise one needs (0.071669: six).
+    assert '<td class="num">0.050000</td>\n        <td class="num">0.030000</td><td class="num">0.020000</td>' in (
+        models_table
+    )
+    assert '<td class="num">0.092000</td><td class="num">0.071669</td><td class="num">0.020331</td>' in models_table
     assert "Provider cost: 0.071669 USD" in html and "margin: 0.020331 USD" in html
     rows = list(csv.DictReader(io.StringIO(client.get("/orgs/acme/statements/2026-03.csv").content.decode())))
     model_rows = {row["model"]: row for row in rows if row["section"] == "model"}
-    assert (model_rows["dall-e-3"]["provider_cost"], model_rows["dall-e-3"]["margin"]) == ("0.03", "0.02")
+    assert (model_rows["dall-e-3"]["provider_cost"], model_rows["dall-e-3"]["margin"]) == ("0.030000", "0.020000")
     assert [(row["provider_cost"], row["margin"]) for row in rows if row["section"] == "total"] == [
         ("0.071669", "0.020331")
     ]
@@ -133,6 +136,7 @@ def test_provider_cost_and_margin_add_up_per_model_and_organization(client, peop
     assert [(row["group"], row["amount"], row["provider_cost"], row["margin"]) for row in body["results"]] == [
         ("dall-e-2", "0.054", "0.048", "0.006"),
         ("dall-e-3", "0.200002", "0.178668", "0.021334"),
+        (None, "0.00", "0.00", "0.00"),
     ]
 
     # The CSV, line by line: one line lost a micro-dollar, the failure cost nothing either way.

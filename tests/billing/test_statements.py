@@ -24,13 +24,16 @@ def _march_items():
 
 def _assert_reconciles(statement):
     items = list(_march_items())
+    charged = [item for item in items if item.status == "succeeded"]
     expected = sum(item.cost for item in items)
     assert statement.total.amount == expected == Decimal("0.254002")
-    assert statement.total.requests == len(items) == 5
-    assert statement.total.images == 7 and statement.total.failures == 1
+    assert statement.total.requests == len(charged) == 4
+    assert statement.total.images == 7 and statement.total.failures == 0
     for section in (statement.by_model, statement.by_key, statement.by_end_user, statement.by_day):
         assert sum(line.totals.amount for line in section) == expected
-        assert sum(line.totals.requests for line in section) == len(items)
+        assert sum(line.totals.requests for line in section) == len(charged)
+    # The failed request is a count in its own section, not a line of any other.
+    assert [(line.status, line.requests) for line in statement.not_charged] == [("failed", 1)]
 
 
 @time_machine.travel(datetime(2026, 4, 20, tzinfo=UTC), tick=False)
@@ -43,7 +46,8 @@ def test_statement_reconciles_from_line_items_and_from_rollups(orgs, ledger):
         (Decimal("0.04"), 1, Decimal("0.04")),
         (Decimal("0.040001"), 2, Decimal("0.080002")),
     ]
-    assert [line.label for line in from_items.by_day] == ["2026-03-01", "2026-03-02", "2026-03-15", "2026-03-31"]
+    # March 15 saw only a failed request: a count among those not charged, not a $0 day.
+    assert [line.label for line in from_items.by_day] == ["2026-03-01", "2026-03-02", "2026-03-31"]
 
     rollup_rebuild_range(first=date(2026, 3, 1), last=date(2026, 3, 31))
     from_rollups = statement_build(organization=orgs["acme"], month=date(2026, 3, 1))
@@ -77,7 +81,7 @@ def test_statement_pages_and_csv(client, people, ledger):
     total = [row for row in rows if row["section"] == "total"]
     assert total == [
         {"section": "total", "label": "2026-03", "model": "", "size": "", "quality": "", "unit_price": "",
-         "requests": "5", "images": "7", "failures": "1", "amount": "0.254002",
+         "requests": "4", "images": "7", "failures": "0", "amount": "0.254002",
          "period": "", "cap": "", "threshold": "", "provider_cost": "0.226668", "margin": "0.027334"}
     ]  # fmt: skip
     for section in ("model", "key", "end_user", "day"):
@@ -128,16 +132,16 @@ def test_statement_shows_the_caps_and_alerts_of_the_month(client, people, orgs, 
     client.force_login(people.fiona)
     html = client.get("/orgs/acme/statements/2026-03/").content.decode()
     caps_table = html[html.index('id="statement-caps"') : html.index('id="statement-alerts"')]
-    assert "2026-03-15: 0.19" in caps_table and "0.254002" in caps_table
+    assert "2026-03-15: 0.190000" in caps_table and "0.254002" in caps_table
     alerts_table = html[html.index('id="statement-alerts"') :]
     assert "2026-03-15 09:30:00" in alerts_table and "80%" in alerts_table and "2026-04-01" not in alerts_table
     rows = list(csv.DictReader(io.StringIO(client.get("/orgs/acme/statements/2026-03.csv").content.decode())))
     assert [(r["label"], r["amount"], r["period"], r["cap"]) for r in rows if r["section"] == "cap"] == [
-        ("organization 'acme'", "0.31", "day", "0.20"),
-        ("organization 'acme'", "0.254002", "month", "5.00"),
-    ]
+        ("organization 'acme'", "0.310000", "day", "0.200000"),
+        ("organization 'acme'", "0.254002", "month", "5.000000"),
+    ], "one column, one number of decimal places (the month's 0.254002 needs six)"
     assert [(r["label"], r["amount"], r["cap"], r["threshold"]) for r in rows if r["section"] == "alert"] == [
-        ("2026-03-15T09:30:00Z organization 'acme'", "0.17", "0.20", "80")
+        ("2026-03-15T09:30:00Z organization 'acme'", "0.170000", "0.200000", "80")
     ]
     # A cap's and an alert's rows are about spend, not about what the provider charged us.
     assert {(r["provider_cost"], r["margin"]) for r in rows if r["section"] in ("cap", "alert")} == {("", "")}

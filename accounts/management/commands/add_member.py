@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts.audit import Actor
 from accounts.models import Membership
 from accounts.services import AccountError, member_add, org_get
+from gateway.core.env import local_base_url
 
 
 class Command(BaseCommand):
@@ -18,8 +19,8 @@ class Command(BaseCommand):
         parser.add_argument("--role", required=True, choices=Membership.Role.values, help="The role in the org")
         parser.add_argument(
             "--base-url",
-            default="http://127.0.0.1:8000",
-            help="Where the dashboard is served, for the set-password link (default http://127.0.0.1:8000)",
+            help="Where the dashboard is served, for the set-password link (default: PUBLIC_BASE_URL, else "
+            "http://127.0.0.1:$PORT, the address `make run` serves on)",
         )
 
     def handle(self, *args, org, username, email, role, base_url, **options):
@@ -33,4 +34,4 @@ class Command(BaseCommand):
         self.stdout.write(f"Added {user.username} to '{org}' as {role}.")
         if added.set_password_path:
             self.stdout.write("New user; send them this one-time link to choose a password:")
-            self.stdout.write(base_url.rstrip("/") + added.set_password_path)
+            self.stdout.write((base_url or local_base_url()).rstrip("/") + added.set_password_path)
