@@ -60,10 +60,20 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def local_base_url() -> str:
-    """Where people reach this gateway: PUBLIC_BASE_URL, else the local address `make run` serves on.
+def served_base_url_file():
+    """Where `make run` notes the address it serves on, for commands run later by hand in another shell."""
+    return settings.VAR_DIR / "served_base_url"
 
-    `make run` passes its PORT (default 8000) to the commands it runs and to uvicorn; a command
-    run by hand reads the same variable (`PORT=8001 manage.py add_member …`).
+
+def local_base_url() -> str:
+    """Where people reach this gateway: PUBLIC_BASE_URL, else the address `make run` serves on.
+
+    `make run` passes its PORT to the commands it runs (`demo_setup` notes the address in VAR_DIR);
+    a command run by hand later reads that note, unless PORT is set for it.
     """
-    return settings.PUBLIC_BASE_URL or f"http://127.0.0.1:{env_int('PORT', 8000)}"
+    if settings.PUBLIC_BASE_URL:
+        return settings.PUBLIC_BASE_URL
+    noted = served_base_url_file()
+    if "PORT" not in os.environ and noted.exists():
+        return noted.read_text().strip()
+    return f"http://127.0.0.1:{env_int('PORT', 8000)}"

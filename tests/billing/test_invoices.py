@@ -304,6 +304,13 @@ def test_issue_invoices_prints_each_pdf_and_skips_existing_ones(orgs, ledger, is
 
 
 @time_machine.travel(APRIL_20, tick=False)
+def test_issue_invoices_says_when_nobody_was_charged(orgs, ledger, issuer):
+    out, err = _issue("--month", "2026-02")
+    assert not out and "No organization was charged anything in February 2026" in err
+    assert not Invoice.objects.exists()
+
+
+@time_machine.travel(APRIL_20, tick=False)
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -32,8 +32,9 @@ def _link(output: str) -> str:
     ids=["make-run-port", "default-port", "public-base-url", "base-url-option"],
 )
 def test_add_member_links_to_where_the_dashboard_is_served(
-    people, monkeypatch, settings, port, public, given, expected
+    people, monkeypatch, settings, tmp_path, port, public, given, expected
 ):
+    settings.VAR_DIR = tmp_path
     if port is None:
         monkeypatch.delenv("PORT", raising=False)
     else:
@@ -44,8 +45,20 @@ def test_add_member_links_to_where_the_dashboard_is_served(
     assert _link(output).startswith(expected)
 
 
+def test_add_member_run_by_hand_links_to_the_port_make_run_serves_on(people, monkeypatch, settings, tmp_path):
+    """`make run PORT=8123` in one shell, `manage.py add_member …` in another, where PORT is not set."""
+    settings.VAR_DIR = tmp_path
+    settings.PUBLIC_BASE_URL = ""
+    monkeypatch.setenv("PORT", "8123")
+    run("demo_setup")
+    monkeypatch.delenv("PORT")
+    output = run("add_member", "--org", "acme", "--username", "erin", "--email", "erin@example.com", "--role", "member")
+    assert _link(output).startswith("http://127.0.0.1:8123/accounts/set-password/")
+
+
 @pytest.mark.django_db(transaction=True)
-async def test_each_make_run_revokes_the_demo_key_of_the_last_one(gateway_client, monkeypatch):
+async def test_each_make_run_revokes_the_demo_key_of_the_last_one(gateway_client, monkeypatch, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
     monkeypatch.setenv("PORT", "8765")
     first = await sync_to_async(run)("demo_setup")
     second = await sync_to_async(run)("demo_setup")

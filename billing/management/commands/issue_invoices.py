@@ -31,6 +31,8 @@ class Command(BaseCommand):
             organizations = [organization]
         else:
             organizations = organizations_with_charges(month=first)
+            if not organizations:
+                self.stderr.write(f"No organization was charged anything in {first:%B %Y}: no invoice to issue.")
         for organization in organizations:
             try:
                 invoice = invoice_issue(organization=organization, month=first)

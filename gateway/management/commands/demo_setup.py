@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand
 from accounts.audit import Actor
 from accounts.models import ApiKey
 from accounts.services import api_key_create, api_key_revoke, org_get
-from gateway.core.env import local_base_url
+from gateway.core.env import local_base_url, served_base_url_file
 from gateway.seed import ADMIN_USERNAME, DEMO_ORG_SLUG, admin_password_file
 
 DEMO_KEY_NAME = "make run"
@@ -27,6 +27,7 @@ class Command(BaseCommand):
         ]
         created = api_key_create(organization=demo, name=DEMO_KEY_NAME)
         base = local_base_url()
+        served_base_url_file().write_text(base + "\n")
         path = admin_password_file()
         password = path.read_text().strip() if path.exists() else "(set earlier; not stored)"
         self.stdout.write(
