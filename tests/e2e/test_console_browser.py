@@ -16,8 +16,9 @@ PHONE = {"width": 375, "height": 812}
 
 
 def url_has(page, text: str) -> None:
-    """Wait until htmx has pushed a URL with `text` in its query."""
+    """Wait until htmx has pushed a URL with `text` in its query and finished swapping and settling the page."""
     page.wait_for_function("text => location.search.includes(text)", arg=text)
+    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
 
 
 def some_weeks_of_usage(people) -> None:
