@@ -21,7 +21,9 @@ def day_start(day: date) -> datetime:
 
 
 def day_end(day: date) -> datetime:
-    """Midnight UTC after `day`: the exclusive end of its instants."""
+    """Midnight UTC after `day`: the exclusive end of its instants (the last instant there is after 9999-12-31)."""
+    if day == date.max:
+        return datetime.max.replace(tzinfo=UTC)
     return day_start(day + timedelta(days=1))
 
 

@@ -33,6 +33,9 @@ def test_usage_is_newest_first_and_member_sees_only_own_keys(people, as_user):
         ({"end_user": "user-42"}, ["req-alice-1"]),
         ({"provider": "openai", "model": "dall-e-3"}, ["req-alice-err", "req-alice-1"]),
         ({"date_from": "2000-01-01", "date_to": "2000-01-02"}, []),
+        # The calendar's last day ends at the last instant there is, not in an overflow.
+        ({"date_from": "0001-01-01", "date_to": "9999-12-31"}, ["req-alice-err", "req-bob-1", "req-alice-1"]),
+        ({"date_from": "9999-12-31", "date_to": "9999-12-31"}, []),
     ],
 )
 def test_usage_filters(people, as_user, query, expected):
