@@ -14,6 +14,7 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from billing.invoices.selectors import invoice_column_places
 from billing.models import Invoice, InvoiceLine
 from gateway.core.money import format_usd
 
@@ -50,6 +51,7 @@ def invoice_pdf(document: Invoice, lines: Sequence[InvoiceLine]) -> bytes:
         pageCompression=0,
     )
     currency = document.currency
+    places = invoice_column_places(invoice=document, lines=lines)
     facts = [
         f"<b>Number:</b> {escape(document.number)}",
         f"<b>Issue date:</b> {document.issue_date.isoformat()}",
@@ -65,14 +67,21 @@ def invoice_pdf(document: Invoice, lines: Sequence[InvoiceLine]) -> bytes:
             [
                 Paragraph(escape(line.description), cell),
                 line.quantity_label,
-                format_usd(line.unit_price),
-                format_usd(line.amount),
+                format_usd(line.unit_price, places=places.unit_price),
+                format_usd(line.amount, places=places.amount),
             ]
         )
     totals_from = len(rows)
-    rows.append(["Subtotal", "", "", format_usd(document.subtotal)])
-    rows.append([f"{document.tax_label} ({document.tax_percent} %)", "", "", format_usd(document.tax_amount)])
-    rows.append([f"Total ({currency})", "", "", format_usd(document.total)])
+    rows.append(["Subtotal", "", "", format_usd(document.subtotal, places=places.amount)])
+    rows.append(
+        [
+            f"{document.tax_label} ({document.tax_percent} %)",
+            "",
+            "",
+            format_usd(document.tax_amount, places=places.amount),
+        ]
+    )
+    rows.append([f"Total ({currency})", "", "", format_usd(document.total, places=places.amount)])
     table = Table(rows, colWidths=[84 * mm, 28 * mm, 28 * mm, 34 * mm], repeatRows=1)
     table.setStyle(
         TableStyle(

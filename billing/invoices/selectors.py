@@ -1,14 +1,17 @@
 """Reads for the invoice pages and the issue_invoices command."""
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import Organization
-from billing.models import BillingDetails, Invoice
+from billing.models import BillingDetails, Invoice, InvoiceLine
 from billing.periods import month_first, month_last, today_utc
 from billing.usage.filter import UsageFilter
+from gateway.core.money import usd_places
 
 
 def invoices_list(*, organization: Organization) -> QuerySet[Invoice]:
@@ -38,3 +41,16 @@ def billing_details_get(*, organization: Organization) -> BillingDetails:
     """The organization's billing details; an unsaved, empty row when nobody has entered any yet."""
     details = BillingDetails.objects.filter(organization=organization).first()
     return details if details is not None else BillingDetails(organization=organization)
+
+
+@dataclass(frozen=True)
+class ColumnPlaces:
+    """The decimal places of an invoice's two money columns, so each column shows one number of places."""
+
+    unit_price: int
+    amount: int
+
+
+def invoice_column_places(*, invoice: Invoice, lines: Sequence[InvoiceLine]) -> ColumnPlaces:
+    amounts = [line.amount for line in lines] + [invoice.subtotal, invoice.tax_amount, invoice.total]
+    return ColumnPlaces(unit_price=usd_places(line.unit_price for line in lines), amount=usd_places(amounts))

@@ -21,7 +21,7 @@ from accounts.audit import Actor
 from accounts.dashboard import after_change, render_panel, require_finance, require_staff
 from accounts.models import Membership
 from billing.invoices.forms import BillingDetailsForm, CreditNoteForm, InvoiceIssuerForm
-from billing.invoices.selectors import billing_details_get, invoices_list, last_closed_month
+from billing.invoices.selectors import billing_details_get, invoice_column_places, invoices_list, last_closed_month
 from billing.invoices.services import (
     BILLING_DETAILS_FIELDS,
     ISSUER_FIELDS,
@@ -95,10 +95,12 @@ def invoices(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _invoice_context(access: OrgAccess, invoice: Invoice, **extra) -> dict:
     is_invoice = invoice.kind == Invoice.Kind.INVOICE
+    lines = list(invoice.lines.all())
     context = {
         "access": access,
         "invoice": invoice,
-        "lines": invoice.lines.all(),
+        "lines": lines,
+        "places": invoice_column_places(invoice=invoice, lines=lines),
         "credit_notes": invoice.credit_notes.all() if is_invoice else [],
         "may_credit": is_invoice and may_edit_billing(access),
         **extra,

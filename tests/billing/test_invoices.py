@@ -2,6 +2,7 @@
 (gap-free under concurrency), frozen once issued, corrected only by credit notes that reconcile; their pages,
 PDF and the issue_invoices command."""
 
+import re
 import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -219,6 +220,20 @@ def test_finance_issues_last_months_invoice_and_downloads_its_pdf(people, last_m
     again = client.post(reverse("org-invoices", args=["acme"]))
     assert again.status_code == 422 and b"already has invoice IG-000001" in again.content
     assert Invoice.objects.count() == 1
+
+
+def test_each_money_column_shows_one_number_of_places(people, last_month_usage, add_item, orgs, keys, issuer, as_user):
+    """0.08 and 0.0168 in one column would read as different precisions: the page and the PDF align them."""
+    when = datetime.combine(last_closed_month(), datetime.min.time(), tzinfo=UTC) + timedelta(days=3)
+    add_item(orgs["acme"], keys["acme"], when, model="dall-e-2", n=3, unit_price="0.018")
+    invoice = invoice_issue(organization=people.acme, month=last_closed_month())
+    page = as_user(people.fiona).get(reverse("org-invoice", args=["acme", invoice.pk])).content.decode()
+    table = page[page.index('id="invoice-lines"') : page.index("</table>")]
+    cells = re.findall(r'<td class="num"[^>]*>([-0-9.]+)</td>', table)
+    unit_prices, amounts = cells[0:4:2], cells[1:4:2] + cells[4:]
+    assert unit_prices == ["0.018", "0.040"] and amounts == ["0.0540", "0.0800", "0.1340", "0.0268", "0.1608"]
+    pdf = invoice.pdf.open("rb").read()
+    assert all(f"({amount})".encode() in pdf for amount in amounts)
 
 
 def test_members_get_403_and_admins_read_billing_details_only(people, last_month_usage, issuer, as_user):
