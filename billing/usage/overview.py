@@ -17,7 +17,7 @@ from billing.models import UsageLineItem
 from billing.periods import day_end, day_start, month_first, today_utc
 from billing.usage.filter import FAILED_STATUSES, MAX_RANGE_DAYS, UsageFilter
 from billing.usage.ranges import DayRange, preset_choices, preset_range
-from billing.usage.rollups import Totals, usage_aggregates, usage_totals
+from billing.usage.rollups import Totals, usage_aggregates
 from gateway.core.money import format_usd
 
 ZERO = Decimal(0)
@@ -279,24 +279,24 @@ def overview_get(
     images_today = today_items.filter(status=UsageLineItem.Status.SUCCEEDED).aggregate(images=Coalesce(Sum("n"), 0))[
         "images"
     ]
+    # By key id alone, so the line items are not joined to their keys; the few keys are read apart.
     key_spend = usage_aggregates(
-        replace(usage_filter, date_from=today - timedelta(days=TOP_KEYS_DAYS - 1)),
-        by=("api_key_id", "api_key__prefix", "api_key__name"),
+        replace(usage_filter, date_from=today - timedelta(days=TOP_KEYS_DAYS - 1)), by=("api_key_id",)
     )
-    top_keys = sorted(
-        (
-            {"api_key__prefix": prefix, "api_key__name": name, "spend": totals.amount}
-            for (key_id, prefix, name), totals in key_spend.items()
-            if key_id is not None and totals.amount > 0
-        ),
-        key=lambda row: (-row["spend"], row["api_key__prefix"]),
-    )[:5]
+    spenders = ApiKey.objects.filter(pk__in=[key_id for (key_id,), totals in key_spend.items() if totals.amount > 0])
+    ranked = sorted(spenders, key=lambda key: (-key_spend[(key.pk,)].amount, key.prefix))[:5]
+    top_keys = [
+        {"api_key__prefix": key.prefix, "api_key__name": key.name, "spend": key_spend[(key.pk,)].amount}
+        for key in ranked
+    ]
+    # This month's spend per day: today's is its last day's.
+    month_spend = usage_aggregates(replace(usage_filter, date_from=month_first(today)), by=("day",))
     recent_errors = list(
         items.filter(status__in=FAILED_STATUSES).select_related("api_key").order_by("-created_at", "-id")[:10]
     )
     return Overview(
-        spend_today=usage_totals(replace(usage_filter, date_from=today)).amount,
-        spend_month=usage_totals(replace(usage_filter, date_from=month_first(today))).amount,
+        spend_today=month_spend.get((today,), Totals()).amount,
+        spend_month=sum((totals.amount for totals in month_spend.values()), ZERO),
         images_today=images_today,
         images_per_day=organization.images_per_day,
         images_per_minute=organization.images_per_minute,
