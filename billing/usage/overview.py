@@ -279,24 +279,25 @@ def overview_get(
     images_today = today_items.filter(status=UsageLineItem.Status.SUCCEEDED).aggregate(images=Coalesce(Sum("n"), 0))[
         "images"
     ]
-    # By key id alone, so the line items are not joined to their keys; the few keys are read apart.
-    key_spend = usage_aggregates(
-        replace(usage_filter, date_from=today - timedelta(days=TOP_KEYS_DAYS - 1)), by=("api_key_id",)
-    )
-    spenders = ApiKey.objects.filter(pk__in=[key_id for (key_id,), totals in key_spend.items() if totals.amount > 0])
-    ranked = sorted(spenders, key=lambda key: (-key_spend[(key.pk,)].amount, key.prefix))[:5]
+    # One sum per day and key for both this month's spend and the top keys' window (by key id, so the line
+    # items are not joined to their keys; the few keys are read apart).
+    month, top_first = month_first(today), today - timedelta(days=TOP_KEYS_DAYS - 1)
+    spend = usage_aggregates(replace(usage_filter, date_from=min(month, top_first)), by=("day", "api_key_id"))
+    key_spend: dict[int, Decimal] = {}
+    for (day, key_id), totals in spend.items():
+        if key_id is not None and day >= top_first:
+            key_spend[key_id] = key_spend.get(key_id, ZERO) + totals.amount
+    spenders = ApiKey.objects.filter(pk__in=[key_id for key_id, amount in key_spend.items() if amount > 0])
+    ranked = sorted(spenders, key=lambda key: (-key_spend[key.pk], key.prefix))[:5]
     top_keys = [
-        {"api_key__prefix": key.prefix, "api_key__name": key.name, "spend": key_spend[(key.pk,)].amount}
-        for key in ranked
+        {"api_key__prefix": key.prefix, "api_key__name": key.name, "spend": key_spend[key.pk]} for key in ranked
     ]
-    # This month's spend per day: today's is its last day's.
-    month_spend = usage_aggregates(replace(usage_filter, date_from=month_first(today)), by=("day",))
     recent_errors = list(
         items.filter(status__in=FAILED_STATUSES).select_related("api_key").order_by("-created_at", "-id")[:10]
     )
     return Overview(
-        spend_today=month_spend.get((today,), Totals()).amount,
-        spend_month=sum((totals.amount for totals in month_spend.values()), ZERO),
+        spend_today=sum((totals.amount for (day, _), totals in spend.items() if day >= today), ZERO),
+        spend_month=sum((totals.amount for (day, _), totals in spend.items() if day >= month), ZERO),
         images_today=images_today,
         images_per_day=organization.images_per_day,
         images_per_minute=organization.images_per_minute,
