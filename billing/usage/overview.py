@@ -319,16 +319,19 @@ def key_spend_by_id(*, key_ids: Iterable[int], today: date) -> dict[int, KeySpen
     """What each key spent this UTC month and in total, summed as the overview sums spend (final days from
     their rollups, see usage_aggregates).
 
-    Two sums per organization of the listed keys; a key without usage is absent (its spend is KeySpend()).
+    Two sums per organization of the listed keys, before this month and in it, so today's line items are read once;
+    a key without usage is absent (its spend is KeySpend()).
     """
     key_ids = set(key_ids)
     spend: dict[int, KeySpend] = {}
+    month = month_first(today)
     organization_ids = ApiKey.objects.filter(pk__in=key_ids).values_list("organization_id", flat=True).distinct()
     for organization_id in organization_ids.order_by():
         every_day = UsageFilter(organization_id=organization_id)
-        total = usage_aggregates(every_day, by=("api_key_id",))
-        month = usage_aggregates(replace(every_day, date_from=month_first(today)), by=("api_key_id",))
-        for (key_id,), totals in total.items():
+        before = usage_aggregates(replace(every_day, date_to=month - timedelta(days=1)), by=("api_key_id",))
+        during = usage_aggregates(replace(every_day, date_from=month), by=("api_key_id",))
+        for (key_id,) in before.keys() | during.keys():
             if key_id in key_ids:
-                spend[key_id] = KeySpend(month.get((key_id,), Totals()).amount, totals.amount)
+                this_month = during.get((key_id,), Totals()).amount
+                spend[key_id] = KeySpend(this_month, this_month + before.get((key_id,), Totals()).amount)
     return spend
