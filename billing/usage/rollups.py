@@ -183,10 +183,10 @@ def rollup_final_days(usage_filter: UsageFilter) -> list[date]:
     )
 
 
-def _open_days(usage_filter: UsageFilter, final_days: list[date]) -> Q:
-    """The filter's other days as created_at ranges (one per gap between runs of final days), so PostgreSQL
-    reads them from the (organization, created_at) index; without a start, the first runs up to the first
-    final day."""
+def _open_days(usage_filter: UsageFilter, final_days: list[date], items: QuerySet[UsageLineItem]) -> Q:
+    """The filter's other days (of `items`) as created_at ranges (one per gap between runs of final days), so
+    PostgreSQL reads them from the (organization, created_at) index; without a start, the first runs up to the
+    first final day."""
     if not final_days:
         return Q()
     runs: list[tuple[date, date]] = []
@@ -195,7 +195,14 @@ def _open_days(usage_filter: UsageFilter, final_days: list[date]) -> Q:
             runs[-1] = (runs[-1][0], day)
         else:
             runs.append((day, day))
-    start = day_start(usage_filter.date_from) if usage_filter.date_from else None
+    if usage_filter.date_from:
+        start: datetime | None = day_start(usage_filter.date_from)
+    elif items.filter(created_at__lt=day_start(final_days[0])).exists():
+        start = None
+    else:
+        # Nothing before the first final day (the usual case): one range fewer, as an OR of ranges keeps
+        # PostgreSQL from bounding a key's (api_key, created_at) index by time.
+        start = day_start(final_days[0])
     spans: list[tuple[datetime | None, datetime | None]] = []
     for run_first, run_last in runs:
         spans.append((start, day_start(run_first)))
@@ -238,7 +245,8 @@ def usage_aggregates(
     """
     if final_days is None:
         final_days = rollup_final_days(usage_filter)
-    items = usage_filter.line_items().filter(_open_days(usage_filter, final_days))
+    items = usage_filter.line_items()
+    items = items.filter(_open_days(usage_filter, final_days, items))
     aggregates = line_item_aggregates(items, by)
     if final_days:
         for key, totals in rollup_aggregates(_rollups_of(usage_filter, final_days), by).items():
