@@ -2,7 +2,9 @@
 
 Loads the rows with one INSERT … SELECT generate_series (about half a minute), then renders the
 dashboard's usage view through Django's test client, signed in as the owner, and prints the median
-of several runs per case. Run against a scratch PostgreSQL database, never production:
+of several runs per case: first without rollups, then after building the daily rollups of every
+loaded day that has settled, as beat would (about half a minute more). Run against a scratch
+PostgreSQL database, never production:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/imagegate_bench .venv/bin/python bench/dashboard_usage.py
 """
@@ -12,6 +14,7 @@ import os
 import statistics
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,11 +30,14 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 from django.urls import reverse  # noqa: E402
+from django.utils import timezone  # noqa: E402
 
 from accounts.models import Membership, Organization  # noqa: E402
 from accounts.services import api_key_create, org_create  # noqa: E402
-from billing.models import UsageLineItem  # noqa: E402
+from billing.models import DailyUsageRollup, UsageLineItem, UsageRollupDay  # noqa: E402
+from billing.periods import day_start, today_utc  # noqa: E402
 from billing.usage.filter import PageCursor  # noqa: E402
+from billing.usage.rollups import SETTLE_MARGIN, rollup_rebuild_range  # noqa: E402
 from billing.views.usage import USAGE_PAGE_SIZE  # noqa: E402
 from gateway.seed import seed_defaults  # noqa: E402
 
@@ -76,6 +82,23 @@ def load(rows: int) -> Organization:
         cursor.execute("ANALYZE billing_usagelineitem")
     print(f"loaded {rows} line items in {time.monotonic() - started:.1f} s")
     return organization
+
+
+def rollups_build(organization: Organization) -> None:
+    """The rollups of every loaded day that has settled (final: built SETTLE_MARGIN after the day ended)."""
+    now = timezone.now()
+    today = today_utc(now)
+    last = today - timedelta(days=1 if now >= day_start(today) + SETTLE_MARGIN else 2)
+    first = UsageLineItem.objects.filter(organization=organization).earliest("created_at").created_at.date()
+    started = time.monotonic()
+    # Every organization's, as beat builds them: staff's all-organizations page needs each one's day final.
+    rows = rollup_rebuild_range(first=first, last=last)
+    print(f"built {rows} rollup rows for {first} to {last} in {time.monotonic() - started:.1f} s")
+
+
+def rollups_drop() -> None:
+    DailyUsageRollup.objects.all().delete()
+    UsageRollupDay.objects.all().delete()
 
 
 def timed(client: Client, url: str, params: dict, runs: int) -> float:
@@ -127,9 +150,14 @@ def main() -> None:
         ("keys (spend per key)", reverse("keys", args=[ORG]), {}),
         ("limits", reverse("limits", args=[ORG]), {}),
     ]
-    print(f"{'case':32} median ms over {args.runs} runs")
-    for name, case_url, params in cases:
-        print(f"{name:32} {timed(client, case_url, params, args.runs):8.1f}")
+    rollups_drop()
+    without = [timed(client, case_url, params, args.runs) for _, case_url, params in cases]
+    rollups_build(organization)
+    with_rollups = [timed(client, case_url, params, args.runs) for _, case_url, params in cases]
+    print(f"median ms over {args.runs} runs")
+    print(f"{'case':32} {'without rollups':>16} {'with rollups':>13}")
+    for (name, _, _), before, after in zip(cases, without, with_rollups, strict=True):
+        print(f"{name:32} {before:16.1f} {after:13.1f}")
 
 
 if __name__ == "__main__":

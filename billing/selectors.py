@@ -1,9 +1,8 @@
 """Reads that cross rooms: the model catalog as API clients see it (GET /v1/models and /v1/models/{id}),
-the staff console's organizations and provider health, and the spend of API keys for their lists."""
+the staff console's organizations and provider health."""
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -17,29 +16,6 @@ from billing.periods import day_start, month_first, today_utc
 from providers.breaker import breaker_peek
 from providers.models import ModelSpec
 from providers.registry import KNOWN_PROVIDERS, provider_named
-
-
-@dataclass(frozen=True)
-class KeySpend:
-    month: Decimal = Decimal(0)
-    total: Decimal = Decimal(0)
-
-
-def key_spend_by_id(*, key_ids: Iterable[int], today: date) -> dict[int, KeySpend]:
-    """What each key spent this UTC month and in total, summed from its line items as the overview sums spend.
-
-    One query for the whole list; a key without line items is absent (its spend is KeySpend()).
-    """
-    rows = (
-        UsageLineItem.objects.filter(api_key_id__in=list(key_ids))
-        .values("api_key_id")
-        .annotate(
-            month=Sum("cost", filter=Q(created_at__gte=day_start(month_first(today)))),
-            total=Sum("cost"),
-        )
-        .order_by()
-    )
-    return {row["api_key_id"]: KeySpend(row["month"] or Decimal(0), row["total"]) for row in rows}
 
 
 def model_objects(*, caller: Caller, today: date, name: str | None = None) -> list[dict]:

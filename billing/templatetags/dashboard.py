@@ -6,7 +6,7 @@ from django import template
 from django.utils import timezone
 
 from billing.periods import today_utc
-from billing.selectors import KeySpend, key_spend_by_id
+from billing.usage.overview import KeySpend, key_spend_by_id
 from gateway.core.money import format_usd
 
 register = template.Library()

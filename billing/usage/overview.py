@@ -1,20 +1,23 @@
-"""The dashboard's overview: today's and this month's spend, the spend chart, top keys and recent errors."""
+"""The dashboard's overview: today's and this month's spend, the spend chart, top keys and recent errors;
+and the spend of API keys for their lists."""
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, timedelta
 from decimal import ROUND_CEILING, Decimal
 
 from django import forms
 from django.contrib.auth.models import User
-from django.db.models import QuerySet, Sum
+from django.db.models import Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from accounts.models import Organization
+from accounts.models import ApiKey, Organization
 from billing.models import UsageLineItem
 from billing.periods import day_end, day_start, month_first, today_utc
 from billing.usage.filter import FAILED_STATUSES, MAX_RANGE_DAYS, UsageFilter
 from billing.usage.ranges import DayRange, preset_choices, preset_range
+from billing.usage.rollups import Totals, usage_aggregates
 from gateway.core.money import format_usd
 
 ZERO = Decimal(0)
@@ -48,13 +51,15 @@ class ChartGroup:
     field: str
     missing: str
     display: str = "{}"
+    # Whether rollups carry the field (see billing.usage.rollups.usage_aggregates); else the line items are summed.
+    in_rollups: bool = True
 
 
 # Adding a dimension (a project, say) is one entry here.
 CHART_GROUPS = {
     "model": ChartGroup("Model", "model", "no model"),
     "key": ChartGroup("API key", "api_key__prefix", "no key", "{}…"),
-    "end_user": ChartGroup("End user", "end_user", "no end user"),
+    "end_user": ChartGroup("End user", "end_user", "no end user", in_rollups=False),
 }
 
 
@@ -100,10 +105,6 @@ class SpendChart:
     plot_bottom: int = CHART_HEIGHT - PLOT_BOTTOM
 
 
-def _sum_cost(items: QuerySet[UsageLineItem]) -> Decimal:
-    return items.aggregate(total=Coalesce(Sum("cost"), ZERO))["total"]
-
-
 def nice_ticks(highest: Decimal, *, count: int = CHART_Y_TICKS) -> list[Decimal]:
     """Axis values from 0 in steps of 1, 2, 2.5 or 5 times a power of ten, the last one at or above `highest`."""
     if highest <= 0:
@@ -119,16 +120,28 @@ def _dollars(amount: Decimal) -> str:
     return f"${format_usd(amount)}"
 
 
-def spend_chart(items: QuerySet[UsageLineItem], *, days: DayRange, group_name: str) -> SpendChart:
-    """Daily spend over `days`, stacked by a group of CHART_GROUPS, as SVG shapes with axes (drawn server-side)."""
-    group = CHART_GROUPS[group_name]
+def _chart_spend(usage_filter: UsageFilter, *, days: DayRange, group: ChartGroup) -> list[tuple[date, object, Decimal]]:
+    """(day, group value, spend) of every day and value that cost something."""
+    if group.in_rollups:
+        aggregates = usage_aggregates(
+            replace(usage_filter, date_from=days.first, date_to=days.last), by=("day", group.field)
+        )
+        return [(day, value, totals.amount) for (day, value), totals in aggregates.items() if totals.amount]
     rows = (
-        items.filter(created_at__gte=day_start(days.first), created_at__lt=day_end(days.last), cost__gt=0)
+        usage_filter.line_items()
+        .filter(created_at__gte=day_start(days.first), created_at__lt=day_end(days.last), cost__gt=0)
         .annotate(day=TruncDate("created_at", tzinfo=UTC))
         .values_list("day", group.field)
         .annotate(spend=Sum("cost"))
         .order_by("day", group.field)
     )
+    return list(rows)
+
+
+def spend_chart(usage_filter: UsageFilter, *, days: DayRange, group_name: str) -> SpendChart:
+    """Daily spend over `days`, stacked by a group of CHART_GROUPS, as SVG shapes with axes (drawn server-side)."""
+    group = CHART_GROUPS[group_name]
+    rows = _chart_spend(usage_filter, days=days, group=group)
     per_day: dict[date, dict[str, Decimal]] = {}
     totals: dict[str, Decimal] = {}
     for day, value, spend in rows:
@@ -258,32 +271,67 @@ def overview_get(
     """`created_by`: a member, who sees only the usage of the keys they created; the chart covers `chart_days`
     (default: the last 30) stacked by `chart_group` (a key of CHART_GROUPS)."""
     today = today_utc(timezone.now())
-    items = UsageFilter(
+    usage_filter = UsageFilter(
         organization_id=organization.pk, created_by_id=created_by.pk if created_by is not None else None
-    ).line_items()
+    )
+    items = usage_filter.line_items()
     today_items = items.filter(created_at__gte=day_start(today))
     images_today = today_items.filter(status=UsageLineItem.Status.SUCCEEDED).aggregate(images=Coalesce(Sum("n"), 0))[
         "images"
     ]
-    top_keys = list(
-        items.filter(created_at__gte=day_start(today - timedelta(days=TOP_KEYS_DAYS - 1)), api_key__isnull=False)
-        .values("api_key__prefix", "api_key__name")
-        .annotate(spend=Sum("cost"))
-        .filter(spend__gt=0)
-        .order_by("-spend")[:5]
-    )
+    # One sum per day and key for both this month's spend and the top keys' window (by key id, so the line
+    # items are not joined to their keys; the few keys are read apart).
+    month, top_first = month_first(today), today - timedelta(days=TOP_KEYS_DAYS - 1)
+    spend = usage_aggregates(replace(usage_filter, date_from=min(month, top_first)), by=("day", "api_key_id"))
+    key_spend: dict[int, Decimal] = {}
+    for (day, key_id), totals in spend.items():
+        if key_id is not None and day >= top_first:
+            key_spend[key_id] = key_spend.get(key_id, ZERO) + totals.amount
+    spenders = ApiKey.objects.filter(pk__in=[key_id for key_id, amount in key_spend.items() if amount > 0])
+    ranked = sorted(spenders, key=lambda key: (-key_spend[key.pk], key.prefix))[:5]
+    top_keys = [
+        {"api_key__prefix": key.prefix, "api_key__name": key.name, "spend": key_spend[key.pk]} for key in ranked
+    ]
     recent_errors = list(
         items.filter(status__in=FAILED_STATUSES).select_related("api_key").order_by("-created_at", "-id")[:10]
     )
     return Overview(
-        spend_today=_sum_cost(today_items),
-        spend_month=_sum_cost(items.filter(created_at__gte=day_start(month_first(today)))),
+        spend_today=sum((totals.amount for (day, _), totals in spend.items() if day >= today), ZERO),
+        spend_month=sum((totals.amount for (day, _), totals in spend.items() if day >= month), ZERO),
         images_today=images_today,
         images_per_day=organization.images_per_day,
         images_per_minute=organization.images_per_minute,
         chart=spend_chart(
-            items, days=chart_days or preset_range(DEFAULT_CHART_RANGE, today=today), group_name=chart_group
+            usage_filter, days=chart_days or preset_range(DEFAULT_CHART_RANGE, today=today), group_name=chart_group
         ),
         top_keys=top_keys,
         recent_errors=recent_errors,
     )
+
+
+@dataclass(frozen=True)
+class KeySpend:
+    month: Decimal = Decimal(0)
+    total: Decimal = Decimal(0)
+
+
+def key_spend_by_id(*, key_ids: Iterable[int], today: date) -> dict[int, KeySpend]:
+    """What each key spent this UTC month and in total, summed as the overview sums spend (final days from
+    their rollups, see usage_aggregates).
+
+    Two sums per organization of the listed keys, before this month and in it, so today's line items are read once;
+    a key without usage is absent (its spend is KeySpend()).
+    """
+    key_ids = set(key_ids)
+    spend: dict[int, KeySpend] = {}
+    month = month_first(today)
+    organization_ids = ApiKey.objects.filter(pk__in=key_ids).values_list("organization_id", flat=True).distinct()
+    for organization_id in organization_ids.order_by():
+        every_day = UsageFilter(organization_id=organization_id)
+        before = usage_aggregates(replace(every_day, date_to=month - timedelta(days=1)), by=("api_key_id",))
+        during = usage_aggregates(replace(every_day, date_from=month), by=("api_key_id",))
+        for (key_id,) in before.keys() | during.keys():
+            if key_id in key_ids:
+                this_month = during.get((key_id,), Totals()).amount
+                spend[key_id] = KeySpend(this_month, this_month + before.get((key_id,), Totals()).amount)
+    return spend

@@ -15,17 +15,17 @@ billing line in the rollups, the statements, the usage summary or the reconcilia
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Case, Count, F, Q, QuerySet, Sum, Value, When
+from django.db.models import Case, Count, F, Min, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from accounts.models import Organization
 from billing.models import DailyUsageRollup, UsageLineItem, UsageRollupDay
-from billing.periods import day_end
+from billing.periods import day_end, day_start
 from billing.usage.filter import FAILED_STATUSES, UsageFilter
 from gateway.core.db import concrete_field
 from gateway.core.money import format_usd
@@ -124,26 +124,139 @@ def totals_get(items: QuerySet[UsageLineItem]) -> Totals:
     return totals_from_row(items.aggregate(**totals_annotations()))
 
 
-def line_item_aggregates(items: QuerySet[UsageLineItem]) -> dict[tuple, Totals]:
-    """Totals of line items per rollup grouping (see DIMENSIONS), computed by the database."""
-    rows = items.values(**billing_grouping()).annotate(**totals_annotations()).order_by()
-    return {tuple(row[f"group_{name}"] for name in DIMENSIONS): totals_from_row(row) for row in rows}
+def line_item_aggregates(items: QuerySet[UsageLineItem], by: tuple[str, ...] = DIMENSIONS) -> dict[tuple, Totals]:
+    """Totals of line items per grouping `by` (DIMENSIONS, or lookups line items and rollups share such as
+    `api_key__prefix`), computed by the database; without `by`, the one total under ()."""
+    if not by:
+        return {(): totals_get(items)}
+    grouping = billing_grouping()
+    # Positional aliases: a lookup such as api_key__prefix is not a valid alias.
+    columns = {f"group_{index}": grouping.get(f"group_{name}", F(name)) for index, name in enumerate(by)}
+    rows = items.values(**columns).annotate(**totals_annotations()).order_by()
+    return {tuple(row[alias] for alias in columns): totals_from_row(row) for row in rows}
 
 
-def rollup_aggregates(rollups: QuerySet[DailyUsageRollup]) -> dict[tuple, Totals]:
+def rollup_aggregates(rollups: QuerySet[DailyUsageRollup], by: tuple[str, ...] = DIMENSIONS) -> dict[tuple, Totals]:
     """The same shape as line_item_aggregates, read from rollup rows (summed, in case a row was duplicated)."""
-    rows = (
-        rollups.values(*DIMENSIONS)
-        .annotate(
-            n_requests=Sum("requests"),
-            n_images=Sum("images"),
-            n_failures=Sum("failures"),
-            total=Sum("amount"),
-            provider_total=Sum("provider_cost"),
-        )
-        .order_by()
+    money = DailyUsageRollup._meta.get_field("amount")
+    sums = {
+        "n_requests": Coalesce(Sum("requests"), 0),
+        "n_images": Coalesce(Sum("images"), 0),
+        "n_failures": Coalesce(Sum("failures"), 0),
+        "total": Coalesce(Sum("amount"), Value(Decimal(0)), output_field=money),
+        "provider_total": Coalesce(Sum("provider_cost"), Value(Decimal(0)), output_field=money),
+    }
+    if not by:
+        return {(): totals_from_row(rollups.aggregate(**sums))}
+    rows = rollups.values(*by).annotate(**sums).order_by()
+    return {tuple(row[name] for name in by): totals_from_row(row) for row in rows}
+
+
+# The filter fields rollups cannot stand in for: they do not carry provider or end user, and group
+# what was not charged under a blank model (status and model would then select differently).
+_NOT_IN_ROLLUPS = ("model", "provider", "status", "end_user")
+
+
+def rollup_final_days(usage_filter: UsageFilter) -> list[date]:
+    """The days of `usage_filter` whose rollups can stand in for its line items, in order.
+
+    A day is final once its rollup was built at least SETTLE_MARGIN after it ended; across every
+    organization (staff), only when every organization's rollup of it is. None when the filter
+    narrows by a field rollups do not carry the same way (_NOT_IN_ROLLUPS).
+    """
+    if any(getattr(usage_filter, name) for name in _NOT_IN_ROLLUPS):
+        return []
+    markers = UsageRollupDay.objects.all()
+    if usage_filter.organization_id is not None:
+        markers = markers.filter(organization_id=usage_filter.organization_id)
+    if usage_filter.date_from:
+        markers = markers.filter(day__gte=usage_filter.date_from)
+    if usage_filter.date_to:
+        markers = markers.filter(day__lte=usage_filter.date_to)
+    # One row per day, so an all-time range reads days, not days x organizations.
+    rows = markers.values("day").annotate(built_at=Min("built_at"), organizations=Count("organization_id"))
+    needed = 1 if usage_filter.organization_id is not None else Organization.objects.count()
+    return sorted(
+        row["day"]
+        for row in rows.order_by()
+        if row["organizations"] == needed and row["built_at"] >= day_end(row["day"]) + SETTLE_MARGIN
     )
-    return {tuple(row[name] for name in DIMENSIONS): totals_from_row(row) for row in rows}
+
+
+def _open_days(usage_filter: UsageFilter, final_days: list[date], items: QuerySet[UsageLineItem]) -> Q:
+    """The filter's other days (of `items`) as created_at ranges (one per gap between runs of final days), so
+    PostgreSQL reads them from the (organization, created_at) index; without a start, the first runs up to the
+    first final day."""
+    if not final_days:
+        return Q()
+    runs: list[tuple[date, date]] = []
+    for day in final_days:
+        if runs and day == runs[-1][1] + timedelta(days=1):
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    if usage_filter.date_from:
+        start: datetime | None = day_start(usage_filter.date_from)
+    elif items.filter(created_at__lt=day_start(final_days[0])).exists():
+        start = None
+    else:
+        # Nothing before the first final day (the usual case): one range fewer, as an OR of ranges keeps
+        # PostgreSQL from bounding a key's (api_key, created_at) index by time.
+        start = day_start(final_days[0])
+    spans: list[tuple[datetime | None, datetime | None]] = []
+    for run_first, run_last in runs:
+        spans.append((start, day_start(run_first)))
+        start = day_end(run_last)
+    spans.append((start, day_end(usage_filter.date_to) if usage_filter.date_to else None))
+    condition = Q(pk__in=[])
+    for span_start, span_end in spans:
+        if span_start is not None and span_end is not None and span_start >= span_end:
+            continue
+        bounds = {}
+        if span_start is not None:
+            bounds["created_at__gte"] = span_start
+        if span_end is not None:
+            bounds["created_at__lt"] = span_end
+        condition |= Q(**bounds)
+    return condition
+
+
+def _rollups_of(usage_filter: UsageFilter, final_days: list[date]) -> QuerySet[DailyUsageRollup]:
+    """The rollups of the filter's final days, narrowed by key as its line items are."""
+    rollups = DailyUsageRollup.objects.filter(day__in=final_days)
+    if usage_filter.organization_id is not None:
+        rollups = rollups.filter(organization_id=usage_filter.organization_id)
+    if usage_filter.api_key_id is not None:
+        rollups = rollups.filter(api_key_id=usage_filter.api_key_id)
+    if usage_filter.created_by_id is not None:
+        rollups = rollups.filter(api_key__created_by_id=usage_filter.created_by_id)
+    if usage_filter.key_prefix:
+        rollups = rollups.filter(api_key__prefix=usage_filter.key_prefix)
+    return rollups
+
+
+def usage_aggregates(
+    usage_filter: UsageFilter, *, by: tuple[str, ...] = DIMENSIONS, final_days: list[date] | None = None
+) -> dict[tuple, Totals]:
+    """Totals of what `usage_filter` selects, per grouping `by` (see line_item_aggregates): rollups for its
+    final days (rollup_final_days, unless given), line items for the others.
+
+    The one place statements, the usage page's totals, the overview and the keys' spend sum usage.
+    """
+    if final_days is None:
+        final_days = rollup_final_days(usage_filter)
+    items = usage_filter.line_items()
+    items = items.filter(_open_days(usage_filter, final_days, items))
+    aggregates = line_item_aggregates(items, by)
+    if final_days:
+        for key, totals in rollup_aggregates(_rollups_of(usage_filter, final_days), by).items():
+            aggregates[key] = aggregates.get(key, Totals()) + totals
+    return aggregates
+
+
+def usage_totals(usage_filter: UsageFilter) -> Totals:
+    """The Totals of everything `usage_filter` selects (see usage_aggregates)."""
+    return usage_aggregates(usage_filter, by=())[()]
 
 
 def rollup_rebuild(*, day: date, organization_id: int | None = None) -> int:
@@ -195,12 +308,6 @@ def rollup_rebuild_range(*, first: date, last: date, organization_id: int | None
         rows += rollup_rebuild(day=day, organization_id=organization_id)
         day += timedelta(days=1)
     return rows
-
-
-def final_rollup_days(*, organization_id: int, first: date, last: date) -> set[date]:
-    """Days whose rollups were built after the day had settled, so they can stand in for the line items."""
-    built = UsageRollupDay.objects.filter(organization_id=organization_id, day__gte=first, day__lte=last)
-    return {marker.day for marker in built if marker.built_at >= day_end(marker.day) + SETTLE_MARGIN}
 
 
 @dataclass(frozen=True)

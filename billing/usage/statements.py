@@ -19,27 +19,26 @@ shown at its current amount, while each alert keeps the cap it fired against.
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
 from billing.limits import MonthCap, month_caps_get, month_spend_alerts
-from billing.models import DailyUsageRollup, SpendAlert, SpendLimit, UsageLineItem
-from billing.periods import days_span, month_first, month_last, today_utc
+from billing.models import SpendAlert, SpendLimit, UsageLineItem
+from billing.periods import month_first, month_last, today_utc
 from billing.usage.exports import csv_cell, csv_rows_to_text
 from billing.usage.filter import UsageFilter
 from billing.usage.rollups import (
     Totals,
-    final_rollup_days,
     is_charged,
-    line_item_aggregates,
-    rollup_aggregates,
+    rollup_final_days,
     totals_annotations,
     totals_from_row,
     totals_sum,
+    usage_aggregates,
 )
 from gateway.core.money import CURRENCY, format_usd, usd_places
 
@@ -129,21 +128,6 @@ def month_parse(text: str) -> date:
         raise ValueError(f"'{text}' is not a month as YYYY-MM") from None
 
 
-def _ranges(days: list[date]) -> Q:
-    """A filter on created_at covering these days, one range per run of consecutive days."""
-    runs: list[tuple[date, date]] = []
-    for day in days:
-        if runs and day == runs[-1][1] + timedelta(days=1):
-            runs[-1] = (runs[-1][0], day)
-        else:
-            runs.append((day, day))
-    condition = Q(pk__in=[])
-    for run_first, run_last in runs:
-        start, end = days_span(run_first, run_last)
-        condition |= Q(created_at__gte=start, created_at__lt=end)
-    return condition
-
-
 def _by_end_user(items) -> list[LabelledLine]:
     charged = items.filter(status=UsageLineItem.Status.SUCCEEDED)
     rows = charged.values("end_user").annotate(**totals_annotations()).order_by("-total", "end_user")
@@ -181,15 +165,14 @@ def _grouped(aggregates: dict[tuple, Totals], index) -> dict:
 
 def statement_build(*, organization: Organization, month: date) -> Statement:
     first, last = month_first(month), month_last(month)
-    month_items = UsageFilter(organization_id=organization.pk, date_from=first, date_to=last).line_items()
-    final_days = sorted(final_rollup_days(organization_id=organization.pk, first=first, last=last))
-    every_day = (first + timedelta(days=i) for i in range((last - first).days + 1))
-    open_days = [day for day in every_day if day not in set(final_days)]
-    aggregates = rollup_aggregates(DailyUsageRollup.objects.filter(organization=organization, day__in=final_days))
-    if open_days:
-        for key, totals in line_item_aggregates(month_items.filter(_ranges(open_days))).items():
-            aggregates[key] = aggregates.get(key, Totals()) + totals
-    aggregates = {key: totals for key, totals in aggregates.items() if is_charged(key, totals)}
+    month_filter = UsageFilter(organization_id=organization.pk, date_from=first, date_to=last)
+    month_items = month_filter.line_items()
+    final_days = rollup_final_days(month_filter)
+    aggregates = {
+        key: totals
+        for key, totals in usage_aggregates(month_filter, final_days=final_days).items()
+        if is_charged(key, totals)
+    }
 
     # key = (day, organization_id, api_key_id, model, size, quality, unit_price)
     by_model = _grouped(aggregates, lambda key: (key[3], key[4], key[5], key[6]))

@@ -25,7 +25,7 @@ from billing.periods import today_utc
 from billing.usage.filter import CursorError, UsageFilter
 from billing.usage.overview import CHART_PRESETS, DEFAULT_CHART_GROUP, ChartForm, overview_get
 from billing.usage.ranges import DayRange, preset_choices, preset_range
-from billing.usage.rollups import margin, totals_get
+from billing.usage.rollups import margin, usage_totals
 from gateway.core.images import CONTENT_TYPES, signed_image_path
 from providers.base import TokenUsage
 
@@ -106,8 +106,8 @@ def _usage_response(
         except CursorError as exc:
             form.add_error("cursor", str(exc))
         else:
-            # Of everything the filter selects, not of the page shown.
-            totals = totals_get(usage_filter.line_items())
+            # Of everything the filter selects, not of the page shown (final days from their rollups).
+            totals = usage_totals(usage_filter)
     if page is None:
         status = 400
     margins = {}

@@ -8,8 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.periods import month_first, today_utc
-from billing.selectors import key_spend_by_id
-from billing.usage.overview import nice_ticks
+from billing.usage.overview import key_spend_by_id, nice_ticks
 from billing.usage.ranges import preset_range
 from tests.people import line_item
 
