@@ -14,7 +14,10 @@ from tests.conftest import run
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_add_member_creates_a_new_user_with_a_set_password_link(people, client):
+def test_add_member_creates_a_new_user_with_a_set_password_link(people, client, settings, tmp_path, monkeypatch):
+    # No address noted by a `make run` of this checkout, no PORT: the default port.
+    settings.VAR_DIR = tmp_path
+    monkeypatch.delenv("PORT", raising=False)
     output = run("add_member", "--org", "acme", "--username", "erin", "--email", "erin@example.com", "--role", "admin")
     erin = get_user_model().objects.get(username="erin")
     assert not erin.has_usable_password() and erin.email == "erin@example.com"
