@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db.models import Field
 from django.utils import timezone
 
-from accounts.models import ApiKey, Organization, Tier
+from accounts.models import ApiKey, Organization, Project, Tier
 from accounts.services import API_KEY_MARKER, api_key_prefix, hash_api_key
 from gateway.core.db import HotStatements, concrete_field
 from gateway.core.errors import GatewayError
@@ -39,10 +39,19 @@ KEY_COLUMNS = (
     "last_used_at",
     "kind",
 )
-ORGANIZATION_COLUMNS = ("id", "slug", "custom_images_per_minute", "custom_images_per_day", "suspended_at")
+ORGANIZATION_COLUMNS = (
+    "id",
+    "slug",
+    "custom_images_per_minute",
+    "custom_images_per_day",
+    "suspended_at",
+    "require_end_user",
+)
 TIER_COLUMNS = ("name", "images_per_minute", "images_per_day")
+# The key's project, when it has one (a LEFT JOIN: all of them NULL otherwise).
+PROJECT_COLUMNS = ("id", "name", "images_per_minute", "images_per_day")
 # How many columns of a caller statement's row are the caller's; a widened statement's own follow.
-CALLER_WIDTH = len(KEY_COLUMNS) + len(ORGANIZATION_COLUMNS) + len(TIER_COLUMNS)
+CALLER_WIDTH = len(KEY_COLUMNS) + len(ORGANIZATION_COLUMNS) + len(TIER_COLUMNS) + len(PROJECT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,13 @@ class Caller:
     # An image key, or a read-only key for the usage API.
     key_kind: str = ApiKey.Kind.IMAGES
     organization_suspended: bool = False
+    # Whether every image request must name its end user (`user` or `safety_identifier`).
+    requires_end_user: bool = False
+    # The key's project (cost center): its usage is recorded, limited and capped with the project's.
+    project_id: int | None = None
+    project_name: str = ""
+    project_images_per_minute: int | None = None
+    project_images_per_day: int | None = None
 
     def allows_model(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
@@ -88,6 +104,7 @@ def caller_statement(quote: Quote, *, columns: Sequence[str] = (), joins: Sequen
         *_columns(quote, "k", ApiKey, KEY_COLUMNS),
         *_columns(quote, "o", Organization, ORGANIZATION_COLUMNS),
         *_columns(quote, "t", Tier, TIER_COLUMNS),
+        *_columns(quote, "pj", Project, PROJECT_COLUMNS),
         *columns,
     ]
     # Identifiers come from model metadata and are quoted; the key prefix is a parameter.
@@ -96,6 +113,7 @@ def caller_statement(quote: Quote, *, columns: Sequence[str] = (), joins: Sequen
             f"SELECT {', '.join(selected)} FROM {table(ApiKey)} k",  # noqa: S608
             f"JOIN {table(Organization)} o ON o.{quote('id')} = k.{quote('organization_id')}",
             f"JOIN {table(Tier)} t ON t.{quote('id')} = o.{quote('tier_id')}",
+            f"LEFT JOIN {table(Project)} pj ON pj.{quote('id')} = k.{quote('project_id')}",
             *joins,
             f"WHERE k.{quote('prefix')} = %s",
         ]
@@ -109,6 +127,7 @@ def caller_fields() -> tuple[Field, ...]:
         *(concrete_field(ApiKey, name) for name in KEY_COLUMNS),
         *(concrete_field(Organization, name) for name in ORGANIZATION_COLUMNS),
         *(concrete_field(Tier, name) for name in TIER_COLUMNS),
+        *(concrete_field(Project, name) for name in PROJECT_COLUMNS),
     )
 
 
@@ -131,7 +150,9 @@ def caller_check(plaintext: str, row: Sequence) -> Authenticated | None:
     key = dict(zip(KEY_COLUMNS, row[: len(KEY_COLUMNS)], strict=True))
     rest = row[len(KEY_COLUMNS) : CALLER_WIDTH]
     org = dict(zip(ORGANIZATION_COLUMNS, rest[: len(ORGANIZATION_COLUMNS)], strict=True))
-    tier = dict(zip(TIER_COLUMNS, rest[len(ORGANIZATION_COLUMNS) :], strict=True))
+    rest = rest[len(ORGANIZATION_COLUMNS) :]
+    tier = dict(zip(TIER_COLUMNS, rest[: len(TIER_COLUMNS)], strict=True))
+    project = dict(zip(PROJECT_COLUMNS, rest[len(TIER_COLUMNS) :], strict=True))
     now = timezone.now()
     if not hmac.compare_digest(key["key_hash"], hash_api_key(plaintext)):
         return None
@@ -151,6 +172,11 @@ def caller_check(plaintext: str, row: Sequence) -> Authenticated | None:
         usage_scope=key["usage_scope"],
         key_kind=key["kind"],
         organization_suspended=org["suspended_at"] is not None,
+        requires_end_user=bool(org["require_end_user"]),
+        project_id=project["id"],
+        project_name=project["name"] or "",
+        project_images_per_minute=project["images_per_minute"],
+        project_images_per_day=project["images_per_day"],
     )
     return Authenticated(caller, touch_due=_touch_due(last_used_at=key["last_used_at"], now=now))
 

@@ -31,6 +31,8 @@ class Organization(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Set by platform staff: every key of a suspended organization is refused; nothing is deleted.
     suspended_at = models.DateTimeField(null=True, blank=True)
+    # Every image request must name its end user (`user` or `safety_identifier`), so none escapes their limits.
+    require_end_user = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["slug"]
@@ -72,6 +74,48 @@ class Membership(models.Model):
         return f"{self.user} in {self.organization} ({self.role})"
 
 
+class Project(models.Model):
+    """A cost center of an organization: the keys in it are limited, capped and reported together."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=100)
+    # Optional rate limits for all of the project's keys together, tighter than the organization's.
+    images_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    images_per_day = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organization", "name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="project_name_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.organization.slug}/{self.name}"
+
+
+class EndUserLimit(models.Model):
+    """Rate limits for the end users of an organization (the request's `user`).
+
+    `end_user` empty: the default for every end user; otherwise one named end user, whose
+    numbers replace the default window by window. Their spend caps are SpendLimit rows.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="end_user_limits")
+    end_user = models.CharField(max_length=256, blank=True)
+    images_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    images_per_day = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organization", "end_user"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "end_user"], name="end_user_limit_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization.slug}: {self.end_user or 'every end user'}"
+
+
 class ApiKey(models.Model):
     """A credential for the image endpoints.
 
@@ -107,6 +151,8 @@ class ApiKey(models.Model):
     usage_scope = models.CharField(max_length=16, choices=UsageScope.choices, default=UsageScope.OWN)
     # A usage key (finance's, read-only) reads the usage API and is refused by the image endpoints.
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.IMAGES)
+    # The cost center the key's usage is charged to, limited and capped with the project's other keys.
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_keys")
 
     class Meta:
         ordering = ["-created_at"]

@@ -15,7 +15,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from accounts.audit import Actor, audit_record, audit_snapshot
-from accounts.models import ApiKey, Organization
+from accounts.models import ApiKey, Organization, Project
 from billing.alerts import alerts_record_reached
 from billing.ledger.caps import caps_current
 from billing.models import AlertPolicy, SpendAlert, SpendCounter, SpendLimit
@@ -26,21 +26,41 @@ from gateway.core.money import quantize_usd
 ZERO = Decimal(0)
 
 
-def _limit_scope(*, organization: Organization, key_prefix: str | None) -> dict:
-    if key_prefix is None:
-        return {"organization": organization, "api_key": None}
-    api_key = ApiKey.objects.filter(organization=organization, prefix=key_prefix).first()
-    if api_key is None:
-        raise BillingError(f"Organization '{organization.slug}' has no API key with prefix '{key_prefix}'")
-    return {"organization": organization, "api_key": api_key}
+def _limit_scope(
+    *, organization: Organization, key_prefix: str | None, project: str | None = None, end_user: str | None = None
+) -> dict:
+    """The owner of a cap: the organization itself, or one of its keys (by prefix), projects (by name) or end
+    users (`end_user` "": the default every end user has)."""
+    scope: dict = {"organization": organization, "api_key": None, "project": None, "end_user": None}
+    if sum(owner is not None for owner in (key_prefix, project, end_user)) > 1:
+        raise BillingError("A cap belongs to one owner: a key, a project or an end user, not several")
+    if key_prefix is not None:
+        scope["api_key"] = ApiKey.objects.filter(organization=organization, prefix=key_prefix).first()
+        if scope["api_key"] is None:
+            raise BillingError(f"Organization '{organization.slug}' has no API key with prefix '{key_prefix}'")
+    if project is not None:
+        scope["project"] = Project.objects.filter(organization=organization, name=project).first()
+        if scope["project"] is None:
+            raise BillingError(f"Organization '{organization.slug}' has no project named '{project}'")
+    if end_user is not None:
+        scope["end_user"] = end_user
+    return scope
 
 
-def spend_limit_set(*, organization: Organization, key_prefix: str | None, period: str, amount: Decimal) -> SpendLimit:
+def spend_limit_set(
+    *,
+    organization: Organization,
+    key_prefix: str | None,
+    period: str,
+    amount: Decimal,
+    project: str | None = None,
+    end_user: str | None = None,
+) -> SpendLimit:
     """Create or change a cap; a lower cap than what is already spent refuses every request until it resets."""
     if period not in SpendLimit.Period.values:
         raise BillingError(f"Unknown period '{period}'. Use day, month or total")
     limit, _ = SpendLimit.objects.update_or_create(
-        **_limit_scope(organization=organization, key_prefix=key_prefix),
+        **_limit_scope(organization=organization, key_prefix=key_prefix, project=project, end_user=end_user),
         period=period,
         defaults={"amount": quantize_usd(amount)},
     )
@@ -56,29 +76,51 @@ def spend_limit_set(*, organization: Organization, key_prefix: str | None, perio
     return limit
 
 
-def spend_limit_delete(*, organization: Organization, key_prefix: str | None, period: str) -> None:
-    deleted, _ = SpendLimit.objects.filter(
-        **_limit_scope(organization=organization, key_prefix=key_prefix), period=period
-    ).delete()
+def spend_limit_delete(
+    *,
+    organization: Organization,
+    key_prefix: str | None,
+    period: str,
+    project: str | None = None,
+    end_user: str | None = None,
+) -> None:
+    scope = _limit_scope(organization=organization, key_prefix=key_prefix, project=project, end_user=end_user)
+    deleted, _ = SpendLimit.objects.filter(**scope, period=period).delete()
     if not deleted:
-        raise BillingError(f"There is no {period} cap on {key_prefix or organization.slug}")
+        owner = key_prefix or project or (end_user and f"end user '{end_user}'") or organization.slug
+        if end_user == "":
+            owner = "every end user (the default)"
+        raise BillingError(f"There is no {period} cap on {owner}")
 
 
-def _limit_find(*, organization: Organization, key_prefix: str | None, period: str) -> SpendLimit | None:
-    limits = SpendLimit.objects.filter(organization=organization, period=period)
-    if key_prefix is None:
-        return limits.filter(api_key__isnull=True).first()
-    return limits.filter(api_key__prefix=key_prefix).first()
+def _limit_find(
+    *,
+    organization: Organization,
+    key_prefix: str | None,
+    period: str,
+    project: str | None = None,
+    end_user: str | None = None,
+) -> SpendLimit | None:
+    scope = _limit_scope(organization=organization, key_prefix=key_prefix, project=project, end_user=end_user)
+    return SpendLimit.objects.filter(**scope, period=period).first()
 
 
 def spend_limit_save(
-    *, organization: Organization, key_prefix: str | None, period: str, amount: Decimal, actor: Actor
+    *,
+    organization: Organization,
+    key_prefix: str | None,
+    period: str,
+    amount: Decimal,
+    actor: Actor,
+    project: str | None = None,
+    end_user: str | None = None,
 ) -> SpendLimit:
-    """Create or change the cap of a scope (the organization, or one key) and period."""
+    """Create or change the cap of a scope (the organization, or one key, project or end user) and period."""
+    owner = {"project": project, "end_user": end_user}
     with transaction.atomic():
-        existing = _limit_find(organization=organization, key_prefix=key_prefix, period=period)
+        existing = _limit_find(organization=organization, key_prefix=key_prefix, period=period, **owner)
         before = audit_snapshot(existing) if existing else None
-        limit = spend_limit_set(organization=organization, key_prefix=key_prefix, period=period, amount=amount)
+        limit = spend_limit_set(organization=organization, key_prefix=key_prefix, period=period, amount=amount, **owner)
         audit_record(
             actor=actor,
             action="spend_limit.update" if existing else "spend_limit.create",
@@ -90,9 +132,18 @@ def spend_limit_save(
     return limit
 
 
-def spend_limit_remove(*, organization: Organization, key_prefix: str | None, period: str, actor: Actor) -> None:
+def spend_limit_remove(
+    *,
+    organization: Organization,
+    key_prefix: str | None,
+    period: str,
+    actor: Actor,
+    project: str | None = None,
+    end_user: str | None = None,
+) -> None:
+    owner = {"project": project, "end_user": end_user}
     with transaction.atomic():
-        limit = _limit_find(organization=organization, key_prefix=key_prefix, period=period)
+        limit = _limit_find(organization=organization, key_prefix=key_prefix, period=period, **owner)
         if limit is not None:
             # Recorded before the row goes, while it still has its id and its key.
             audit_record(
@@ -102,7 +153,7 @@ def spend_limit_remove(*, organization: Organization, key_prefix: str | None, pe
                 organization=organization,
                 before=audit_snapshot(limit),
             )
-        spend_limit_delete(organization=organization, key_prefix=key_prefix, period=period)
+        spend_limit_delete(organization=organization, key_prefix=key_prefix, period=period, **owner)
 
 
 def alert_policy_save(

@@ -116,6 +116,16 @@ class UsageLineItem(models.Model):
         db_constraint=False,
     )
     end_user = models.CharField(max_length=256, blank=True)
+    # The key's project when the request was made: a key moved later does not move its history.
+    project = models.ForeignKey(
+        "accounts.Project",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
     provider = models.CharField(max_length=32, blank=True)
     model = models.CharField(max_length=100, blank=True)
     size = models.CharField(max_length=16, blank=True)
@@ -169,6 +179,7 @@ class DailyUsageRollup(models.Model):
     day = models.DateField()
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
     api_key = models.ForeignKey("accounts.ApiKey", null=True, on_delete=models.SET_NULL, related_name="+")
+    project = models.ForeignKey("accounts.Project", null=True, on_delete=models.SET_NULL, related_name="+")
     model = models.CharField(max_length=100, blank=True)
     size = models.CharField(max_length=16, blank=True)
     quality = models.CharField(max_length=16, blank=True)
@@ -258,7 +269,12 @@ class UsageExport(models.Model):
 
 
 class SpendLimit(models.Model):
-    """A cap in USD on an organization (api_key empty) or on one of its keys, for a period."""
+    """A cap in USD for a period on an organization, or on one of its keys, projects or end users.
+
+    At most one of `api_key`, `project` and `end_user` is set; none: the organization's own cap.
+    `end_user` "" is the cap every end user has by default (each one counted apart); a named
+    end user's cap replaces the default of the same period.
+    """
 
     class Period(models.TextChoices):
         DAY = "day", "Day (UTC)"
@@ -269,17 +285,21 @@ class SpendLimit(models.Model):
     api_key = models.ForeignKey(
         "accounts.ApiKey", null=True, blank=True, on_delete=models.CASCADE, related_name="spend_limits"
     )
+    project = models.ForeignKey(
+        "accounts.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="spend_limits"
+    )
+    end_user = models.CharField(max_length=256, null=True, blank=True)
     period = models.CharField(max_length=8, choices=Period.choices)
     amount = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["organization", "api_key", "period"]
+        ordering = ["organization", "api_key", "project", "end_user", "period"]
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "period"],
-                condition=models.Q(api_key__isnull=True),
+                condition=models.Q(api_key__isnull=True, project__isnull=True, end_user__isnull=True),
                 name="spend_limit_org_period_unique",
             ),
             models.UniqueConstraint(
@@ -287,7 +307,25 @@ class SpendLimit(models.Model):
                 condition=models.Q(api_key__isnull=False),
                 name="spend_limit_key_period_unique",
             ),
+            models.UniqueConstraint(
+                fields=["project", "period"],
+                condition=models.Q(project__isnull=False),
+                name="spend_limit_project_period_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "end_user", "period"],
+                condition=models.Q(end_user__isnull=False),
+                name="spend_limit_end_user_period_unique",
+            ),
             models.CheckConstraint(condition=models.Q(amount__gte=0), name="spend_limit_non_negative"),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(api_key__isnull=True, project__isnull=True)
+                    | models.Q(api_key__isnull=True, end_user__isnull=True)
+                    | models.Q(project__isnull=True, end_user__isnull=True)
+                ),
+                name="spend_limit_one_owner",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -297,13 +335,27 @@ class SpendLimit(models.Model):
     def owner_label(self) -> str:
         if self.api_key is not None:
             return cap_owner_label(api_key_prefix=self.api_key.prefix)
+        if self.project is not None:
+            return cap_owner_label(project_name=self.project.name)
+        if self.end_user is not None:
+            return cap_owner_label(end_user=self.end_user)
         return cap_owner_label(organization_slug=self.organization.slug)
 
 
-def cap_owner_label(*, organization_slug: str = "", api_key_prefix: str | None = None) -> str:
-    """Whose cap it is, as pages, statements and refusals name it."""
+def cap_owner_label(
+    *,
+    organization_slug: str = "",
+    api_key_prefix: str | None = None,
+    project_name: str | None = None,
+    end_user: str | None = None,
+) -> str:
+    """Whose cap it is, as pages, statements and refusals name it (`end_user` "": the default of every end user)."""
     if api_key_prefix is not None:
         return f"API key '{api_key_prefix}'"
+    if project_name is not None:
+        return f"project '{project_name}'"
+    if end_user is not None:
+        return f"end user '{end_user}'" if end_user else "every end user (the default)"
     return f"organization '{organization_slug}'"
 
 

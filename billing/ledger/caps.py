@@ -43,3 +43,28 @@ def _spent_so_far(limit: SpendLimit, moment: rules.Moment) -> Decimal:
         "ledger_cap_spent_so_far", build, [concrete_field(SpendCounter, "spent")], [since, 0, limit.pk]
     )
     return spent
+
+
+def caps_for_request(
+    *, organization_id: int, api_key_id: int | None, project_id: int | None, end_user: str, now: datetime
+) -> list[tuple[SpendLimit, rules.CapPeriod]]:
+    """The caps a request of this key, project and end user would be held against, each in its current period.
+
+    The organization's own caps, the key's, its project's, and the end user's: a named end user's cap,
+    else the default every end user has for that period.
+    """
+    applicable = Q(api_key__isnull=True, project__isnull=True, end_user__isnull=True)
+    if api_key_id is not None:
+        applicable |= Q(api_key_id=api_key_id)
+    if project_id is not None:
+        applicable |= Q(project_id=project_id)
+    if end_user:
+        named = SpendLimit.objects.filter(organization_id=organization_id, end_user=end_user).values("period")
+        applicable |= Q(end_user=end_user) | (Q(end_user="") & ~Q(period__in=named))
+    limits = list(
+        SpendLimit.objects.filter(Q(organization_id=organization_id) & applicable)
+        .select_related("organization", "api_key", "project")
+        .order_by("pk")
+    )
+    current = caps_current(limits=limits, now=now)
+    return [(limit, current[limit.pk]) for limit in limits]

@@ -48,7 +48,14 @@ from gateway.pipeline.idempotency import (
 )
 from gateway.pipeline.legacy import is_retired, retired_refusal, successor_params
 from gateway.pipeline.ratelimit import RateDecision, rate_limit_consume, rate_limit_refund
-from gateway.pipeline.validation import CatalogEntry, check_model_usable, parse_body, requested_model, validate_params
+from gateway.pipeline.validation import (
+    CatalogEntry,
+    check_model_usable,
+    end_user_of,
+    parse_body,
+    requested_model,
+    validate_params,
+)
 from providers.base import (
     EDIT,
     GENERATE,
@@ -388,6 +395,7 @@ class ImageGeneration:
             created_at=self.received_at,
             organization_id=context.caller.organization_id,
             api_key_id=context.caller.api_key_id,
+            project_id=context.caller.project_id,
             status=UsageLineItem.Status.REJECTED,
             # A model the catalog does not have is recorded as none: what the client named stays in `details`.
             model=context.entry.name if context.entry else "",
@@ -395,7 +403,7 @@ class ImageGeneration:
             size=str(payload.get("size") or "")[:16],
             quality=str(payload.get("quality") or "")[:16],
             n=payload["n"] if isinstance(payload.get("n"), int) and 0 <= payload["n"] < 32768 else 0,
-            end_user=str(payload.get("user") or "")[:256],
+            end_user=end_user_of(payload),
             error_code=error.code,
             http_status=error.status,
             latency_ms=_elapsed_ms(self.started),
@@ -680,6 +688,7 @@ class ImageGeneration:
                 created_at=self.received_at,
                 organization_id=context.caller.organization_id,
                 api_key_id=context.caller.api_key_id,
+                project_id=context.caller.project_id,
                 status=UsageLineItem.Status.PENDING,
                 model=model or params.model,
                 provider=provider_slug,

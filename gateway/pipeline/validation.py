@@ -295,6 +295,15 @@ def _streaming(payload: dict[str, Any], entry: CatalogEntry) -> tuple[bool, int]
     return bool(stream), partial_images if stream else 0
 
 
+def end_user_of(payload: dict[str, Any]) -> str:
+    """The end user a request names (`user`, else `safety_identifier`), as recorded even on a refusal; never raises."""
+    for name in ("user", "safety_identifier"):
+        value = payload.get(name)
+        if isinstance(value, str) and value:
+            return value[:MAX_END_USER_LENGTH]
+    return ""
+
+
 def validate_params(
     payload: dict[str, Any],
     entry: CatalogEntry,
