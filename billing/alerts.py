@@ -1,4 +1,5 @@
-"""Spend alerts: record a threshold crossing once per cap, period and threshold; deliver it by email and webhook."""
+"""Spend alerts: record a threshold crossing once per cap, period (and end user, for an end-user cap) and
+threshold; deliver it by email and webhook."""
 
 import hashlib
 import hmac
@@ -26,7 +27,8 @@ DELIVERY_TASK = "billing.tasks.alert_deliver"
 
 @dataclass(frozen=True)
 class CounterChange:
-    """A cap counter's spend before and after one settlement."""
+    """A cap counter's spend before and after one settlement; `end_user`: whom the counter counts ("" but for an
+    end-user cap)."""
 
     spend_limit_id: int
     organization_id: int
@@ -34,6 +36,7 @@ class CounterChange:
     cap: Decimal
     spent_before: Decimal
     spent_after: Decimal
+    end_user: str = ""
 
 
 class WebhookDeliveryError(Exception):
@@ -73,7 +76,7 @@ def alerts_record(*, changes: list[CounterChange]) -> list[SpendAlert]:
 
 
 def alerts_record_reached(
-    *, spend_limit_id: int, organization_id: int, period_start: date, cap: Decimal, spent: Decimal
+    *, spend_limit_id: int, organization_id: int, period_start: date, cap: Decimal, spent: Decimal, end_user: str = ""
 ) -> list[SpendAlert]:
     """Record every threshold `spent` has reached under the cap in this period and not yet recorded.
 
@@ -91,6 +94,7 @@ def alerts_record_reached(
         cap=cap,
         spent_before=Decimal(0),
         spent_after=spent,
+        end_user=end_user,
     )
     return _crossings_record(change, alert_thresholds(organization_id=organization_id))
 
@@ -104,6 +108,7 @@ def _crossings_record(change: CounterChange, thresholds: list[int]) -> list[Spen
         alert, created = SpendAlert.objects.get_or_create(
             spend_limit_id=change.spend_limit_id,
             period_start=change.period_start,
+            end_user=change.end_user,
             threshold=threshold,
             defaults={"organization_id": change.organization_id, "spent": change.spent_after, "cap": change.cap},
         )
@@ -124,6 +129,9 @@ def alert_payload(*, alert: SpendAlert) -> dict:
             "period": limit.period,
             "amount_usd": format_usd(alert.cap),
             "api_key_prefix": limit.api_key.prefix if limit.api_key is not None else None,
+            "project": limit.project.name if limit.project is not None else None,
+            "end_user": alert.end_user if limit.end_user is not None else None,
+            "owner": alert.owner_label,
         },
         "spent_usd": format_usd(alert.spent),
         "period_start": alert.period_start.isoformat(),
@@ -152,7 +160,7 @@ def alert_email_send(*, alert: SpendAlert) -> None:
         )
         body = (
             f"Spent ${payload['spent_usd']} of the ${payload['cap']['amount_usd']} {payload['cap']['period']} cap "
-            f"(period starting {payload['period_start']}, UTC)."
+            f"on {payload['cap']['owner']} (period starting {payload['period_start']}, UTC)."
         )
         send_mail(subject, body, None, recipients)
     alert.emailed_at = timezone.now()

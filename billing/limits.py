@@ -72,6 +72,7 @@ def spend_limit_set(
         period_start=current.start,
         cap=limit.amount,
         spent=current.spent,
+        end_user=current.end_user,
     )
     return limit
 
@@ -189,13 +190,20 @@ def alert_policy_save(
 
 @dataclass(frozen=True)
 class CapBar:
-    """One cap's current period: what is spent (settled) and held for requests under way."""
+    """One cap's current period: what is spent (settled) and held for requests under way.
+
+    The default end-user cap is a definition (each end user has it, counted apart): no bar of its own.
+    """
 
     limit: SpendLimit
     period_start: date
     spent: Decimal
     reserved: Decimal
     resets_at: datetime | None
+
+    @property
+    def per_end_user(self) -> bool:
+        return self.limit.end_user == ""
 
     @property
     def percent(self) -> int:
@@ -209,12 +217,17 @@ class CapBar:
 
 
 def org_spend_limits(*, organization: Organization, created_by=None) -> QuerySet[SpendLimit]:
-    """The organization's caps, organization-wide first; `created_by` narrows to the caps of that person's keys."""
-    limits = SpendLimit.objects.filter(organization=organization).select_related("organization", "api_key")
+    """The organization's caps: organization-wide first, then each key's, each project's, the default end-user
+    caps and each named end user's; `created_by` narrows to the caps of that person's keys."""
+    limits = SpendLimit.objects.filter(organization=organization).select_related("organization", "api_key", "project")
     if created_by is not None:
         limits = limits.filter(api_key__created_by=created_by)
-    # Organization-wide caps (no key) first, then each key's.
-    return limits.order_by(F("api_key__prefix").asc(nulls_first=True), "period")
+    return limits.order_by(
+        F("api_key__prefix").asc(nulls_first=True),
+        F("project__name").asc(nulls_first=True),
+        F("end_user").asc(nulls_first=True),
+        "period",
+    )
 
 
 def cap_bars_get(*, organization: Organization, created_by=None, now: datetime | None = None) -> list[CapBar]:
@@ -234,7 +247,9 @@ def cap_bars_get(*, organization: Organization, created_by=None, now: datetime |
 
 
 def org_alerts(*, organization: Organization) -> QuerySet[SpendAlert]:
-    return SpendAlert.objects.filter(organization=organization).select_related("spend_limit__api_key")
+    return SpendAlert.objects.filter(organization=organization).select_related(
+        "spend_limit__api_key", "spend_limit__project"
+    )
 
 
 def month_spend_alerts(*, organization: Organization, first: date, last: date) -> list[SpendAlert]:
@@ -244,8 +259,13 @@ def month_spend_alerts(*, organization: Organization, first: date, last: date) -
     return list(alerts.order_by("created_at", "pk"))
 
 
-def key_prefix_or_none(limit: SpendLimit) -> str | None:
-    return limit.api_key.prefix if limit.api_key is not None else None
+def spend_limit_owner(limit: SpendLimit) -> dict:
+    """The cap's owner as spend_limit_save/_remove take it (key_prefix, project, end_user)."""
+    return {
+        "key_prefix": limit.api_key.prefix if limit.api_key is not None else None,
+        "project": limit.project.name if limit.project is not None else None,
+        "end_user": limit.end_user,
+    }
 
 
 @dataclass(frozen=True)

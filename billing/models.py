@@ -360,22 +360,28 @@ def cap_owner_label(
 
 
 class SpendCounter(models.Model):
-    """What one cap has spent and holds reserved in one period (period_start is a UTC date)."""
+    """What one cap has spent and holds reserved in one period (period_start is a UTC date).
+
+    `end_user`: whom an end-user cap's counter counts (the default cap has one counter per end
+    user); "" for every other cap.
+    """
 
     spend_limit = models.ForeignKey(SpendLimit, on_delete=models.CASCADE, related_name="counters")
     period_start = models.DateField()
+    end_user = models.CharField(max_length=256, default="", blank=True)
     spent = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, default=0)
     reserved = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES, default=0)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["spend_limit", "period_start"], name="spend_counter_unique"),
+            models.UniqueConstraint(fields=["spend_limit", "period_start", "end_user"], name="spend_counter_unique"),
             models.CheckConstraint(condition=models.Q(spent__gte=0), name="spend_counter_spent_non_negative"),
             models.CheckConstraint(condition=models.Q(reserved__gte=0), name="spend_counter_reserved_non_negative"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.spend_limit_id}@{self.period_start}: spent {self.spent}, reserved {self.reserved}"
+        whom = f" for {self.end_user}" if self.end_user else ""
+        return f"{self.spend_limit_id}@{self.period_start}{whom}: spent {self.spent}, reserved {self.reserved}"
 
 
 class SpendReservation(models.Model):
@@ -412,11 +418,17 @@ class AlertPolicy(models.Model):
 
 
 class SpendAlert(models.Model):
-    """A cap's spend crossed a threshold in a period; recorded once, delivered by a Celery task."""
+    """A cap's spend crossed a threshold in a period; recorded once, delivered by a Celery task.
+
+    `end_user`: the end user whose counter crossed it, for an end-user cap ("" for any other). The
+    default cap is each end user's own budget, so each end user's crossing is an alert of its own:
+    the first one to reach 80% must not silence the alert for the next.
+    """
 
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
     spend_limit = models.ForeignKey(SpendLimit, on_delete=models.CASCADE, related_name="alerts")
     period_start = models.DateField()
+    end_user = models.CharField(max_length=256, default="", blank=True)
     threshold = models.PositiveSmallIntegerField()
     spent = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
     cap = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
@@ -429,11 +441,20 @@ class SpendAlert(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["spend_limit", "period_start", "threshold"], name="spend_alert_once"),
+            models.UniqueConstraint(
+                fields=["spend_limit", "period_start", "end_user", "threshold"], name="spend_alert_once"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.threshold}% of cap {self.spend_limit_id} on {self.period_start}"
+
+    @property
+    def owner_label(self) -> str:
+        """Whose cap crossed the threshold; a default end-user cap's alert names the end user who crossed it."""
+        if self.spend_limit.end_user is not None:
+            return cap_owner_label(end_user=self.end_user)
+        return self.spend_limit.owner_label
 
 
 class CatalogRevision(models.Model):

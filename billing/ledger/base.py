@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from billing.alerts import CounterChange, alerts_record, alerts_record_reached, change_may_cross
 from billing.ledger.items import STILL_PENDING, line_item_changes, line_item_values
-from billing.ledger.rules import Moment, SpendLimitExceeded
+from billing.ledger.rules import Holder, Moment, SpendLimitExceeded
 from billing.models import SpendReservation, UsageLineItem
 from gateway.core.db import HotStatements, db_step
 from gateway.core.money import quantize_usd
@@ -44,8 +44,9 @@ class Ledger(ABC):
         values = line_item_values(**fields)
         if not check_caps:
             return OpenedLineItem(id=await HotStatements.ainsert(UsageLineItem, values), reserved=False)
+        holder = Holder(values["organization"], values["api_key"], values["project"], values["end_user"])
         try:
-            return await self._open(values, quantize_usd(amount), Moment.of(fields["created_at"]))
+            return await self._open(values, holder, quantize_usd(amount), Moment.of(fields["created_at"]))
         except SpendLimitExceeded as refusal:
             await _full_cap_alerts(refusal, organization_id=fields["organization_id"])
             raise
@@ -75,14 +76,24 @@ class Ledger(ABC):
             await db_step(alerts_record, changes=counters)
 
     async def reservation_replace(
-        self, *, opened: OpenedLineItem, organization_id: int, api_key_id: int | None, amount: Decimal, now: datetime
+        self,
+        *,
+        opened: OpenedLineItem,
+        organization_id: int,
+        api_key_id: int | None,
+        project_id: int | None,
+        end_user: str,
+        amount: Decimal,
+        now: datetime,
     ) -> OpenedLineItem:
         """Swap the line item's hold for one of `amount` (a fallback model at its own price), all or nothing.
 
+        The request's key, project and end user (as the line item was opened with) say which caps apply.
         Raises SpendLimitExceeded, and the previous hold stands.
         """
+        holder = Holder(organization_id, api_key_id, project_id, end_user)
         try:
-            held = await self._rehold(opened.id, organization_id, api_key_id, quantize_usd(amount), Moment.of(now))
+            held = await self._rehold(opened.id, holder, quantize_usd(amount), Moment.of(now))
         except SpendLimitExceeded as refusal:
             await _full_cap_alerts(refusal, organization_id=organization_id)
             raise
@@ -110,7 +121,7 @@ class Ledger(ABC):
         return released + abandoned.update(**_ABANDONED)
 
     @abstractmethod
-    async def _open(self, values: dict, amount: Decimal, moment: Moment) -> OpenedLineItem:
+    async def _open(self, values: dict, holder: Holder, amount: Decimal, moment: Moment) -> OpenedLineItem:
         """Insert the line item and hold `amount` for it, or raise SpendLimitExceeded holding nothing."""
 
     @abstractmethod
@@ -122,9 +133,7 @@ class Ledger(ABC):
         """_settle, on the calling thread's connection (background work)."""
 
     @abstractmethod
-    async def _rehold(
-        self, line_item_id: int, organization_id: int, api_key_id: int | None, amount: Decimal, moment: Moment
-    ) -> bool:
+    async def _rehold(self, line_item_id: int, holder: Holder, amount: Decimal, moment: Moment) -> bool:
         """Release the line item's hold and hold `amount` instead, or raise SpendLimitExceeded changing nothing."""
 
 
@@ -143,6 +152,7 @@ async def _full_cap_alerts(refusal: SpendLimitExceeded, *, organization_id: int)
         period_start=cap.start,
         cap=cap.cap,
         spent=cap.spent,
+        end_user=cap.end_user,
     )
 
 

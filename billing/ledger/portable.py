@@ -16,11 +16,12 @@ from django.db.models import Q
 from billing.alerts import CounterChange
 from billing.ledger import rules
 from billing.ledger.base import Ledger, OpenedLineItem
+from billing.ledger.caps import caps_applicable
 from billing.ledger.items import STILL_PENDING, LedgerError
-from billing.models import SpendCounter, SpendLimit, SpendReservation, UsageLineItem
+from billing.models import SpendCounter, SpendLimit, SpendReservation, UsageLineItem, cap_owner_label
 from gateway.core.db import HotStatements, concrete_field, db_step, run_sync
 
-_COUNTER_COLUMNS = ("spend_limit", "period_start", "spent", "reserved")
+_COUNTER_COLUMNS = ("spend_limit", "period_start", "end_user", "spent", "reserved")
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,13 @@ class LockedCounter:
 class PortableLedger(Ledger):
     """Each step a transaction that locks the counters it reads."""
 
-    async def _open(self, values: dict, amount: Decimal, moment: rules.Moment) -> OpenedLineItem:
-        return await db_step(self._open_sync, values, amount, moment)
+    async def _open(self, values: dict, holder: rules.Holder, amount: Decimal, moment: rules.Moment) -> OpenedLineItem:
+        return await db_step(self._open_sync, values, holder, amount, moment)
 
-    def _open_sync(self, values: dict, amount: Decimal, moment: rules.Moment) -> OpenedLineItem:
+    def _open_sync(self, values: dict, holder: rules.Holder, amount: Decimal, moment: rules.Moment) -> OpenedLineItem:
         with transaction.atomic():
             line_item_id = HotStatements.insert(UsageLineItem, values)
-            counters = _counters_locked(values["organization"], values["api_key"], moment, excluding=line_item_id)
+            counters = _counters_locked(holder, moment, excluding=line_item_id)
             refused = _first_without_room(counters, amount)
             if refused is None:
                 _hold(line_item_id, counters, amount, moment)
@@ -56,18 +57,14 @@ class PortableLedger(Ledger):
             HotStatements.update(UsageLineItem, line_item_id, changes, where=STILL_PENDING)
             return _reservations_settle(line_item_id, charged)
 
-    async def _rehold(
-        self, line_item_id: int, organization_id: int, api_key_id: int | None, amount: Decimal, moment: rules.Moment
-    ) -> bool:
-        return await db_step(self._rehold_sync, line_item_id, organization_id, api_key_id, amount, moment)
+    async def _rehold(self, line_item_id: int, holder: rules.Holder, amount: Decimal, moment: rules.Moment) -> bool:
+        return await db_step(self._rehold_sync, line_item_id, holder, amount, moment)
 
-    def _rehold_sync(
-        self, line_item_id: int, organization_id: int, api_key_id: int | None, amount: Decimal, moment: rules.Moment
-    ) -> bool:
+    def _rehold_sync(self, line_item_id: int, holder: rules.Holder, amount: Decimal, moment: rules.Moment) -> bool:
         # A refusal raised inside the transaction rolls the release back: the previous hold stands.
         with transaction.atomic():
             _reservations_settle(line_item_id, Decimal(0))
-            counters = _counters_locked(organization_id, api_key_id, moment, excluding=line_item_id)
+            counters = _counters_locked(holder, moment, excluding=line_item_id)
             refused = _first_without_room(counters, amount)
             if refused is not None:
                 raise _refusal(refused, amount, line_item_id=None)
@@ -75,53 +72,41 @@ class PortableLedger(Ledger):
         return bool(counters)
 
 
-def _applicable_caps(organization_id: int, api_key_id: int | None) -> list[tuple[int, str]]:
-    """(id, period) of every cap that applies to a request of the organization with the key."""
-
-    def build(quote) -> str:
-        condition = rules.caps_applicable_sql("l", organization="%s", api_key="%s")
-        columns = f"l.{quote('id')}, l.{quote('period')}"
-        return f"SELECT {columns} FROM {rules.table(SpendLimit)} l WHERE {condition}"  # noqa: S608  (metadata only)
-
-    rows = HotStatements.select("ledger_applicable_caps", build, [None, None], [organization_id, api_key_id])
-    return [(limit_id, period) for limit_id, period in rows]
-
-
-def _counter_create(limit_id: int, period: str, moment: rules.Moment, *, excluding: int) -> None:
-    """This period's counter of a cap, from what was already spent in the period (see rules.spent_so_far_sql)."""
+def _counter_create(limit_id: int, period: str, end_user: str, moment: rules.Moment, *, excluding: int) -> None:
+    """This period's counter of a cap for `end_user` ("" but for an end-user cap), from what was already spent in
+    the period (see rules.spent_so_far_sql)."""
 
     def build(quote) -> str:
         column = {name: quote(concrete_field(SpendCounter, name).column) for name in _COUNTER_COLUMNS}
-        spent = rules.spent_so_far_sql("l", since="%s", excluding="%s")
-        unique = f"{column['spend_limit']}, {column['period_start']}"
+        spent = rules.spent_so_far_sql("l", since="%s", excluding="%s", end_user="%s")
+        unique = f"{column['spend_limit']}, {column['period_start']}, {column['end_user']}"
         return (
             f"INSERT INTO {rules.table(SpendCounter)} ({', '.join(column.values())}) "  # noqa: S608  (metadata only)
-            f"SELECT l.{quote('id')}, %s, {spent}, 0 FROM {rules.table(SpendLimit)} l WHERE l.{quote('id')} = %s "
-            f"ON CONFLICT ({unique}) DO NOTHING"
+            f"SELECT l.{quote('id')}, %s, %s, {spent}, 0 FROM {rules.table(SpendLimit)} l "
+            f"WHERE l.{quote('id')} = %s ON CONFLICT ({unique}) DO NOTHING"
         )
 
     start = HotStatements.prep(SpendCounter, "period_start", moment.start(period))
     since = HotStatements.prep(UsageLineItem, "created_at", moment.since(period))
-    run_sync(HotStatements.cached("ledger_counter_create", build), [start, since, excluding, limit_id])
+    parameters = [start, end_user, end_user, since, excluding, limit_id]
+    run_sync(HotStatements.cached("ledger_counter_create", build), parameters)
 
 
-def _counters_locked(
-    organization_id: int, api_key_id: int | None, moment: rules.Moment, *, excluding: int
-) -> list[LockedCounter]:
+def _counters_locked(holder: rules.Holder, moment: rules.Moment, *, excluding: int) -> list[LockedCounter]:
     """This period's counter of every cap that applies, created when missing, locked in id order."""
-    caps = _applicable_caps(organization_id, api_key_id)
+    caps = caps_applicable(holder)
     if not caps:
         return []
     which = Q(pk__in=[])
-    for limit_id, period in caps:
-        which |= Q(spend_limit_id=limit_id, period_start=moment.start(period))
+    for limit_id, period, end_user in caps:
+        which |= Q(spend_limit_id=limit_id, period_start=moment.start(period), end_user=end_user)
     counters = SpendCounter.objects.select_for_update(of=("self",)).select_related("spend_limit").filter(which)
     locked = list(counters.order_by("pk"))
     if len(locked) < len(caps):
         present = {counter.spend_limit_id for counter in locked}
-        for limit_id, period in caps:
+        for limit_id, period, end_user in caps:
             if limit_id not in present:
-                _counter_create(limit_id, period, moment, excluding=excluding)
+                _counter_create(limit_id, period, end_user, moment, excluding=excluding)
         locked = list(counters.order_by("pk"))
     return [
         LockedCounter(
@@ -133,6 +118,7 @@ def _counters_locked(
                 cap=counter.spend_limit.amount,
                 spent=counter.spent,
                 reserved=counter.reserved,
+                end_user=counter.end_user,
             ),
         )
         for counter in locked
@@ -144,10 +130,10 @@ def _first_without_room(counters: list[LockedCounter], amount: Decimal) -> Locke
 
 
 def _refusal(counter: LockedCounter, amount: Decimal, *, line_item_id: int | None) -> rules.SpendLimitExceeded:
-    limit = SpendLimit.objects.select_related("organization", "api_key").get(pk=counter.limit_id)
-    return rules.refusal(
-        counter.state, amount, spend_limit_id=limit.pk, owner=limit.owner_label, line_item_id=line_item_id
-    )
+    limit = SpendLimit.objects.select_related("organization", "api_key", "project").get(pk=counter.limit_id)
+    # A default end-user cap refuses in the name of the end user it counts.
+    owner = limit.owner_label if limit.end_user is None else cap_owner_label(end_user=counter.state.end_user)
+    return rules.refusal(counter.state, amount, spend_limit_id=limit.pk, owner=owner, line_item_id=line_item_id)
 
 
 def _hold(line_item_id: int, counters: list[LockedCounter], amount: Decimal, moment: rules.Moment) -> None:
@@ -184,6 +170,7 @@ def _reservations_settle(line_item_id: int, charged: Decimal) -> list[CounterCha
                 cap=counter.spend_limit.amount,
                 spent_before=counter.spent,
                 spent_after=spent_after,
+                end_user=counter.end_user,
             )
         )
     return changes

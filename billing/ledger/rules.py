@@ -1,11 +1,15 @@
 """The spend rules both ledger backends apply, written once.
 
-- Which caps apply to a request: the organization's own caps and those of the key it
-  uses. One SQL condition, generated here from model metadata, serves the caller
-  lookup ("does any cap apply?"), the portable backend's statements and the
+- Which caps apply to a request: the organization's own caps, those of the key it uses,
+  of the key's project and, when the request names an end user, that end user's (a named
+  end user's cap, else the default cap every end user has for that period). One SQL
+  condition, generated here from model metadata, serves the caller lookup ("does any cap
+  apply?"), the portable backend's statements, the quote's read of the caps and the
   PostgreSQL functions (rendered into sql/*.sql when a migration loads them).
 - Where a cap's period starts, and when it resets: billing.periods, passed to SQL as
   parameters (a `Moment`) and picked per cap by one generated expression.
+- Which counter of a cap a request holds on: an end-user cap counts each end user apart
+  (the default cap has one counter per end user); every other cap has one counter a period.
 - What a cap created mid-period has already spent: one SQL expression, likewise shared.
 - Whether a cap has room, and the refusal that names it, what is left and when it resets.
 """
@@ -50,6 +54,17 @@ class SpendLimitExceeded(Exception):
 
 
 @dataclass(frozen=True)
+class Holder:
+    """Whose request holds money: the caps that apply follow from these (see caps_applicable_sql)."""
+
+    organization_id: int
+    api_key_id: int | None
+    project_id: int | None
+    # "": the request names no end user, and no end-user cap applies.
+    end_user: str
+
+
+@dataclass(frozen=True)
 class Moment:
     """The cap periods an instant falls in: each one's first day, and the first instant of that day."""
 
@@ -82,14 +97,38 @@ def table(model: type[Model]) -> str:
     return _quote(model._meta.db_table)
 
 
-def caps_applicable_sql(limit: str, *, organization: str, api_key: str) -> str:
-    """The caps (rows of SpendLimit aliased `limit`) that apply to a request of `organization` with `api_key`.
+def caps_applicable_sql(limit: str, *, organization: str, api_key: str, project: str, end_user: str | None) -> str:
+    """The caps (rows of SpendLimit aliased `limit`) that apply to a request of `organization` with `api_key`,
+    the key's `project`, and `end_user` ("": the request names none).
 
-    `organization` and `api_key` are SQL expressions: columns of an outer query, function
-    parameters or placeholders.
+    The arguments are SQL expressions: columns of an outer query, function parameters or
+    placeholders. `end_user` None: the end user is not known yet (the caller lookup), and every
+    end-user cap of the organization counts as applying, which over-approximates safely.
     """
     org, key = _column(SpendLimit, "organization", limit), _column(SpendLimit, "api_key", limit)
-    return f"{org} = {organization} AND ({key} IS NULL OR {key} = {api_key})"
+    owned_by = _column(SpendLimit, "project", limit)
+    cap_end_user, period = _column(SpendLimit, "end_user", limit), _column(SpendLimit, "period", limit)
+    own = f"({key} IS NULL AND {owned_by} IS NULL AND {cap_end_user} IS NULL)"
+    if end_user is None:
+        end_user_caps = f"{cap_end_user} IS NOT NULL"
+    else:
+        # A named end user's cap replaces the default of the same period.
+        named_org, named_end_user, named_period = (
+            _column(SpendLimit, name, "named_cap") for name in ("organization", "end_user", "period")
+        )
+        named = (
+            f"SELECT 1 FROM {table(SpendLimit)} named_cap WHERE {named_org} = {org} "  # noqa: S608  (metadata only)
+            f"AND {named_end_user} = {end_user} AND {named_period} = {period}"
+        )
+        end_user_caps = (
+            f"({end_user} <> '' AND ({cap_end_user} = {end_user} OR ({cap_end_user} = '' AND NOT EXISTS ({named}))))"
+        )
+    return f"{org} = {organization} AND ({own} OR {key} = {api_key} OR {owned_by} = {project} OR {end_user_caps})"
+
+
+def counter_end_user_sql(limit: str, *, end_user: str) -> str:
+    """Whom a request's counter of cap `limit` counts: the request's end user for an end-user cap, else ""."""
+    return f"(CASE WHEN {_column(SpendLimit, 'end_user', limit)} IS NULL THEN '' ELSE {end_user} END)"
 
 
 def period_case_sql(limit: str, *, day: str, month: str, total: str) -> str:
@@ -98,8 +137,11 @@ def period_case_sql(limit: str, *, day: str, month: str, total: str) -> str:
     return f"(CASE {period} WHEN '{periods.DAY}' THEN {day} WHEN '{periods.MONTH}' THEN {month} ELSE {total} END)"
 
 
-def spent_so_far_sql(limit: str, *, since: str, excluding: str) -> str:
+def spent_so_far_sql(limit: str, *, since: str, excluding: str, end_user: str) -> str:
     """What the owner of cap `limit` has spent since `since` (SQL expressions), for a counter created mid-period.
+
+    A key's cap sums the key's line items, a project's the project's, an end-user cap those of
+    `end_user` (the counter's: see counter_end_user_sql), the organization's all of them.
 
     Requests still in flight (admitted before the cap existed, so holding no reservation)
     count at their full price: a new cap may err on the safe side, never over. `excluding`
@@ -109,25 +151,33 @@ def spent_so_far_sql(limit: str, *, since: str, excluding: str) -> str:
     unit_price, n = _column(UsageLineItem, "unit_price", "i"), _column(UsageLineItem, "n", "i")
     org, key = _column(UsageLineItem, "organization", "i"), _column(UsageLineItem, "api_key", "i")
     created_at, item_id = _column(UsageLineItem, "created_at", "i"), _column(UsageLineItem, "id", "i")
+    project, item_end_user = _column(UsageLineItem, "project", "i"), _column(UsageLineItem, "end_user", "i")
     cap_org, cap_key = _column(SpendLimit, "organization", limit), _column(SpendLimit, "api_key", limit)
+    cap_project, cap_end_user = _column(SpendLimit, "project", limit), _column(SpendLimit, "end_user", limit)
     succeeded, pending = UsageLineItem.Status.SUCCEEDED.value, UsageLineItem.Status.PENDING.value
     return (
         f"(SELECT COALESCE(SUM(CASE WHEN {status} = '{succeeded}' THEN {cost} "  # noqa: S608  (metadata only)
         f"WHEN {status} = '{pending}' THEN {unit_price} * {n} ELSE 0 END), 0) "
         f"FROM {table(UsageLineItem)} i WHERE {org} = {cap_org} AND ({cap_key} IS NULL OR {key} = {cap_key}) "
+        f"AND ({cap_project} IS NULL OR {project} = {cap_project}) "
+        f"AND ({cap_end_user} IS NULL OR {item_end_user} = {end_user}) "
         f"AND {created_at} >= {since} AND {item_id} <> {excluding})"
     )
 
 
 @dataclass(frozen=True)
 class CapPeriod:
-    """A cap in its current period: what it allows, what is spent and what is held for requests under way."""
+    """A cap in its current period: what it allows, what is spent and what is held for requests under way.
+
+    `end_user`: whom the counter counts, for an end-user cap ("" for any other).
+    """
 
     period: str
     start: date
     cap: Decimal
     spent: Decimal
     reserved: Decimal
+    end_user: str = ""
 
     def has_room(self, amount: Decimal) -> bool:
         return self.spent + self.reserved + amount <= self.cap

@@ -30,8 +30,8 @@ from billing.forms import AlertPolicyForm, SpendLimitForm
 from billing.limits import (
     alert_policy_save,
     cap_bars_get,
-    key_prefix_or_none,
     org_alerts,
+    spend_limit_owner,
     spend_limit_remove,
     spend_limit_save,
 )
@@ -167,7 +167,9 @@ def limits_spend(request: HttpRequest, slug: str) -> HttpResponse:
 def limits_spend_delete(request: HttpRequest, slug: str, limit_id: int) -> HttpResponse:
     access = org_access_get(request.user, slug)
     limit = get_object_or_404(
-        SpendLimit.objects.select_related("organization", "api_key"), pk=limit_id, organization=access.organization
+        SpendLimit.objects.select_related("organization", "api_key", "project"),
+        pk=limit_id,
+        organization=access.organization,
     )
     require_manage(access)
     if not confirmed(request):
@@ -181,7 +183,7 @@ def limits_spend_delete(request: HttpRequest, slug: str, limit_id: int) -> HttpR
         )
     spend_limit_remove(
         organization=access.organization,
-        key_prefix=key_prefix_or_none(limit),
+        **spend_limit_owner(limit),
         period=limit.period,
         actor=Actor.dashboard(request.user),
     )

@@ -194,7 +194,14 @@ def _phase_one_sql(quote) -> str:
     """The caller statement, widened by the cache policy, the catalog revision and whether any cap applies."""
     policy = quote(ResponseCachePolicy._meta.db_table)
     revision = quote(CatalogRevision._meta.db_table)
-    caps_apply = caps_applicable_sql("s", organization=f"o.{quote('id')}", api_key=f"k.{quote('id')}")
+    # The end user is not known here: any end-user cap selects the capped path (the ledger then decides).
+    caps_apply = caps_applicable_sql(
+        "s",
+        organization=f"o.{quote('id')}",
+        api_key=f"k.{quote('id')}",
+        project=f"k.{quote('project_id')}",
+        end_user=None,
+    )
     columns = [
         *(f"p.{quote(concrete_field(ResponseCachePolicy, name).column)}" for name in _POLICY_COLUMNS),
         f"(SELECT r.{quote('revision')} FROM {revision} r WHERE r.{quote('id')} = 1)",  # noqa: S608

@@ -605,6 +605,8 @@ class ImageGeneration:
                 opened=self.line_item,
                 organization_id=context.caller.organization_id,
                 api_key_id=context.caller.api_key_id,
+                project_id=context.caller.project_id,
+                end_user=attempt.planned.params.end_user,
                 amount=quantize_usd(attempt.quote.hold),
                 now=self.received_at,
             )

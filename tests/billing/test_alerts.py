@@ -108,6 +108,9 @@ async def test_crossing_80_and_100_percent_alerts_once_each(gateway_client, aler
         "period": "day",
         "amount_usd": "1.00",
         "api_key_prefix": None,
+        "project": None,
+        "end_user": None,
+        "owner": "organization 'acme'",
     }
     refused = await gateway_client.post(URL, json=SMALL_IMAGE, headers=headers)
     assert refused.status_code == 429
