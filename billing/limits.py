@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Case, Q, QuerySet, When
 from django.utils import timezone
 
 from accounts.audit import Actor, audit_record, audit_snapshot
@@ -222,12 +222,13 @@ def org_spend_limits(*, organization: Organization, created_by=None) -> QuerySet
     limits = SpendLimit.objects.filter(organization=organization).select_related("organization", "api_key", "project")
     if created_by is not None:
         limits = limits.filter(api_key__created_by=created_by)
-    return limits.order_by(
-        F("api_key__prefix").asc(nulls_first=True),
-        F("project__name").asc(nulls_first=True),
-        F("end_user").asc(nulls_first=True),
-        "period",
+    owner = Case(
+        When(api_key__isnull=False, then=1),
+        When(project__isnull=False, then=2),
+        When(end_user__isnull=False, then=3),
+        default=0,
     )
+    return limits.order_by(owner, "api_key__prefix", "project__name", "end_user", "period")
 
 
 def cap_bars_get(*, organization: Organization, created_by=None, now: datetime | None = None) -> list[CapBar]:
