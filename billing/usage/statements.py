@@ -280,7 +280,7 @@ def statement_csv_lines(statement: Statement) -> Iterator[str]:
         label = csv_cell(cap.limit.owner_label)
         rows.append(_cap_row("cap", label, spent=cap.spent, limit=cap.limit, cap=cap.limit.amount, places=places))
     for alert in statement.alerts:
-        label = f"{alert.created_at:%Y-%m-%dT%H:%M:%SZ} {csv_cell(alert.spend_limit.owner_label)}"
+        label = f"{alert.created_at:%Y-%m-%dT%H:%M:%SZ} {csv_cell(alert.owner_label)}"
         rows.append(_cap_row("alert", label, spent=alert.spent, limit=alert.spend_limit, cap=alert.cap, places=places))
         rows[-1][CSV_COLUMNS.index("threshold")] = str(alert.threshold)
     width = len(CSV_COLUMNS)
