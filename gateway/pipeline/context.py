@@ -2,10 +2,10 @@
 
 The caller statement of accounts.callers (the key, its organization and tier, checked
 there) comes back widened by the organization's cache policy, the catalog revision,
-whether any spend cap applies (the ledger's rule) and the rate limits of the request's
-end user (the organization's default for every end user, and the named one's own). The catalog itself (models, prices,
-routes) is held per process and reloaded only when that revision moves, so an unchanged
-catalog costs no query at all.
+whether any spend cap applies (the ledger's rule) and the image limits of the request's
+end user (the organization's default for every end user, and the named one's own).
+The catalog itself (models, prices, routes) is held per process and reloaded only when
+that revision moves, so an unchanged catalog costs no query at all.
 """
 
 import threading
