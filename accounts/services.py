@@ -14,7 +14,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from accounts.audit import Actor, audit_record, audit_snapshot, audited_update
-from accounts.models import ApiKey, Membership, Organization, Tier
+from accounts.models import ApiKey, EndUserLimit, Membership, Organization, Tier
 
 API_KEY_MARKER = "igw-"
 ENTERPRISE_TIER = "enterprise"
@@ -320,3 +320,69 @@ def _org_suspension_set(
             after={**audit_snapshot(organization), "reason": reason},
         )
     return organization
+
+
+# --- End users (the request's `user`) ---------------------------------------------
+
+
+def end_user_check(end_user: str) -> str:
+    """An end user id as limits are stored under it ("" for the default), or AccountError saying what is wrong."""
+    longest = EndUserLimit._meta.get_field("end_user").max_length
+    if longest is not None and len(end_user) > longest:
+        raise AccountError(f"An end user id is at most {longest} characters, this one has {len(end_user)}")
+    return end_user
+
+
+def end_user_limit_update(
+    *, organization: Organization, end_user: str, actor: Actor, changes: dict[str, int | None]
+) -> EndUserLimit | None:
+    """Change an end user's image limits (`end_user` "": the default for every end user) from the next request on.
+
+    `changes` maps images_per_minute / images_per_day to a number, or to None to lift it; a limit not named
+    is kept. With neither left, the row goes: the organization's limits apply again. Returns the row, if any.
+    """
+    end_user_check(end_user)
+    unknown = set(changes) - {"images_per_minute", "images_per_day"}
+    if unknown:
+        raise AccountError(f"Not an end user limit: {', '.join(sorted(unknown))}")
+    if any(value is not None and value < 1 for value in changes.values()):
+        raise AccountError("Image limits must be at least 1")
+    with transaction.atomic():
+        limit = EndUserLimit.objects.select_for_update().filter(organization=organization, end_user=end_user).first()
+        if limit is None:
+            limit = EndUserLimit(organization=organization, end_user=end_user)
+        before = audit_snapshot(limit) if limit.pk else None
+        for name, value in changes.items():
+            setattr(limit, name, value)
+        if limit.images_per_minute is None and limit.images_per_day is None:
+            if before is not None:
+                audit_record(
+                    actor=actor,
+                    action="end_user_limit.delete",
+                    instance=limit,
+                    organization=organization,
+                    before=before,
+                )
+                limit.delete()
+            return None
+        limit.save()
+        audit_record(
+            actor=actor,
+            action="end_user_limit.update" if before else "end_user_limit.create",
+            instance=limit,
+            organization=organization,
+            before=before,
+            after=audit_snapshot(limit),
+        )
+    return limit
+
+
+def org_require_end_user_set(*, organization: Organization, actor: Actor, required: bool) -> Organization:
+    """Whether every image request must name its end user (`user` or `safety_identifier`); from the next request."""
+    return audited_update(
+        actor=actor,
+        action="organization.require_end_user",
+        instance=organization,
+        changes={"require_end_user": required},
+        organization=organization,
+    )

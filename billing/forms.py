@@ -1,12 +1,15 @@
-"""Dashboard forms for usage filters, prices, the model catalog, spend caps and alert policies."""
+"""Dashboard forms for usage filters, prices, the model catalog, spend caps, end users' limits and alert policies."""
+
+from decimal import Decimal
 
 from django import forms
 from django.utils import timezone
 
-from accounts.models import ApiKey, Organization, Tier
+from accounts.models import ApiKey, EndUserLimit, Organization, Tier
+from billing.limits import EndUserLimits
 from billing.models import PriceConfig, SpendLimit, UsageLineItem
 from billing.periods import today_utc
-from gateway.core.money import parse_usd
+from gateway.core.money import format_usd, parse_usd
 from providers.models import FallbackRoute, ModelSpec
 from providers.sizes import AUTO, size_parse
 
@@ -119,6 +122,56 @@ class SpendLimitForm(forms.Form):
     @property
     def key_prefix(self) -> str | None:
         return self.cleaned_data["scope"] or None
+
+
+class UsdField(forms.CharField):
+    """An optional USD amount: empty is None (no cap)."""
+
+    def clean(self, value):
+        text = super().clean(value)
+        if not text:
+            return None
+        try:
+            return parse_usd(text)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class EndUserLimitsForm(forms.Form):
+    """Every limit of one end user (empty end user: the default every end user has); an empty field lifts that one."""
+
+    end_user = forms.CharField(
+        max_length=EndUserLimit._meta.get_field("end_user").max_length,
+        required=False,
+        strip=False,
+        label="End user",
+        help_text="The id requests send in 'user'; empty for the default every end user has.",
+    )
+    images_per_minute = forms.IntegerField(min_value=1, required=False)
+    images_per_day = forms.IntegerField(min_value=1, required=False)
+    usd_per_day = UsdField(max_length=24, required=False, label="Cap per day (USD)")
+    usd_per_month = UsdField(max_length=24, required=False, label="Cap per month (USD)")
+    usd_total = UsdField(max_length=24, required=False, label="Cap in total (USD)")
+
+    RATE_FIELDS = ("images_per_minute", "images_per_day")
+    CAP_FIELDS: dict[str, str] = {
+        SpendLimit.Period.DAY: "usd_per_day",
+        SpendLimit.Period.MONTH: "usd_per_month",
+        SpendLimit.Period.TOTAL: "usd_total",
+    }
+
+    @classmethod
+    def of(cls, limits: EndUserLimits) -> "EndUserLimitsForm":
+        """The form filled with an end user's current limits, to edit them."""
+        initial = {"end_user": limits.end_user, **{name: getattr(limits, name) for name in cls.RATE_FIELDS}}
+        initial.update({cls.CAP_FIELDS[period]: format_usd(cap.amount) for period, cap in limits.caps.items()})
+        return cls(initial=initial)
+
+    def rates(self) -> dict[str, int | None]:
+        return {name: self.cleaned_data[name] for name in self.RATE_FIELDS}
+
+    def caps(self) -> dict[str, Decimal | None]:
+        return {period: self.cleaned_data[name] for period, name in self.CAP_FIELDS.items()}
 
 
 class ThresholdsField(forms.CharField):

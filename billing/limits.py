@@ -15,10 +15,11 @@ from django.db.models import Case, Q, QuerySet, When
 from django.utils import timezone
 
 from accounts.audit import Actor, audit_record, audit_snapshot
-from accounts.models import ApiKey, Organization, Project
+from accounts.models import ApiKey, EndUserLimit, Organization, Project
+from accounts.services import end_user_check, end_user_limit_update
 from billing.alerts import alerts_record_reached
 from billing.ledger.caps import caps_current
-from billing.models import AlertPolicy, SpendAlert, SpendCounter, SpendLimit
+from billing.models import AlertPolicy, SpendAlert, SpendCounter, SpendLimit, cap_owner_label
 from billing.periods import days_span, period_reset
 from billing.services import BillingError
 from gateway.core.money import quantize_usd
@@ -302,3 +303,90 @@ def month_caps_get(*, organization: Organization, first: date, last: date) -> li
             )
         )
     return caps
+
+
+# --- End users: their image limits (accounts) and spend caps, set together -------
+
+
+def end_user_limits_save(
+    *,
+    organization: Organization,
+    end_user: str,
+    actor: Actor,
+    rates: dict[str, int | None],
+    caps: dict[str, Decimal | None],
+) -> None:
+    """Set an end user's image limits (`rates`, as end_user_limit_update takes them) and spend caps (`caps`: an
+    amount per period, None to remove that cap), all or nothing; what is not named is kept. `end_user` "": the
+    default every end user has."""
+    end_user_check(end_user)
+    with transaction.atomic():
+        if rates:
+            end_user_limit_update(organization=organization, end_user=end_user, actor=actor, changes=rates)
+        for period, amount in caps.items():
+            if amount is not None:
+                spend_limit_save(
+                    organization=organization,
+                    key_prefix=None,
+                    period=period,
+                    amount=amount,
+                    actor=actor,
+                    end_user=end_user,
+                )
+            elif _limit_find(organization=organization, key_prefix=None, period=period, end_user=end_user):
+                spend_limit_remove(
+                    organization=organization, key_prefix=None, period=period, actor=actor, end_user=end_user
+                )
+
+
+def end_user_limits_delete(*, organization: Organization, end_user: str, actor: Actor) -> None:
+    """Remove an end user's image limits and spend caps: the default's (or the organization's) apply again."""
+    end_user_check(end_user)
+    with transaction.atomic():
+        has_rates = EndUserLimit.objects.filter(organization=organization, end_user=end_user).exists()
+        periods = list(
+            SpendLimit.objects.filter(organization=organization, end_user=end_user).values_list("period", flat=True)
+        )
+        if not has_rates and not periods:
+            raise BillingError(f"There are no limits on {cap_owner_label(end_user=end_user)} to delete")
+        end_user_limits_save(
+            organization=organization,
+            end_user=end_user,
+            actor=actor,
+            rates={"images_per_minute": None, "images_per_day": None} if has_rates else {},
+            caps=dict.fromkeys(periods),
+        )
+
+
+@dataclass(frozen=True)
+class EndUserLimits:
+    """One end user's limits as the Limits page lists them: image limits and caps, None where unset."""
+
+    end_user: str
+    images_per_minute: int | None
+    images_per_day: int | None
+    caps: dict[str, SpendLimit]
+
+    @property
+    def label(self) -> str:
+        return cap_owner_label(end_user=self.end_user)
+
+
+def end_user_limits_get(*, organization: Organization) -> list[EndUserLimits]:
+    """The default (first, when set) and every named end user with limits or caps, by id."""
+    rates = {row.end_user: row for row in EndUserLimit.objects.filter(organization=organization)}
+    caps: dict[str, dict[str, SpendLimit]] = {}
+    for limit in SpendLimit.objects.filter(organization=organization, end_user__isnull=False).select_related(
+        "organization"
+    ):
+        assert limit.end_user is not None
+        caps.setdefault(limit.end_user, {})[limit.period] = limit
+    return [
+        EndUserLimits(
+            end_user=end_user,
+            images_per_minute=rates[end_user].images_per_minute if end_user in rates else None,
+            images_per_day=rates[end_user].images_per_day if end_user in rates else None,
+            caps=caps.get(end_user, {}),
+        )
+        for end_user in sorted(set(rates) | set(caps))
+    ]

@@ -25,6 +25,9 @@ urlpatterns = [
         "orgs/<slug:slug>/limits/spend/<int:limit_id>/delete/", limits.limits_spend_delete, name="limits-spend-delete"
     ),
     path("orgs/<slug:slug>/limits/alerts/", limits.limits_alerts, name="limits-alerts"),
+    path("orgs/<slug:slug>/limits/end-users/", limits.limits_end_user, name="limits-end-user"),
+    path("orgs/<slug:slug>/limits/end-users/delete/", limits.limits_end_user_delete, name="limits-end-user-delete"),
+    path("orgs/<slug:slug>/limits/end-users/require/", limits.limits_require_end_user, name="limits-require-end-user"),
     path("orgs/<slug:slug>/alerts/", limits.alerts, name="alerts"),
     # Exports and statements.
     path("orgs/<slug:slug>/exports/", reports.org_exports, name="org-exports"),

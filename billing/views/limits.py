@@ -1,4 +1,4 @@
-"""The Limits page (tier, per-key image limits, spend caps, alert policy) and the Alerts page.
+"""The Limits page (tier, per-key image limits, spend caps, end users' limits, alert policy) and the Alerts page.
 
 Owners, admins and staff change limits; finance and members read them (403 on a
 change); an outsider gets 404 for every page, fragment and object.
@@ -6,7 +6,7 @@ change); an outsider gets 404 for every page, fragment and object.
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -24,18 +24,21 @@ from accounts.dashboard import (
 )
 from accounts.forms import KeyLimitsForm, TierForm
 from accounts.models import ApiKey
-from accounts.services import AccountError, api_key_update, org_tier_set
+from accounts.services import AccountError, api_key_update, org_require_end_user_set, org_tier_set
 from billing.alerts import alert_thresholds
-from billing.forms import AlertPolicyForm, SpendLimitForm
+from billing.forms import AlertPolicyForm, EndUserLimitsForm, SpendLimitForm
 from billing.limits import (
     alert_policy_save,
     cap_bars_get,
+    end_user_limits_delete,
+    end_user_limits_get,
+    end_user_limits_save,
     org_alerts,
     spend_limit_owner,
     spend_limit_remove,
     spend_limit_save,
 )
-from billing.models import AlertPolicy, SpendLimit
+from billing.models import AlertPolicy, SpendLimit, cap_owner_label
 from billing.services import BillingError
 from gateway.core.money import format_usd
 
@@ -66,11 +69,14 @@ def _limits_context(access: OrgAccess, **extra) -> dict:
         "tier_form": tier_form,
         # Image keys only: a usage-API key makes no image requests to limit.
         "keys": ApiKey.objects.filter(organization=organization, kind=ApiKey.Kind.IMAGES, revoked_at__isnull=True),
-        "cap_bars": cap_bars_get(organization=organization),
+        # End users' caps are listed with the rest of their limits, in their own section.
+        "cap_bars": [bar for bar in cap_bars_get(organization=organization) if bar.limit.end_user is None],
         "spend_form": SpendLimitForm(organization=organization),
         "alert_form": _alert_policy_form(organization),
         "alert_policy": AlertPolicy.objects.filter(organization=organization).first(),
         "alert_thresholds": alert_thresholds(organization_id=organization.pk),
+        "end_users": end_user_limits_get(organization=organization),
+        "end_user_form": EndUserLimitsForm(),
         **extra,
     }
 
@@ -82,8 +88,15 @@ def _limits_url(slug: str) -> str:
 @login_required
 @require_GET
 def limits(request: HttpRequest, slug: str) -> HttpResponse:
+    """The page; `?end_user=ID` (empty: the default) fills the end users' form with that end user's limits."""
     access = org_access_get(request.user, slug)
-    return render_panel(request, LIMITS_TEMPLATE, _limits_context(access))
+    extra = {}
+    if "end_user" in request.GET:
+        end_user = request.GET["end_user"]
+        found = [row for row in end_user_limits_get(organization=access.organization) if row.end_user == end_user]
+        if found:
+            extra["end_user_form"] = EndUserLimitsForm.of(found[0])
+    return render_panel(request, LIMITS_TEMPLATE, _limits_context(access, **extra))
 
 
 @login_required
@@ -188,6 +201,71 @@ def limits_spend_delete(request: HttpRequest, slug: str, limit_id: int) -> HttpR
         actor=Actor.dashboard(request.user),
     )
     messages.success(request, f"Removed the {limit.period} cap on {limit.owner_label}.")
+    return after_change(request, _limits_url(slug))
+
+
+@login_required
+@require_POST
+def limits_end_user(request: HttpRequest, slug: str) -> HttpResponse:
+    """Set every limit of one end user, or of the default every end user has; an empty field lifts its limit."""
+    access = org_access_get(request.user, slug)
+    require_manage(access)
+    form = EndUserLimitsForm(request.POST)
+    if form.is_valid():
+        end_user = form.cleaned_data["end_user"]
+        try:
+            end_user_limits_save(
+                organization=access.organization,
+                end_user=end_user,
+                actor=Actor.dashboard(request.user),
+                rates=form.rates(),
+                caps=form.caps(),
+            )
+        except (AccountError, BillingError) as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Saved the limits of {cap_owner_label(end_user=end_user)}.")
+            return after_change(request, _limits_url(slug))
+    return render_panel(request, LIMITS_TEMPLATE, _limits_context(access, end_user_form=form), status=422)
+
+
+@login_required
+@require_POST
+def limits_end_user_delete(request: HttpRequest, slug: str) -> HttpResponse:
+    """Remove an end user's limits and caps (the end user id is in the form: ids need not be URL-safe)."""
+    access = org_access_get(request.user, slug)
+    end_user = request.POST.get("end_user", "")
+    found = [row for row in end_user_limits_get(organization=access.organization) if row.end_user == end_user]
+    if not found:
+        raise Http404("No such end user limits")
+    require_manage(access)
+    owner = found[0].label
+    if not confirmed(request):
+        return render_confirmation(
+            request,
+            title=f"Remove the limits and caps of {owner}?",
+            changes=[("Limits", "set", "none")],
+            warning="From the next request on, "
+            + ("the organization's limits apply." if not end_user else "the default every end user has applies."),
+            cancel_url=_limits_url(slug),
+            context={"access": access},
+        )
+    end_user_limits_delete(organization=access.organization, end_user=end_user, actor=Actor.dashboard(request.user))
+    messages.success(request, f"Removed the limits and caps of {owner}.")
+    return after_change(request, _limits_url(slug))
+
+
+@login_required
+@require_POST
+def limits_require_end_user(request: HttpRequest, slug: str) -> HttpResponse:
+    """Whether image requests that name no end user are refused (400 end_user_required)."""
+    access = org_access_get(request.user, slug)
+    require_manage(access)
+    required = request.POST.get("require_end_user") == "on"
+    org_require_end_user_set(organization=access.organization, actor=Actor.dashboard(request.user), required=required)
+    messages.success(
+        request, "Image requests must now name their end user." if required else "Image requests may omit the end user."
+    )
     return after_change(request, _limits_url(slug))
 
 

@@ -1,10 +1,11 @@
 """Phase one of a call: who is calling and what the catalog says, in one statement.
 
 The caller statement of accounts.callers (the key, its organization and tier, checked
-there) comes back widened by the organization's cache policy, the catalog revision and
-whether any spend cap applies (the ledger's rule). The catalog itself (models, prices,
-routes) is held per process and reloaded only when that revision moves, so an unchanged
-catalog costs no query at all.
+there) comes back widened by the organization's cache policy, the catalog revision,
+whether any spend cap applies (the ledger's rule) and the image limits of the request's
+end user (the organization's default for every end user, and the named one's own).
+The catalog itself (models, prices, routes) is held per process and reloaded only when
+that revision moves, so an unchanged catalog costs no query at all.
 """
 
 import threading
@@ -23,6 +24,7 @@ from accounts.callers import (
     caller_touch,
     lookup_prefix,
 )
+from accounts.models import EndUserLimit
 from billing.ledger.rules import caps_applicable_sql
 from billing.models import CatalogRevision, PriceConfig, SpendLimit, TokenPrice
 from billing.pricing import ModelPricing
@@ -33,8 +35,20 @@ from providers.models import FallbackRoute, ModelSpec, ResponseCachePolicy
 from providers.sizes import AUTO, SizeRule
 
 Priced = tuple[CatalogEntry, ModelPricing]
+# The end user's rate limits: the default row's and the named end user's (LEFT JOINs: NULL when absent).
+_END_USER_COLUMNS = ("images_per_minute", "images_per_day")
 # A backstop for catalog edits that send no signal (QuerySet.update, raw SQL).
 SNAPSHOT_MAX_AGE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class EndUserRates:
+    """The request's end user and their image limits: the named end user's own, window by window, else the
+    organization's default for every end user; None where neither limits that window."""
+
+    end_user: str
+    images_per_minute: int | None
+    images_per_day: int | None
 
 
 @dataclass
@@ -51,6 +65,8 @@ class CallContext:
     fallbacks: list[Priced] = field(default_factory=list)
     cache: CacheSettings | None = None
     catalog: "CatalogSnapshot | None" = None
+    # Only when the request names an end user and the organization limits end users.
+    end_user: EndUserRates | None = None
 
 
 def catalog_entry(spec: ModelSpec) -> CatalogEntry:
@@ -184,6 +200,7 @@ def _phase_one_fields() -> tuple:
         *(concrete_field(ResponseCachePolicy, name) for name in _POLICY_COLUMNS),
         concrete_field(CatalogRevision, "revision"),
         None,
+        *(concrete_field(EndUserLimit, name) for name in _END_USER_COLUMNS * 2),
     )
 
 
@@ -191,7 +208,8 @@ _POLICY_COLUMNS = ("enabled", "ttl", "price_per_image")
 
 
 def _phase_one_sql(quote) -> str:
-    """The caller statement, widened by the cache policy, the catalog revision and whether any cap applies."""
+    """The caller statement, widened by the cache policy, the catalog revision, whether any cap applies and the
+    end user's rate limits: the statement's first parameter is the end user, its second the key's prefix."""
     policy = quote(ResponseCachePolicy._meta.db_table)
     revision = quote(CatalogRevision._meta.db_table)
     # The end user is not known here: any end-user cap selects the capped path (the ledger then decides).
@@ -208,22 +226,36 @@ def _phase_one_sql(quote) -> str:
         f"EXISTS (SELECT 1 FROM {quote(SpendLimit._meta.db_table)} s WHERE {caps_apply})",  # noqa: S608
     ]
     joins = [f"LEFT JOIN {policy} p ON p.{quote('organization_id')} = o.{quote('id')}"]
+    # The default row ("") and the named end user's, each found by the (organization, end_user) unique index.
+    end_user_limit = quote(EndUserLimit._meta.db_table)
+    for alias, end_user in (("eud", "''"), ("eun", "%s")):
+        columns += [f"{alias}.{quote(concrete_field(EndUserLimit, name).column)}" for name in _END_USER_COLUMNS]
+        joins.append(
+            f"LEFT JOIN {end_user_limit} {alias} ON {alias}.{quote('organization_id')} = o.{quote('id')} "
+            f"AND {alias}.{quote('end_user')} = {end_user}"
+        )
     return caller_statement(quote, columns=columns, joins=joins)
 
 
-async def call_context_load(plaintext: str, model: str | None) -> CallContext | None:
-    """Phase one: the key, the model's catalog entry and its prices; one statement while the catalog is unchanged."""
+async def call_context_load(plaintext: str, model: str | None, end_user: str = "") -> CallContext | None:
+    """Phase one: the key, the end user's limits, the model's catalog entry and its prices; one statement while the
+    catalog is unchanged."""
     prefix = lookup_prefix(plaintext)
     if prefix is None:
         return None
-    rows = await HotStatements.aselect("phase_one", _phase_one_sql, _phase_one_fields(), [prefix])
+    rows = await HotStatements.aselect("phase_one", _phase_one_sql, _phase_one_fields(), [end_user, prefix])
     found = caller_check(plaintext, rows[0]) if rows else None
     if found is None:
         return None
-    enabled, ttl, price_per_image, revision, has_spend_limits = rows[0][CALLER_WIDTH:]
+    enabled, ttl, price_per_image, revision, has_spend_limits = rows[0][CALLER_WIDTH : CALLER_WIDTH + 5]
+    default_minute, default_day, named_minute, named_day = rows[0][CALLER_WIDTH + 5 :]
     if found.touch_due:
         await caller_touch(found.caller)
     context = CallContext(caller=replace(found.caller, has_spend_limits=bool(has_spend_limits)), entry=None)
+    if end_user:
+        minute, day = named_minute or default_minute, named_day or default_day
+        if minute is not None or day is not None:
+            context.end_user = EndUserRates(end_user, minute, day)
     if enabled:
         context.cache = CacheSettings(ttl=ttl or timedelta(0), price_per_image=price_per_image)
     if model is not None:

@@ -52,6 +52,7 @@ from gateway.pipeline.validation import (
     CatalogEntry,
     check_model_usable,
     end_user_of,
+    end_user_require,
     parse_body,
     requested_model,
     validate_params,
@@ -206,7 +207,7 @@ class ImageGeneration:
             model = requested_model(self.payload)
         except GatewayError as error:
             parse_error = error
-        context = await call_context_load(api_key, model)
+        context = await call_context_load(api_key, model, end_user_of(self.payload))
         if context is None:
             raise GatewayError(401, "invalid_api_key", "Invalid API key: unknown, revoked or expired.")
         refusal = caller_refusal(context.caller, door=Door.IMAGES)
@@ -226,13 +227,15 @@ class ImageGeneration:
                     now=self.received_at,
                 )
                 if replay is not None:
-                    budget = await rate_limit_consume(caller=context.caller, n=0, token=self.request_id)
+                    budget = await self._budget(context)
                     headers = {**budget.headers(), "Idempotent-Replayed": "true"}
                     return GatewayResponse(status=replay.status, body=replay.body, headers=headers)
                 claimed = idempotency_key
             # Images are consumed only after every check that needs no provider; a spend refusal
             # or a failed provider call below gives them back.
-            rate = await rate_limit_consume(caller=context.caller, n=plan[0].planned.params.n, token=self.request_id)
+            rate = await rate_limit_consume(
+                caller=context.caller, n=plan[0].planned.params.n, token=self.request_id, end_user=context.end_user
+            )
         except GatewayError as error:
             await self._refuse(context, error, claimed)
             raise
@@ -282,9 +285,13 @@ class ImageGeneration:
         if "x-ratelimit-limit-images-minute" not in error.headers and error.status != 503:
             # When the limiter itself is unavailable, the refusal stands without budget headers.
             with suppress(GatewayError):
-                budget = await rate_limit_consume(caller=context.caller, n=0, token=self.request_id)
+                budget = await self._budget(context)
                 error.headers.update(budget.headers())
         await self._record_rejection(context, error)
+
+    async def _budget(self, context: CallContext) -> RateDecision:
+        """The caller's image budget, as the rate limit headers tell it; nothing is consumed."""
+        return await rate_limit_consume(caller=context.caller, n=0, token=self.request_id, end_user=context.end_user)
 
     async def _give_back(
         self, context: CallContext, exc: BaseException, rate: RateDecision, claimed: str | None
@@ -297,6 +304,7 @@ class ImageGeneration:
 
     def _admit(self, context: CallContext, model: str) -> tuple[list[Attempt], AttemptLog]:
         """The attempts to make, in order; a route's candidates that cannot take this request are skipped."""
+        end_user_require(self.payload, required=context.caller.requires_end_user)
         editor = ""
         if self.action == EDIT and context.entry is not None and not context.entry.edit and context.catalog:
             editor = context.catalog.editor_for(context.entry, self.received_at.date())

@@ -304,6 +304,18 @@ def end_user_of(payload: dict[str, Any]) -> str:
     return ""
 
 
+def end_user_require(payload: dict[str, Any], *, required: bool) -> None:
+    """Refuse a request that names no end user when its organization requires one, so none escapes their limits."""
+    if required and not end_user_of(payload):
+        raise GatewayError(
+            400,
+            "end_user_required",
+            "This organization requires every image request to name its end user: send 'user' "
+            "(or 'safety_identifier') with a stable id of the person the image is for.",
+            param="user",
+        )
+
+
 def validate_params(
     payload: dict[str, Any],
     entry: CatalogEntry,

@@ -14,7 +14,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Sum
 
-from accounts.services import org_tier_set
+from accounts.audit import Actor
+from accounts.services import end_user_limit_update, org_tier_set
 from billing.limits import spend_limit_set
 from billing.models import SpendReservation, UsageLineItem
 from tests.conftest import _free_port
@@ -51,10 +52,11 @@ def three_workers(seeded):
         server.wait(timeout=20)
 
 
-async def fire(url: str, headers: dict[str, str], count: int) -> list[httpx.Response]:
+async def fire(url: str, headers: dict[str, str], count: int, body: dict | None = None) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=count)
+    payload = body or SMALL_IMAGE
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        return list(await asyncio.gather(*(client.post(URL, json=SMALL_IMAGE, headers=headers) for _ in range(count))))
+        return list(await asyncio.gather(*(client.post(URL, json=payload, headers=headers) for _ in range(count))))
 
 
 @pytest.fixture
@@ -74,3 +76,14 @@ def test_rate_and_spend_limits_are_exact_across_three_worker_processes(three_wor
     charged = UsageLineItem.objects.filter(organization=capped, status="succeeded").aggregate(total=Sum("cost"))
     assert charged["total"] == Decimal("1.00")
     assert not SpendReservation.objects.exists()
+
+
+def test_an_end_user_limit_is_exact_across_three_worker_processes(three_workers, make_org, make_key):
+    small_image_price("0.04")
+    org = make_org("acme", tier="free")
+    org_tier_set(organization=org, tier_slug="enterprise", images_per_minute=100000, images_per_day=100000)
+    end_user_limit_update(organization=org, end_user="", actor=Actor.command(), changes={"images_per_minute": 3})
+    headers = bearer(make_key(org).plaintext)
+    alice = asyncio.run(fire(three_workers, headers, 30, {**SMALL_IMAGE, "user": "alice"}))
+    assert statuses(alice) == {200: 3, 429: 27}
+    assert statuses(asyncio.run(fire(three_workers, headers, 3, {**SMALL_IMAGE, "user": "bob"}))) == {200: 3}

@@ -1,6 +1,7 @@
 """Image rate limits: a rolling 60-second window and the UTC calendar day, counted in images.
 
-With Redis, checking and consuming every window of the organization and the key
+With Redis, checking and consuming every window of the organization, and of the
+key, its project and the request's end user where they have limits of their own,
 is one Lua script on Redis's own clock, so every worker process and machine
 shares one exact count. Without Redis (the embedded default), or with Redis
 down and RATE_LIMIT_ON_REDIS_FAILURE=open, a per-process limiter applies the
@@ -20,9 +21,9 @@ from redis.exceptions import RedisError
 from gateway.core.errors import GatewayError
 from gateway.pipeline.ratelimit.local_backend import LocalLimiter
 from gateway.pipeline.ratelimit.redis_backend import RedisLimiter
-from gateway.pipeline.ratelimit.rules import RateDecision, RateLimiter, Scope, never_fits, scopes_for
+from gateway.pipeline.ratelimit.rules import EndUserRates, RateDecision, RateLimiter, Scope, never_fits, scopes_for
 
-__all__ = ["RateDecision", "local_limiter", "rate_limit_consume", "rate_limit_refund", "redis_limiter"]
+__all__ = ["EndUserRates", "RateDecision", "local_limiter", "rate_limit_consume", "rate_limit_refund", "redis_limiter"]
 
 logger = logging.getLogger("gateway.pipeline.ratelimit")
 
@@ -31,13 +32,13 @@ redis_limiter = RedisLimiter()
 _last_fallback_warning = 0.0
 
 
-async def rate_limit_consume(*, caller, n: int, token: str) -> RateDecision:
+async def rate_limit_consume(*, caller, n: int, token: str, end_user: EndUserRates | None = None) -> RateDecision:
     """Check every window and, when all have room, consume `n` images; n=0 only reads the budget.
 
     Raises GatewayError 429 when a window has no room (nothing is consumed) or never could have
     (nothing is asked), and 503 when Redis is down and the gateway is configured to fail closed.
     """
-    scopes = scopes_for(caller)
+    scopes = scopes_for(caller, end_user)
     impossible = never_fits(scopes, n)
     if impossible is not None:
         raise impossible

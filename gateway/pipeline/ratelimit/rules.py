@@ -4,6 +4,7 @@ A backend counts; this module turns its count into the decision: the headers,
 the refusal and its message, the view after a refund.
 """
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ DAY_MS = 86_400_000
 
 @dataclass(frozen=True)
 class Scope:
-    """One set of limits: the organization's, or a key's own tighter ones."""
+    """One set of limits: the organization's, or the tighter ones of a key, its project or the end user."""
 
     key: str
     label: str
@@ -25,25 +26,60 @@ class Scope:
     per_day: int
 
 
-def scopes_for(caller) -> list[Scope]:
-    """The organization's limits, plus the key's when it carries its own."""
+class EndUserRates(Protocol):
+    """The end user a request names and their limits, None where unlimited (phase one loads them: CallContext)."""
+
+    @property
+    def end_user(self) -> str: ...
+
+    @property
+    def images_per_minute(self) -> int | None: ...
+
+    @property
+    def images_per_day(self) -> int | None: ...
+
+
+def scopes_for(caller, end_user: EndUserRates | None = None) -> list[Scope]:
+    """The organization's limits, plus those of the key, its project and the end user that carry their own.
+
+    A window a scope does not limit falls back to the organization's number: the scope's usage is part of
+    the organization's, so that window never binds before the organization's.
+    """
     org = Scope(
         key=f"rl:o:{caller.organization_id}",
         label=f"organization '{caller.organization_slug}' ({caller.tier_name} tier)",
         per_minute=caller.images_per_minute,
         per_day=caller.images_per_day,
     )
-    if caller.key_images_per_minute is None and caller.key_images_per_day is None:
-        return [org]
-    # A window the key does not limit falls back to the organization's number; the key's
-    # usage is part of the organization's, so that window never binds before the organization's.
-    key = Scope(
-        key=f"rl:k:{caller.api_key_id}",
-        label=f"API key '{caller.api_key_prefix}'",
-        per_minute=caller.key_images_per_minute or caller.images_per_minute,
-        per_day=caller.key_images_per_day or caller.images_per_day,
+    scopes = [org]
+
+    def add(key: str, label: str, per_minute: int | None, per_day: int | None) -> None:
+        if per_minute is not None or per_day is not None:
+            scopes.append(Scope(key, label, per_minute or org.per_minute, per_day or org.per_day))
+
+    add(
+        f"rl:k:{caller.api_key_id}",
+        f"API key '{caller.api_key_prefix}'",
+        caller.key_images_per_minute,
+        caller.key_images_per_day,
     )
-    return [org, key]
+    if caller.project_id is not None:
+        add(
+            f"rl:p:{caller.project_id}",
+            f"project '{caller.project_name}'",
+            caller.project_images_per_minute,
+            caller.project_images_per_day,
+        )
+    if end_user is not None and end_user.end_user:
+        # Hashed: an end user id is up to 256 characters of the client's choosing, a key stays short.
+        digest = hashlib.sha256(end_user.end_user.encode()).hexdigest()[:24]
+        add(
+            f"rl:u:{caller.organization_id}:{digest}",
+            f"end user '{end_user.end_user}' of organization '{caller.organization_slug}'",
+            end_user.images_per_minute,
+            end_user.images_per_day,
+        )
+    return scopes
 
 
 def never_fits(scopes: list[Scope], n: int) -> GatewayError | None:
