@@ -426,11 +426,10 @@ def image_jobs_sweep(*, now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.SPEND_RESERVATION_TIMEOUT_SECONDS)
     abandoned = 0
-    for job in ImageJob.objects.filter(status__in=(ImageJob.Status.QUEUED, ImageJob.Status.RUNNING)):
-        closed = not UsageLineItem.objects.filter(
-            request_id=job.request_id, status=UsageLineItem.Status.PENDING
-        ).exists()
-        if closed and job.created_at < cutoff:
+    unfinished = (ImageJob.Status.QUEUED, ImageJob.Status.RUNNING)
+    for job in ImageJob.objects.filter(status__in=unfinished, created_at__lt=cutoff):
+        pending = UsageLineItem.objects.filter(request_id=job.request_id, status=UsageLineItem.Status.PENDING)
+        if not pending.exists():
             abandoned += _job_finish(job, _abandoned_response(job), expected=job.status)
     expired = ImageJob.objects.filter(status__in=_FINISHED, expires_at__lt=now).delete()[0]
     return {"abandoned": abandoned, "expired": expired}
