@@ -201,7 +201,8 @@ async def image_endpoint(scope: dict, receive: Receive, send: Send, route: Image
         assert watcher is not None and generation.caller is not None
         await watcher
         await db_step(job_record_left_answer, generation, generation.caller, result)
-        return
+        if not stream.started:
+            return  # nobody to answer; a stream's writer still ends below
     if stream.started:
         if result.status != 200:
             # Mid-stream, an error is an event (the SDK raises it as APIError), as OpenAI's streams end.

@@ -474,15 +474,18 @@ class ImageGeneration:
     async def resume(self, context: CallContext, rate: RateDecision) -> GatewayResponse:
         """The second half of a deferred call, on a worker: plan it again, call the provider, settle, answer.
 
-        `self.line_item` is the one opened at admission. A plan that no longer holds (the model was
-        deactivated meanwhile) fails the line item; any failure gives the images back, as a synchronous call does.
+        `self.line_item` is the one opened at admission; its hold is renewed at today's price (a price may
+        have changed while the job waited), all or nothing. A plan that no longer holds (the model was
+        deactivated meanwhile, a cap has no room left) fails the line item; any failure gives the images back,
+        as a synchronous call does.
         """
         try:
             try:
                 plan, attempts = self._admit(context, requested_model(self.payload) or "")
-            except GatewayError as error:
+                await self._reserve_for(plan[0], context)
+            except (GatewayError, _SpendRefusedAttempt) as error:
                 await self._fail(status=error.status, code=error.code, details={"error": error.message[:500]})
-                raise
+                raise error.refusal if isinstance(error, _SpendRefusedAttempt) else error from None
             return await self._deliver(context, plan, attempts, cache=None, stored_key="")
         except BaseException as exc:
             await asyncio.shield(self._give_back(context, exc, rate, None))

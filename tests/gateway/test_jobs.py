@@ -26,7 +26,7 @@ from billing.limits import spend_limit_set, webhook_secret_for
 from billing.models import SpendCounter, SpendReservation, UsageLineItem
 from gateway.celery import app as celery_app
 from gateway.models import ImageJob
-from gateway.pipeline.jobs import image_jobs_sweep
+from gateway.pipeline.jobs import image_jobs_sweep, job_execute
 from gateway.tasks import image_job_callback
 from tests.billing.test_alerts import WebhookReceiver
 from tests.conftest import serve_asgi
@@ -295,3 +295,17 @@ def test_a_synchronous_call_whose_client_left_is_finished_and_kept_as_a_job(live
     assert Image.open(io.BytesIO(base64.b64decode(shown["data"][0]["b64_json"]))).format == "PNG"
     item.refresh_from_db()
     assert (item.status, item.cost) == ("succeeded", Decimal("0.04")), "delivered, so charged"
+
+
+async def test_a_worker_holds_and_charges_the_price_of_the_day_it_runs(gateway_client, capped_org, no_worker):
+    org, headers = capped_org
+    submitted = (await gateway_client.post(URL, json=SMALL_IMAGE, headers={**headers, **ASYNC})).json()
+    await sync_to_async(small_image_price)("0.05")  # the price changes while the job waits
+    job = await ImageJob.objects.aget(public_id=submitted["id"])
+    await job_execute(job.pk)  # what the Celery task runs
+    await job_execute(job.pk)  # a second delivery of the task finds it taken: nothing twice
+    shown = (await gateway_client.get(f"{JOBS}/{job.public_id}", headers=headers)).json()
+    assert shown["status"] == "succeeded" and shown["perf"]["cost_usd"] == "0.05"
+    counter = await SpendCounter.objects.aget(spend_limit__organization=org)
+    assert (counter.reserved, counter.spent) == (Decimal("0"), Decimal("0.05"))
+    assert await UsageLineItem.objects.filter(organization=org).acount() == 1
