@@ -309,3 +309,22 @@ async def test_a_worker_holds_and_charges_the_price_of_the_day_it_runs(gateway_c
     counter = await SpendCounter.objects.aget(spend_limit__organization=org)
     assert (counter.reserved, counter.spent) == (Decimal("0"), Decimal("0.05"))
     assert await UsageLineItem.objects.filter(organization=org).acount() == 1
+
+
+def test_the_202_returns_at_once_while_the_job_runs_in_process(live_gateway, priced_org, in_process_jobs, settings):
+    _, headers = priced_org
+    settings.LOCAL_PROVIDER_DELAY_MS = 1500
+    flat = {**SMALL_IMAGE, "provider": "openai"}
+    started = time.monotonic()
+    submitted = httpx.post(f"{live_gateway}/api/images/generations", json=flat, headers={**headers, **ASYNC})
+    assert time.monotonic() - started < 1.0, "the 202 does not wait for the provider"
+    assert submitted.status_code == 202 and submitted.json()["status"] == "queued"
+    assert submitted.headers["location"] == f"/api/images/jobs/{submitted.json()['id']}"
+    deadline = time.monotonic() + 20
+    while (job := httpx.get(f"{live_gateway}{submitted.headers['location']}", headers=headers).json())["status"] in (
+        "queued",
+        "running",
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["status"] == "succeeded" and job["perf"]["latency_ms"] >= 1500
