@@ -287,6 +287,8 @@ def test_a_synchronous_call_whose_client_left_is_finished_and_kept_as_a_job(live
     while (job := httpx.get(f"{live_gateway}{JOBS}/{item.request_id}", headers=headers)).status_code == 404:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    # Recorded when the client left, while the call still waits on the provider.
+    assert job.json()["status"] == "running"
     while (shown := job.json())["status"] == "running":
         assert time.monotonic() < deadline
         time.sleep(0.1)
