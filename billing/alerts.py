@@ -182,19 +182,24 @@ def _webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> None:
         raise WebhookDeliveryError(f"The webhook answered {response.status_code}")
 
 
+def webhook_deliver(*, url: str, secret: str, payload: dict) -> None:
+    """POST `payload` as JSON, signed with `secret`; raises WebhookDeliveryError unless the receiver accepts it."""
+    body = json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: webhook_signature(secret=secret, timestamp=int(time.time()), body=body),
+    }
+    _webhook_post(url=url, body=body, headers=headers)
+
+
 def alert_webhook_send(*, alert: SpendAlert) -> None:
     policy = AlertPolicy.objects.filter(organization_id=alert.organization_id).first()
     if policy is None or not policy.webhook_url:
         return
-    body = json.dumps(alert_payload(alert=alert)).encode()
-    headers = {
-        "Content-Type": "application/json",
-        SIGNATURE_HEADER: webhook_signature(secret=policy.webhook_secret, timestamp=int(time.time()), body=body),
-    }
     alert.webhook_attempts += 1
     alert.save(update_fields=["webhook_attempts"])
     try:
-        _webhook_post(url=policy.webhook_url, body=body, headers=headers)
+        webhook_deliver(url=policy.webhook_url, secret=policy.webhook_secret, payload=alert_payload(alert=alert))
     except WebhookDeliveryError as exc:
         # Kept on the alert so the Alerts page can say why delivery is still pending.
         alert.webhook_last_error = str(exc)[:300]

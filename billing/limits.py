@@ -173,7 +173,7 @@ def alert_policy_save(
         policy.email = email
         policy.webhook_url = webhook_url
         if webhook_url and not policy.webhook_secret:
-            policy.webhook_secret = f"whsec_{secrets.token_hex(24)}"
+            policy.webhook_secret = _new_webhook_secret()
         policy.save()
         audit_record(
             actor=actor,
@@ -390,3 +390,20 @@ def end_user_limits_get(*, organization: Organization) -> list[EndUserLimits]:
         )
         for end_user in sorted(set(rates) | set(caps))
     ]
+
+
+def _new_webhook_secret() -> str:
+    return f"whsec_{secrets.token_hex(24)}"
+
+
+def webhook_secret_for(*, organization_id: int) -> str:
+    """The organization's signing secret (the alert webhooks' and image jobs' callbacks'), made on first need.
+
+    The Limits page shows it beside the alert settings.
+    """
+    with transaction.atomic():
+        policy, _ = AlertPolicy.objects.select_for_update().get_or_create(organization_id=organization_id)
+        if not policy.webhook_secret:
+            policy.webhook_secret = _new_webhook_secret()
+            policy.save(update_fields=["webhook_secret"])
+    return policy.webhook_secret

@@ -132,6 +132,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {
     "hosted-images-delete-expired": {"task": "providers.tasks.hosted_images_delete_expired", "schedule": 3600.0},
     "spend-reservations-sweep": {"task": "billing.tasks.spend_reservations_sweep", "schedule": 60.0},
+    # Image jobs: fail those a dead worker left (the sweep above released their holds), delete expired ones.
+    "image-jobs-clean": {"task": "gateway.tasks.image_jobs_clean", "schedule": 60.0},
 }
 
 # --- Auth, i18n, static ---------------------------------------------------

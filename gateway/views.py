@@ -8,9 +8,9 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
-from accounts.callers import Door, caller_authenticate, caller_refusal
+from accounts.callers import Caller, Door, caller_authenticate, caller_refusal
 from billing.periods import today_utc
 from billing.selectors import model_objects
 from gateway.core.auth import api_key_from_request
@@ -18,6 +18,15 @@ from gateway.core.db import db_step
 from gateway.core.errors import Flavor, GatewayError, error_response
 from gateway.core.images import CONTENT_TYPES, signature_valid
 from gateway.core.middleware import IdentifiedRequest
+from gateway.pipeline.jobs import (
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    job_cancel,
+    job_get,
+    job_not_found,
+    job_object,
+    jobs_page,
+)
 
 
 def _models_for_key(plaintext: str | None, name: str | None = None) -> list[dict] | GatewayError:
@@ -65,6 +74,67 @@ async def retrieve_model(request: IdentifiedRequest, model: str) -> HttpResponse
         )
         return error_response(error, flavor=Flavor.OPENAI, request_id=request.request_id)
     return JsonResponse(models[0])
+
+
+def _image_caller(plaintext: str | None) -> Caller | GatewayError:
+    """The caller behind an image key, or why it is refused (as at the image endpoints)."""
+    caller = caller_authenticate(plaintext)
+    if caller is None:
+        return GatewayError(401, "invalid_api_key", "Invalid or missing API key.")
+    return caller_refusal(caller, door=Door.IMAGES) or caller
+
+
+def _list_limit(raw: str | None) -> int:
+    if raw is None:
+        return LIST_LIMIT_DEFAULT
+    if not raw.isdigit() or not 1 <= int(raw) <= LIST_LIMIT_MAX:
+        raise GatewayError(
+            400, "invalid_parameter", f"'limit' must be a whole number from 1 to {LIST_LIMIT_MAX}.", param="limit"
+        )
+    return int(raw)
+
+
+@csrf_exempt
+@require_GET
+async def image_jobs(request: IdentifiedRequest, flavor: str) -> HttpResponse:
+    """GET /v1/images/jobs: the key's recent image jobs, newest first, in OpenAI's list format (limit, after)."""
+    try:
+        caller = await db_step(_image_caller, api_key_from_request(request))
+        if isinstance(caller, GatewayError):
+            raise caller
+        limit = _list_limit(request.GET.get("limit"))
+        jobs, has_more = await db_step(jobs_page, caller, limit=limit, after=request.GET.get("after", ""))
+    except GatewayError as error:
+        return error_response(error, flavor=flavor, request_id=request.request_id)
+    data = [job_object(job) for job in jobs]
+    body = {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+    return JsonResponse(body)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "DELETE"])
+async def image_job(request: IdentifiedRequest, flavor: str, public_id: str) -> HttpResponse:
+    """GET /v1/images/jobs/{id}: a job and, once done, its answer; DELETE cancels it while it is queued."""
+    try:
+        caller = await db_step(_image_caller, api_key_from_request(request))
+        if isinstance(caller, GatewayError):
+            raise caller
+        if request.method == "DELETE":
+            job = await job_cancel(caller, public_id)
+        else:
+            found = await db_step(job_get, caller, public_id)
+            if found is None:
+                raise job_not_found(public_id)
+            job = found
+    except GatewayError as error:
+        return error_response(error, flavor=flavor, request_id=request.request_id)
+    return JsonResponse(job_object(job))
 
 
 @csrf_exempt

@@ -259,11 +259,25 @@ async def call_context_load(plaintext: str, model: str | None, end_user: str = "
     if enabled:
         context.cache = CacheSettings(ttl=ttl or timedelta(0), price_per_image=price_per_image)
     if model is not None:
-        snapshot = catalog_snapshot_current(revision)
-        if snapshot is None:
-            snapshot = await db_step(catalog_snapshot, revision)
-        context.catalog = snapshot
-        context.route, candidates = snapshot.candidates(model)
-        if candidates:
-            (context.entry, context.pricing), *context.fallbacks = candidates
+        await _catalog_attach(context, model, revision)
     return context
+
+
+async def call_context_resume(caller: Caller, model: str) -> CallContext:
+    """The context of a call admitted earlier (an async job on its worker): its caller, today's catalog.
+
+    No response cache: a job neither serves from it nor fills it.
+    """
+    context = CallContext(caller=caller, entry=None)
+    await _catalog_attach(context, model, None)
+    return context
+
+
+async def _catalog_attach(context: CallContext, model: str, revision: int | None) -> None:
+    snapshot = catalog_snapshot_current(revision)
+    if snapshot is None:
+        snapshot = await db_step(catalog_snapshot, revision)
+    context.catalog = snapshot
+    context.route, candidates = snapshot.candidates(model)
+    if candidates:
+        (context.entry, context.pricing), *context.fallbacks = candidates

@@ -23,9 +23,11 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from gateway.core.auth import api_key_from_headers
+from gateway.core.db import db_step
 from gateway.core.errors import Flavor, GatewayError, error_body
 from gateway.core.middleware import new_request_id
 from gateway.pipeline.generation import GatewayResponse, ImageGeneration
+from gateway.pipeline.jobs import JobSubmission, job_record_left, job_record_left_answer, prefers_async
 from gateway.pipeline.uploads import EditUpload, UploadAborted, edit_upload_receive
 from providers.base import EDIT, GENERATE
 
@@ -145,6 +147,10 @@ async def image_endpoint(scope: dict, receive: Receive, send: Send, route: Image
     host = headers.get("host", "")
     stream = EventStream(send, request_id)
     upload: EditUpload | GatewayError | None = None
+    deferred = prefers_async(headers.get("prefer", ""))
+    generation: ImageGeneration | None = None
+    watcher: asyncio.Task | None = None
+    left = asyncio.Event()
     try:
         domain, _ = split_domain_port(host)
         if not domain or not validate_host(domain, _allowed_hosts()):
@@ -165,10 +171,17 @@ async def image_endpoint(scope: dict, receive: Receive, send: Send, route: Image
             flavor=flavor,
             base_url=_base_url(scope, host),
             action=route.action,
-            events=stream.event,
+            # An async job cannot stream: without a sink, `stream: true` is refused at admission.
+            events=None if deferred else stream.event,
         )
+        if not deferred:
+            watcher = asyncio.create_task(_watch_client(receive, generation, left))
         result = await generation.run(
-            api_key=api_key, body=body, idempotency_key=headers.get("idempotency-key"), upload=upload
+            api_key=api_key,
+            body=body,
+            idempotency_key=headers.get("idempotency-key"),
+            upload=upload,
+            defer=JobSubmission() if deferred else None,
         )
     except UploadAborted:
         return  # the client left before its upload was whole: nobody to answer
@@ -181,6 +194,15 @@ async def image_endpoint(scope: dict, receive: Receive, send: Send, route: Image
     finally:
         if isinstance(upload, EditUpload):
             upload.cleanup()
+        if watcher is not None and not left.is_set():
+            watcher.cancel()
+    if left.is_set() and generation is not None and generation.line_item is not None:
+        # The client left mid-wait; the call went on and settled. Its answer is kept as a job (by request id).
+        assert watcher is not None and generation.caller is not None
+        await watcher
+        await db_step(job_record_left_answer, generation, generation.caller, result)
+        if not stream.started:
+            return  # nobody to answer; a stream's writer still ends below
     if stream.started:
         if result.status != 200:
             # Mid-stream, an error is an event (the SDK raises it as APIError), as OpenAI's streams end.
@@ -188,6 +210,16 @@ async def image_endpoint(scope: dict, receive: Receive, send: Send, route: Image
         await stream.finish()
     else:
         await _send_json(send, result.status, result.body, request_id, result.headers)
+
+
+async def _watch_client(receive: Receive, generation: ImageGeneration, left: asyncio.Event) -> None:
+    """Notice a client that leaves mid-wait (a proxy's timeout): its call is then recorded as a running job."""
+    while (await receive())["type"] != "http.disconnect":
+        pass  # the rest of a body too large to read
+    left.set()
+    if generation.line_item is not None and generation.caller is not None:
+        logger.info("request %s: the client left; the call goes on as a job", generation.request_id)
+        await db_step(job_record_left, generation, generation.caller)
 
 
 async def _edit_upload(receive: Receive, headers: dict[str, str]) -> EditUpload | GatewayError:

@@ -15,13 +15,13 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from accounts.callers import Door, caller_refusal
+from accounts.callers import Caller, Door, caller_refusal
 from billing.ledger import OpenedLineItem, SpendLimitExceeded, ledger
 from billing.models import UsageLineItem
 from billing.pricing import (
@@ -88,6 +88,19 @@ logger = logging.getLogger("gateway.pipeline.generation")
 
 # Where a streamed request's events go, as (event type, event object); the endpoint writes them as SSE.
 EventSink = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class Deferral(Protocol):
+    """What answers an admitted call in place of the provider: an async job's hand-over to its worker."""
+
+    def take(self, payload: dict[str, Any]) -> None:
+        """Take (and check) the request's fields that are the deferral's, never the provider's; GatewayError if bad."""
+
+    async def __call__(
+        self, generation: "ImageGeneration", context: CallContext, rate: RateDecision
+    ) -> "GatewayResponse": ...
+
+
 # The event types of OpenAI's image streams, by action.
 EVENT_PREFIXES = {GENERATE: "image_generation", EDIT: "image_edit"}
 
@@ -186,6 +199,8 @@ class ImageGeneration:
         # Set by _open: the pending line item, and the details it was opened with.
         self.line_item: OpenedLineItem | None = None
         self.line_item_details: dict[str, Any] = {}
+        # Set once the API key is known: who is calling.
+        self.caller: Caller | None = None
 
     async def run(
         self,
@@ -194,8 +209,13 @@ class ImageGeneration:
         body: bytes | None = None,
         idempotency_key: str | None = None,
         upload: "EditUpload | GatewayError | None" = None,
+        defer: "Deferral | None" = None,
     ) -> GatewayResponse:
-        """`body` is None when it was over the size limit; an edit comes as its `upload`, or why it was refused."""
+        """`body` is None when it was over the size limit; an edit comes as its `upload`, or why it was refused.
+
+        With `defer` (an async job), admission ends with the line item opened and its spend held, and
+        `defer` answers instead of the provider: the job's worker delivers and settles (`resume`).
+        """
         if not api_key:
             raise GatewayError(
                 401, "invalid_api_key", "Missing API key. Send it as 'Authorization: Bearer <key>' or 'X-API-Key'."
@@ -204,12 +224,15 @@ class ImageGeneration:
         model: str | None = None
         try:
             self.payload = self._request_payload(body, upload)
+            if defer is not None:
+                defer.take(self.payload)
             model = requested_model(self.payload)
         except GatewayError as error:
             parse_error = error
         context = await call_context_load(api_key, model, end_user_of(self.payload))
         if context is None:
             raise GatewayError(401, "invalid_api_key", "Invalid API key: unknown, revoked or expired.")
+        self.caller = context.caller
         refusal = caller_refusal(context.caller, door=Door.IMAGES)
         if refusal is not None:
             raise refusal
@@ -240,7 +263,10 @@ class ImageGeneration:
             await self._refuse(context, error, claimed)
             raise
         try:
-            response = await self._generate(context, plan, attempts)
+            if defer is None:
+                response = await self._generate(context, plan, attempts)
+            else:
+                response = await self._defer(context, plan[0], rate, defer)
         except BaseException as exc:
             # A refused or failed call gives its images back and frees its idempotency key.
             await asyncio.shield(self._give_back(context, exc, rate, claimed))
@@ -432,13 +458,59 @@ class ImageGeneration:
             hit = await db_step(cached_response_find, organization_id=context.caller.organization_id, key=key)
             if hit is not None:
                 return await self._serve_cached(context, first.params, hit, cache)
+        await self._open_for(context, plan[0])
+        return await self._deliver(context, plan, attempts, cache=cache, stored_key=key)
+
+    async def _open_for(self, context: CallContext, first: Attempt) -> None:
         await self._open(
             context,
-            first.params,
-            hold=plan[0].quote.hold,
-            unit_price=first.unit_price,
-            provider_slug=first.provider.slug,
+            first.planned.params,
+            hold=first.quote.hold,
+            unit_price=first.planned.unit_price,
+            provider_slug=first.planned.provider.slug,
         )
+
+    async def _defer(self, context: CallContext, first: Attempt, rate: RateDecision, defer: "Deferral"):
+        """Open the line item with its hold, then hand the admitted call over; a failed hand-over closes it at 0."""
+        await self._open_for(context, first)
+        try:
+            return await defer(self, context, rate)
+        except BaseException:
+            await asyncio.shield(self._fail(status=500, code="internal_error"))
+            raise
+
+    async def resume(self, context: CallContext, rate: RateDecision) -> GatewayResponse:
+        """The second half of a deferred call, on a worker: plan it again, call the provider, settle, answer.
+
+        `self.line_item` is the one opened at admission; its hold is renewed at today's price (a price may
+        have changed while the job waited), all or nothing. A plan that no longer holds (the model was
+        deactivated meanwhile, a cap has no room left) fails the line item; any failure gives the images back,
+        as a synchronous call does.
+        """
+        try:
+            try:
+                plan, attempts = self._admit(context, requested_model(self.payload) or "")
+                await self._reserve_for(plan[0], context)
+            except (GatewayError, _SpendRefusedAttempt) as error:
+                await self._fail(status=error.status, code=error.code, details={"error": error.message[:500]})
+                raise error.refusal if isinstance(error, _SpendRefusedAttempt) else error from None
+            return await self._deliver(context, plan, attempts, cache=None, stored_key="")
+        except BaseException as exc:
+            await asyncio.shield(self._give_back(context, exc, rate, None))
+            raise
+
+    async def _deliver(
+        self,
+        context: CallContext,
+        plan: list[Attempt],
+        attempts: AttemptLog,
+        *,
+        cache: CacheSettings | None,
+        stored_key: str,
+    ) -> GatewayResponse:
+        """With the line item open: the provider call (and fallbacks), the images stored, the settlement, the body."""
+        first = plan[0].planned
+        streamed = first.params.stream
         try:
             attempt, result = await self._first_delivery(context, plan, attempts)
             # Stored when a URL or the cache needs them, or the request streamed (its client may be gone);
@@ -500,7 +572,7 @@ class ImageGeneration:
             await db_step(
                 cached_response_store,
                 organization_id=context.caller.organization_id,
-                key=key,
+                key=stored_key,
                 model=params.model,
                 provider=attempt.planned.provider.slug,
                 request_id=self.request_id,

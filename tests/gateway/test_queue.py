@@ -5,6 +5,7 @@ import sys
 
 from billing.alerts import DELIVERY_TASK
 from billing.usage.exports import EXPORT_TASK
+from gateway.pipeline.jobs import CALLBACK_TASK, RUN_TASK
 
 # What a web worker or a command does at start; then which of the task names it was given it does not know.
 _MISSING = (
@@ -15,7 +16,8 @@ _MISSING = (
 
 def test_a_fresh_process_knows_every_task_enqueued_by_name_or_scheduled(settings):
     # A fresh process: this one has imported billing.tasks through the tests already.
-    names = {DELIVERY_TASK, EXPORT_TASK, *(entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values())}
+    scheduled = (entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values())
+    names = {DELIVERY_TASK, EXPORT_TASK, RUN_TASK, CALLBACK_TASK, *scheduled}
     missing = subprocess.run(
         [sys.executable, "-c", _MISSING, *sorted(names)], capture_output=True, text=True, check=True
     ).stdout.strip()
