@@ -21,6 +21,7 @@ class UsageFilterForm(forms.Form):
     provider = forms.CharField(required=False, max_length=32)
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *UsageLineItem.Status.choices])
     end_user = forms.CharField(required=False, max_length=256, label="End user")
+    project = forms.CharField(required=False, max_length=100, help_text="A project's name")
     org = forms.SlugField(required=False, label="Organization")
     cursor = forms.CharField(required=False, max_length=40, widget=forms.HiddenInput)
 

@@ -55,10 +55,11 @@ class ChartGroup:
     in_rollups: bool = True
 
 
-# Adding a dimension (a project, say) is one entry here.
+# Adding a dimension is one entry here.
 CHART_GROUPS = {
     "model": ChartGroup("Model", "model", "no model"),
     "key": ChartGroup("API key", "api_key__prefix", "no key", "{}…"),
+    "project": ChartGroup("Project", "project__name", "no project"),
     "end_user": ChartGroup("End user", "end_user", "no end user", in_rollups=False),
 }
 
