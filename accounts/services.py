@@ -156,20 +156,14 @@ def api_key_update(
     allowed_models: list[str],
     images_per_minute: int | None,
     images_per_day: int | None,
-    project: Project | None = None,
 ) -> ApiKey:
-    """Change a key's name, expiry, models, per-key image limits and project; effective on its next request.
-
-    Its past requests stay with the project they were made in (each line item records its own).
-    """
-    _same_organization(project, api_key.organization)
+    """Change a key's name, expiry, models and per-key image limits; effective on its next request."""
     changes = {
         "name": name,
         "expires_at": expires_at,
         "allowed_models": sorted(set(allowed_models)),
         "images_per_minute": images_per_minute,
         "images_per_day": images_per_day,
-        "project": project,
     }
     audited_update(
         actor=actor, action="api_key.update", instance=api_key, changes=changes, organization=api_key.organization
@@ -261,8 +255,13 @@ def project_update(
 
 
 def api_key_project_set(*, api_key: ApiKey, project: Project | None, actor: Actor) -> ApiKey:
-    """Move a key into a project of its own organization, or out of any (None), from its next request on."""
+    """Move a key into a project of its own organization, or out of any (None), from its next request on.
+
+    Its past requests stay with the project they were made in (each line item records its own).
+    """
     _same_organization(project, api_key.organization)
+    if api_key.project_id == (project.pk if project else None):
+        return api_key
     return audited_update(
         actor=actor,
         action="api_key.project",

@@ -266,3 +266,16 @@ class CachePolicyForm(forms.Form):
             return parse_usd(text)
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from None
+
+
+class ProjectCapForm(forms.Form):
+    """A USD cap on one project's keys together, for a period (the Projects page)."""
+
+    period = forms.ChoiceField(choices=SpendLimit.Period.choices)
+    amount = forms.CharField(max_length=24, label="Cap (USD)", help_text="For example 25 or 0.50.")
+
+    def clean_amount(self):
+        try:
+            return parse_usd(self.cleaned_data["amount"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None

@@ -336,3 +336,10 @@ def key_spend_by_id(*, key_ids: Iterable[int], today: date) -> dict[int, KeySpen
                 this_month = during.get((key_id,), Totals()).amount
                 spend[key_id] = KeySpend(this_month, this_month + before.get((key_id,), Totals()).amount)
     return spend
+
+
+def project_spend_month(*, organization_id: int, today: date) -> dict[int | None, Decimal]:
+    """What each project of the organization spent this UTC month (None: outside any project), summed as the
+    overview sums spend (final days from their rollups)."""
+    month = UsageFilter(organization_id=organization_id, date_from=month_first(today), date_to=today)
+    return {project_id: totals.amount for (project_id,), totals in usage_aggregates(month, by=("project_id",)).items()}
