@@ -46,7 +46,9 @@ class ApiKeyForm(ExpiringKeyForm):
     def __init__(self, *args, organization, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["allowed_models"].choices = image_model_choices()
-        self.fields["project"].queryset = Project.objects.filter(organization=organization)
+        project = self.fields["project"]
+        project.queryset = Project.objects.filter(organization=organization)
+        project.label_from_instance = lambda choice: choice.name
 
     def clean(self):
         cleaned = super().clean()
