@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.access import OrgAccess, org_access_get
 from accounts.audit import Actor
-from accounts.dashboard import after_change, render_panel, require_manage
+from accounts.dashboard import after_change, confirmed, render_confirmation, render_panel, require_manage
 from accounts.forms import ProjectForm
 from accounts.models import ApiKey, Project
 from accounts.services import AccountError, project_create, project_update
@@ -26,6 +26,7 @@ from billing.models import SpendLimit
 from billing.periods import today_utc
 from billing.services import BillingError
 from billing.usage.overview import project_spend_month
+from gateway.core.money import format_usd
 
 PROJECTS_TEMPLATE = "billing/partials/projects.html"
 PROJECT_TEMPLATE = "billing/partials/project_edit.html"
@@ -162,7 +163,16 @@ def project_cap_delete(request: HttpRequest, slug: str, project_id: int, period:
     access = org_access_get(request.user, slug)
     project = _project_get(access, project_id)
     require_manage(access)
-    get_object_or_404(SpendLimit, organization=access.organization, project=project, period=period)
+    limit = get_object_or_404(SpendLimit, organization=access.organization, project=project, period=period)
+    if not confirmed(request):
+        return render_confirmation(
+            request,
+            title=f"Remove the {period} spend cap on project {project.name}?",
+            changes=[("Cap", f"${format_usd(limit.amount)}", "none")],
+            warning="The project's requests are no longer held to this cap from the next call on.",
+            cancel_url=_project_url(slug, project),
+            context={"access": access},
+        )
     spend_limit_remove(
         organization=access.organization,
         key_prefix=None,

@@ -68,9 +68,12 @@ def test_an_admin_renames_limits_and_caps_a_project(people, design, as_user):
     bad = client.post(cap_url, {"period": "month", "amount": "lots"})
     assert bad.status_code == 422 and 'id="id_amount-error"' in bad.content.decode()
     delete_url = reverse("project-cap-delete", args=["acme", design.pk, "month"])
-    assert client.post(delete_url).status_code == 302
+    asked = client.post(delete_url)
+    assert asked.status_code == 200 and "Remove the month spend cap on project Design team?" in asked.content.decode()
+    assert SpendLimit.objects.filter(project=design).exists()
+    assert client.post(delete_url, {"confirmed": "1"}).status_code == 302
     assert not SpendLimit.objects.filter(project=design).exists()
-    assert client.post(delete_url).status_code == 404
+    assert client.post(delete_url, {"confirmed": "1"}).status_code == 404
 
 
 def test_finance_and_members_read_but_get_403_on_changes(people, design, as_user):
