@@ -5,7 +5,7 @@ from datetime import timedelta
 from django import forms
 from django.utils import timezone
 
-from accounts.models import Membership, Tier
+from accounts.models import Membership, Project, Tier
 from accounts.services import ENTERPRISE_TIER
 from providers.models import ModelSpec
 
@@ -35,10 +35,20 @@ class ApiKeyForm(ExpiringKeyForm):
     )
     images_per_minute = forms.IntegerField(min_value=1, required=False, label="Images per minute")
     images_per_day = forms.IntegerField(min_value=1, required=False, label="Images per day")
+    # Only the organization's own projects are choices: another organization's id is "not one of the choices".
+    project = forms.ModelChoiceField(
+        queryset=Project.objects.none(),
+        required=False,
+        empty_label="No project",
+        help_text="The cost center the key's usage is charged to.",
+    )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, organization, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["allowed_models"].choices = image_model_choices()
+        project = self.fields["project"]
+        project.queryset = Project.objects.filter(organization=organization)
+        project.label_from_instance = lambda choice: choice.name
 
     def clean(self):
         cleaned = super().clean()
@@ -77,6 +87,14 @@ class TierForm(forms.Form):
                 if cleaned.get(field):
                     self.add_error(field, "Custom numbers are only available on the Enterprise tier.")
         return cleaned
+
+
+class ProjectForm(forms.Form):
+    """A project's name and its image limits for all its keys together (empty: no limit of its own)."""
+
+    name = forms.CharField(max_length=100)
+    images_per_minute = forms.IntegerField(min_value=1, required=False, label="Images per minute")
+    images_per_day = forms.IntegerField(min_value=1, required=False, label="Images per day")
 
 
 class KeyLimitsForm(forms.Form):

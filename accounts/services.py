@@ -4,6 +4,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
@@ -14,7 +15,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from accounts.audit import Actor, audit_record, audit_snapshot, audited_update
-from accounts.models import ApiKey, EndUserLimit, Membership, Organization, Tier
+from accounts.models import ApiKey, EndUserLimit, Membership, Organization, Project, Tier
 
 API_KEY_MARKER = "igw-"
 ENTERPRISE_TIER = "enterprise"
@@ -83,9 +84,11 @@ def api_key_create(
     created_by=None,
     usage_scope: str = ApiKey.UsageScope.OWN,
     kind: str = ApiKey.Kind.IMAGES,
+    project: Project | None = None,
     actor: Actor | None = None,
 ) -> CreatedApiKey:
     """Mint a key; the plaintext is returned once and never stored."""
+    _same_organization(project, organization)
     if usage_scope not in ApiKey.UsageScope.values:
         raise AccountError(f"Unknown usage scope '{usage_scope}'. Allowed: {', '.join(ApiKey.UsageScope.values)}")
     if kind not in ApiKey.Kind.values:
@@ -108,6 +111,7 @@ def api_key_create(
             created_by=created_by,
             usage_scope=usage_scope,
             kind=kind,
+            project=project,
         )
         if actor is not None:
             audit_record(
@@ -165,6 +169,106 @@ def api_key_update(
         actor=actor, action="api_key.update", instance=api_key, changes=changes, organization=api_key.organization
     )
     return api_key
+
+
+# --- Projects (cost centers) ---------------------------------------------------------
+
+PROJECT_NAME_MAX = cast(int, Project._meta.get_field("name").max_length)
+
+
+def _same_organization(project: Project | None, organization: Organization) -> None:
+    if project is not None and project.organization_id != organization.pk:
+        raise AccountError(f"Project '{project.name}' belongs to another organization")
+
+
+def _project_name_clean(organization: Organization, name: str, *, exclude: Project | None = None) -> str:
+    name = name.strip()
+    if not name:
+        raise AccountError("Give the project a name")
+    if len(name) > PROJECT_NAME_MAX:
+        raise AccountError(f"A project name has at most {PROJECT_NAME_MAX} characters, not {len(name)}")
+    taken = Project.objects.filter(organization=organization, name=name)
+    if exclude is not None:
+        taken = taken.exclude(pk=exclude.pk)
+    if taken.exists():
+        raise AccountError(f"{organization.slug} already has a project named '{name}'")
+    return name
+
+
+def _project_limits_check(images_per_minute: int | None, images_per_day: int | None) -> None:
+    if any(value is not None and value < 1 for value in (images_per_minute, images_per_day)):
+        raise AccountError("Image limits must be at least 1")
+    if images_per_minute and images_per_day and images_per_minute > images_per_day:
+        raise AccountError("Images per minute cannot be more than images per day")
+
+
+def project_create(
+    *,
+    organization: Organization,
+    name: str,
+    images_per_minute: int | None = None,
+    images_per_day: int | None = None,
+    actor: Actor,
+) -> Project:
+    """A new project of the organization, optionally with its own image limits for all its keys together."""
+    name = _project_name_clean(organization, name)
+    _project_limits_check(images_per_minute, images_per_day)
+    with transaction.atomic():
+        project = Project.objects.create(
+            organization=organization, name=name, images_per_minute=images_per_minute, images_per_day=images_per_day
+        )
+        audit_record(
+            actor=actor,
+            action="project.create",
+            instance=project,
+            organization=organization,
+            after=audit_snapshot(project),
+        )
+    return project
+
+
+def project_get(*, organization: Organization, name: str) -> Project:
+    try:
+        return Project.objects.get(organization=organization, name=name.strip())
+    except Project.DoesNotExist:
+        known = ", ".join(organization.projects.values_list("name", flat=True)) or "none"
+        raise AccountError(f"{organization.slug} has no project named '{name}'. Its projects: {known}") from None
+
+
+def project_update(
+    *,
+    project: Project,
+    actor: Actor,
+    name: str | None = None,
+    images_per_minute: int | None,
+    images_per_day: int | None,
+) -> Project:
+    """Rename a project (name None: keep it) and set its image limits (None: no limit of its own)."""
+    organization = project.organization
+    changes: dict = {"images_per_minute": images_per_minute, "images_per_day": images_per_day}
+    if name is not None:
+        changes["name"] = _project_name_clean(organization, name, exclude=project)
+    _project_limits_check(images_per_minute, images_per_day)
+    return audited_update(
+        actor=actor, action="project.update", instance=project, changes=changes, organization=organization
+    )
+
+
+def api_key_project_set(*, api_key: ApiKey, project: Project | None, actor: Actor) -> ApiKey:
+    """Move a key into a project of its own organization, or out of any (None), from its next request on.
+
+    Its past requests stay with the project they were made in (each line item records its own).
+    """
+    _same_organization(project, api_key.organization)
+    if api_key.project_id == (project.pk if project else None):
+        return api_key
+    return audited_update(
+        actor=actor,
+        action="api_key.project",
+        instance=api_key,
+        changes={"project": project},
+        organization=api_key.organization,
+    )
 
 
 @dataclass(frozen=True)

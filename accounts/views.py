@@ -24,6 +24,7 @@ from accounts.models import ApiKey, Membership
 from accounts.services import (
     AccountError,
     api_key_create,
+    api_key_project_set,
     api_key_revoke,
     api_key_update,
     member_add,
@@ -48,7 +49,9 @@ def _visible_keys(request: HttpRequest, access: OrgAccess) -> QuerySet[ApiKey]:
     """Image keys: members see the ones they created; everyone else with access sees all of the organization's.
 
     Usage-API keys have their own page (usage_keys)."""
-    keys = ApiKey.objects.filter(organization=access.organization, kind=ApiKey.Kind.IMAGES).select_related("created_by")
+    keys = ApiKey.objects.filter(organization=access.organization, kind=ApiKey.Kind.IMAGES).select_related(
+        "created_by", "project"
+    )
     if access.own_usage_only:
         keys = keys.filter(created_by=dashboard_user(request))
     return keys
@@ -69,7 +72,7 @@ def _keys_context(request: HttpRequest, access: OrgAccess, form: ApiKeyForm | No
     return {
         "access": access,
         "keys": _visible_keys(request, access),
-        "form": form or ApiKeyForm(),
+        "form": form or ApiKeyForm(organization=access.organization),
         "can_change": _can_change_keys(access),
         **extra,
     }
@@ -84,7 +87,7 @@ def keys(request: HttpRequest, slug: str) -> HttpResponse:
         return render_panel(request, "accounts/partials/keys.html", _keys_context(request, access))
     if not _can_change_keys(access):
         raise PermissionDenied("Finance cannot create API keys")
-    form = ApiKeyForm(request.POST)
+    form = ApiKeyForm(request.POST, organization=access.organization)
     if not form.is_valid():
         return render_panel(request, "accounts/partials/keys.html", _keys_context(request, access, form), status=422)
     created = api_key_create(
@@ -94,6 +97,7 @@ def keys(request: HttpRequest, slug: str) -> HttpResponse:
         allowed_models=form.cleaned_data["allowed_models"],
         images_per_minute=form.cleaned_data["images_per_minute"],
         images_per_day=form.cleaned_data["images_per_day"],
+        project=form.cleaned_data["project"],
         created_by=request.user,
         actor=Actor.dashboard(request.user),
     )
@@ -113,11 +117,13 @@ def key_edit(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
             "allowed_models": api_key.allowed_models,
             "images_per_minute": api_key.images_per_minute,
             "images_per_day": api_key.images_per_day,
+            "project": api_key.project_id,
         }
-        context = {"access": access, "api_key": api_key, "form": ApiKeyForm(initial=initial)}
+        form = ApiKeyForm(initial=initial, organization=access.organization)
+        context = {"access": access, "api_key": api_key, "form": form}
         return render_panel(request, "accounts/partials/key_edit.html", context)
     api_key = _key_get(request, access, key_id)
-    form = ApiKeyForm(request.POST)
+    form = ApiKeyForm(request.POST, organization=access.organization)
     if not form.is_valid():
         context = {"access": access, "api_key": api_key, "form": form}
         return render_panel(request, "accounts/partials/key_edit.html", context, status=422)
@@ -131,6 +137,7 @@ def key_edit(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
         images_per_minute=form.cleaned_data["images_per_minute"],
         images_per_day=form.cleaned_data["images_per_day"],
     )
+    api_key_project_set(api_key=api_key, project=form.cleaned_data["project"], actor=Actor.dashboard(request.user))
     messages.success(request, f"Saved key {api_key.prefix}….")
     return after_change(request, reverse("keys", kwargs={"slug": slug}))
 

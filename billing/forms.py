@@ -24,6 +24,7 @@ class UsageFilterForm(forms.Form):
     provider = forms.CharField(required=False, max_length=32)
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *UsageLineItem.Status.choices])
     end_user = forms.CharField(required=False, max_length=256, label="End user")
+    project = forms.CharField(required=False, max_length=100, help_text="A project's name")
     org = forms.SlugField(required=False, label="Organization")
     cursor = forms.CharField(required=False, max_length=40, widget=forms.HiddenInput)
 
@@ -316,5 +317,18 @@ class CachePolicyForm(forms.Form):
             return None
         try:
             return parse_usd(text)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class ProjectCapForm(forms.Form):
+    """A USD cap on one project's keys together, for a period (the Projects page)."""
+
+    period = forms.ChoiceField(choices=SpendLimit.Period.choices)
+    amount = forms.CharField(max_length=24, label="Cap (USD)", help_text="For example 25 or 0.50.")
+
+    def clean_amount(self):
+        try:
+            return parse_usd(self.cleaned_data["amount"])
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from None

@@ -3,7 +3,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from billing.views import api, audit, cache, invoices, limits, pricing, reports, staff, usage
+from billing.views import api, audit, cache, invoices, limits, pricing, projects, reports, staff, usage
 
 urlpatterns = [
     # Usage API (+ OpenAPI schema and docs).
@@ -29,6 +29,15 @@ urlpatterns = [
     path("orgs/<slug:slug>/limits/end-users/delete/", limits.limits_end_user_delete, name="limits-end-user-delete"),
     path("orgs/<slug:slug>/limits/end-users/require/", limits.limits_require_end_user, name="limits-require-end-user"),
     path("orgs/<slug:slug>/alerts/", limits.alerts, name="alerts"),
+    # Projects (cost centers) and their caps.
+    path("orgs/<slug:slug>/projects/", projects.projects, name="projects"),
+    path("orgs/<slug:slug>/projects/<int:project_id>/", projects.project_edit, name="project-edit"),
+    path("orgs/<slug:slug>/projects/<int:project_id>/caps/", projects.project_cap, name="project-cap"),
+    path(
+        "orgs/<slug:slug>/projects/<int:project_id>/caps/<str:period>/delete/",
+        projects.project_cap_delete,
+        name="project-cap-delete",
+    ),
     # Exports and statements.
     path("orgs/<slug:slug>/exports/", reports.org_exports, name="org-exports"),
     path("orgs/<slug:slug>/exports/<int:export_id>/status", reports.org_export_status, name="org-export-status"),

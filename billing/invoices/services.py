@@ -96,19 +96,22 @@ def _customer_details(organization: Organization, details: BillingDetails) -> di
 
 
 def _invoice_lines(statement: Statement) -> list[InvoiceLine]:
-    """One line per model × size × quality that was charged; lines that cost nothing are left off."""
+    """One line per model × size × quality that was charged (per project too, when the organization has
+    projects, so each team's share is on the invoice); lines that cost nothing are left off."""
     lines: list[InvoiceLine] = []
-    for model_line in statement.by_model:
+    model_lines = statement.by_project_model if statement.has_projects else statement.by_model
+    for model_line in model_lines:
         if model_line.totals.amount == 0:
             continue
         label = " · ".join(part for part in (model_line.model, model_line.size, model_line.quality) if part)
         lines.append(
             InvoiceLine(
                 position=len(lines) + 1,
-                description=f"Images: {label}",
+                description=f"Images: {label}" + (f" ({model_line.project})" if model_line.project else ""),
                 model=model_line.model,
                 size=model_line.size,
                 quality=model_line.quality,
+                project=model_line.project,
                 quantity=model_line.totals.images,
                 unit="image",
                 unit_price=model_line.unit_price,
@@ -157,7 +160,8 @@ def closed_month_require(month: date) -> date:
 
 
 def invoice_issue(*, organization: Organization, month: date, issued_by=None) -> Invoice:
-    """The month's invoice: one line per charged model × size × quality of its statement, taxed, numbered, frozen."""
+    """The month's invoice: one line per charged model × size × quality (× project) of its statement, taxed,
+    numbered, frozen."""
     month = closed_month_require(month)
     if existing := invoice_for_month(organization=organization, month=month):
         raise InvoiceExists(existing)
@@ -167,7 +171,7 @@ def invoice_issue(*, organization: Organization, month: date, issued_by=None) ->
         raise InvoiceError(f"{organization.slug} was charged nothing in {statement.first:%B %Y}: nothing to invoice")
     subtotal = sum((line.amount for line in lines), Decimal(0))
     if subtotal != statement.total.amount:
-        # by_model is meant to hold every charge; an invoice that disagrees with its statement is never issued.
+        # Its lines are meant to hold every charge; an invoice that disagrees with its statement is never issued.
         raise InvoiceError(
             f"The statement's lines ({format_usd(subtotal)}) do not add up to its total "
             f"({format_usd(statement.total.amount)}) for {organization.slug}, {statement.first:%B %Y}"

@@ -57,8 +57,11 @@ LINE_COLUMNS = (*(column for column, _ in _COLUMN_SOURCES), "margin")
 # Then one column per token bucket (text_input_tokens, …), from the line item's `tokens`: empty for a
 # model priced per image.
 TOKEN_COLUMNS = tuple(f"{bucket}_tokens" for bucket in TokenUsage.BUCKETS)
-CSV_COLUMNS = LINE_COLUMNS + TOKEN_COLUMNS
-_VALUES = (*(source for _, source in _COLUMN_SOURCES), "tokens")
+# Then the columns added since, in the order they were added: the project the request was made in
+# (empty outside any project).
+LATER_COLUMNS = ("project",)
+CSV_COLUMNS = LINE_COLUMNS + TOKEN_COLUMNS + LATER_COLUMNS
+_VALUES = (*(source for _, source in _COLUMN_SOURCES), "tokens", "project__name")
 
 
 def _utc_iso(moment: datetime) -> str:
@@ -82,7 +85,7 @@ def _count(value) -> str:
 
 def _csv_record(row: tuple) -> list[str]:
     (request_id, created_at, org, prefix, key_name, end_user, provider, model, size, quality, n, unit_price, cost,
-     currency, status, error_code, latency_ms, cached, provider_cost, tokens) = row  # fmt: skip
+     currency, status, error_code, latency_ms, cached, provider_cost, tokens, project) = row  # fmt: skip
     return [
         request_id,
         _utc_iso(created_at),
@@ -105,6 +108,7 @@ def _csv_record(row: tuple) -> list[str]:
         format_usd(provider_cost),
         format_usd(margin(cost=cost, provider_cost=provider_cost)),
         *_token_cells(tokens),
+        csv_cell(project or ""),
     ]
 
 

@@ -41,6 +41,8 @@ class UsageFilter:
     provider: str = ""
     status: str = ""
     end_user: str = ""
+    # A project's name: the requests made while their key was in it.
+    project: str = ""
     api_key_id: int | None = None
     created_by_id: int | None = None
 
@@ -53,7 +55,7 @@ class UsageFilter:
         api_key_id: int | None = None,
         today: date | None = None,
     ) -> "UsageFilter":
-        """The filter from query parameters (`from`, `to`, `model`, `status`, `key`, `end_user`).
+        """The filter from query parameters (`from`, `to`, `model`, `status`, `key`, `end_user`, `project`).
 
         Without dates the range is the current month up to today; FilterError says what to fix.
         """
@@ -76,6 +78,7 @@ class UsageFilter:
             status=status,
             key_prefix=params.get("key", "").strip(),
             end_user=params.get("end_user", "").strip(),
+            project=params.get("project", "").strip(),
         )
 
     @classmethod
@@ -93,6 +96,7 @@ class UsageFilter:
             provider=cleaned_data["provider"],
             status=cleaned_data["status"],
             end_user=cleaned_data["end_user"],
+            project=cleaned_data.get("project", ""),
         )
 
     def as_params(self) -> dict[str, str]:
@@ -102,7 +106,7 @@ class UsageFilter:
             params["from"] = self.date_from.isoformat()
         if self.date_to:
             params["to"] = self.date_to.isoformat()
-        for name in ("model", "status", "end_user"):
+        for name in ("model", "status", "end_user", "project"):
             if getattr(self, name):
                 params[name] = getattr(self, name)
         if self.key_prefix:
@@ -126,6 +130,8 @@ class UsageFilter:
         for name in ("model", "provider", "status", "end_user"):
             if getattr(self, name):
                 items = items.filter(**{name: getattr(self, name)})
+        if self.project:
+            items = items.filter(project__name=self.project)
         return items
 
     @property
@@ -138,6 +144,7 @@ class UsageFilter:
                 self.provider,
                 self.status,
                 self.end_user,
+                self.project,
                 self.api_key_id,
                 self.created_by_id,
             )

@@ -103,6 +103,7 @@ SCHEMA = pa.schema([pa.field(name, kind) for name, kind in COLUMNS], metadata={"
 _LINE_VALUES = (
     "request_id", "created_at", "organization_id", "organization__slug", "organization__name", "api_key__prefix",
     "api_key__name", "end_user", "provider", "model", "size", "quality", "n", "unit_price", "cost", "status", "tokens",
+    "project__name",
 )  # fmt: skip
 
 
@@ -169,12 +170,16 @@ def _issuer_name() -> str:
 
 def _usage_row(row: tuple, *, issuer: str, invoice_numbers: dict) -> dict:
     (request_id, created_at, org_id, slug, org_name, prefix, key_name, end_user, provider, model, size, quality, n,
-     unit_price, cost, status, tokens) = row  # fmt: skip
+     unit_price, cost, status, tokens, project) = row  # fmt: skip
     quantity, unit, price = _pricing(n=n, unit_price=unit_price, cost=cost, tokens=tokens or {})
     period_start, period_end = _period_bounds(created_at.astimezone(UTC).date())
     hour = created_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     sku = f"{model}|{size}|{quality}"
-    tags = {name: value for name, value in (("api_key", key_name or ""), ("end_user", end_user)) if value}
+    tags = {
+        name: value
+        for name, value in (("api_key", key_name or ""), ("project", project or ""), ("end_user", end_user))
+        if value
+    }
     return {
         "BilledCost": cost,
         "BillingAccountId": slug,
@@ -214,7 +219,7 @@ def _usage_row(row: tuple, *, issuer: str, invoice_numbers: dict) -> dict:
         "SubAccountName": key_name,
         "Tags": json.dumps(tags, sort_keys=True),
         "x_ApiKeyPrefix": prefix,
-        "x_Project": None,
+        "x_Project": project,
         "x_EndUser": end_user or None,
         "x_RequestId": request_id,
         "x_RequestTime": created_at.astimezone(UTC),

@@ -55,10 +55,11 @@ class ChartGroup:
     in_rollups: bool = True
 
 
-# Adding a dimension (a project, say) is one entry here.
+# Adding a dimension is one entry here.
 CHART_GROUPS = {
     "model": ChartGroup("Model", "model", "no model"),
     "key": ChartGroup("API key", "api_key__prefix", "no key", "{}…"),
+    "project": ChartGroup("Project", "project__name", "no project"),
     "end_user": ChartGroup("End user", "end_user", "no end user", in_rollups=False),
 }
 
@@ -335,3 +336,10 @@ def key_spend_by_id(*, key_ids: Iterable[int], today: date) -> dict[int, KeySpen
                 this_month = during.get((key_id,), Totals()).amount
                 spend[key_id] = KeySpend(this_month, this_month + before.get((key_id,), Totals()).amount)
     return spend
+
+
+def project_spend_month(*, organization_id: int, today: date) -> dict[int | None, Decimal]:
+    """What each project of the organization spent this UTC month (None: outside any project), summed as the
+    overview sums spend (final days from their rollups)."""
+    month = UsageFilter(organization_id=organization_id, date_from=month_first(today), date_to=today)
+    return {project_id: totals.amount for (project_id,), totals in usage_aggregates(month, by=("project_id",)).items()}

@@ -4,7 +4,8 @@ Totals (and margin, what we charged less what the provider charged us) are also 
 sums every other report adds up: the usage API's summary and the statements.
 
 A rollup row aggregates one UTC day of one organization for one (key, model,
-size, quality, unit price). Rebuilding a day deletes and re-inserts its rows in
+size, quality, unit price, project): the project a line item recorded when it was made, so a key
+moved to another project later leaves its history where it was. Rebuilding a day deletes and re-inserts its rows in
 one transaction, so running it twice, or after late line items, is safe.
 
 Only what was charged is grouped by model, size, quality and unit price: a request
@@ -34,7 +35,7 @@ from gateway.core.money import format_usd
 # a day's rollup is final only when it was built at least this long after midnight.
 SETTLE_MARGIN = timedelta(minutes=15)
 # The grouping of a rollup row, in the names the line items use.
-DIMENSIONS = ("day", "organization_id", "api_key_id", "model", "size", "quality", "unit_price")
+DIMENSIONS = ("day", "organization_id", "api_key_id", "model", "size", "quality", "unit_price", "project_id")
 # What a grouping's model is when nothing in it was charged.
 NOT_CHARGED = ""
 
@@ -58,6 +59,7 @@ def billing_grouping() -> dict:
         "group_size": charged_only("size", ""),
         "group_quality": charged_only("quality", ""),
         "group_unit_price": charged_only("unit_price", Decimal(0)),
+        "group_project_id": F("project_id"),
     }
 
 
@@ -232,6 +234,8 @@ def _rollups_of(usage_filter: UsageFilter, final_days: list[date]) -> QuerySet[D
         rollups = rollups.filter(api_key__created_by_id=usage_filter.created_by_id)
     if usage_filter.key_prefix:
         rollups = rollups.filter(api_key__prefix=usage_filter.key_prefix)
+    if usage_filter.project:
+        rollups = rollups.filter(project__name=usage_filter.project)
     return rollups
 
 
@@ -319,8 +323,8 @@ class RollupDifference:
     rollups: Totals
 
     def describe(self) -> str:
-        day, org_id, key_id, model, size, quality, unit_price = self.key
-        grouping = f"{day} org={org_id} key={key_id} {model or '-'} {size or '-'} {quality or '-'}"
+        day, org_id, key_id, model, size, quality, unit_price, project_id = self.key
+        grouping = f"{day} org={org_id} key={key_id} project={project_id} {model or '-'} {size or '-'} {quality or '-'}"
         return (
             f"{grouping} @ {format_usd(unit_price)}: "
             f"line items {self.line_items.requests} requests / {self.line_items.images} images / "

@@ -1,4 +1,4 @@
-"""Monthly statements: what an organization spent, by model, key, end user and day, to the cent.
+"""Monthly statements: what an organization spent, by model, key, project, end user and day, to the cent.
 
 A statement is built from the line items' own costs (never from today's prices),
 so a closed month's statement does not change when prices change later. Days
@@ -6,7 +6,7 @@ whose rollups are final are read from the rollups; the rest of the month, and th
 end-user breakdown (rollups have no end user), come from the line items.
 
 The lines are what was charged, by catalog model, size, quality and unit price (and by
-key, end user and day); requests that were refused, failed or are still in flight are
+key, project, end user and day); requests that were refused, failed or are still in flight are
 counted in a section of their own, never as $0 lines (see billing.usage.rollups).
 Each line shows, beside what was charged, what the provider charged us and the margin
 left (statements are for finance roles only: billing.views.reports). Every amount of
@@ -25,7 +25,7 @@ from decimal import Decimal
 from django.db.models import Count
 from django.utils import timezone
 
-from accounts.models import ApiKey, Organization
+from accounts.models import ApiKey, Organization, Project
 from billing.limits import MonthCap, month_caps_get, month_spend_alerts
 from billing.models import SpendAlert, SpendLimit, UsageLineItem
 from billing.periods import month_first, month_last, today_utc
@@ -61,6 +61,8 @@ CSV_COLUMNS = (
     "provider_cost",
     "margin",
 )
+# The label of what no project made: requests of keys outside any project.
+NO_PROJECT = "No project"
 # The cap and alert rows' own columns, empty on the other rows.
 _CAP_COLUMNS = ("period", "cap", "threshold")
 
@@ -72,6 +74,8 @@ class ModelLine:
     quality: str
     unit_price: Decimal
     totals: Totals
+    # Only in by_project_model: the project's name (NO_PROJECT for requests made outside any).
+    project: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,11 @@ class Statement:
     currency: str
     by_model: list[ModelLine]
     by_key: list[LabelledLine]
+    # Each project's charges (the project a request was made in), for charging each team back.
+    by_project: list[LabelledLine]
+    # by_model split by project: the invoice's lines for an organization with projects.
+    by_project_model: list[ModelLine]
+    has_projects: bool
     by_end_user: list[LabelledLine]
     by_day: list[LabelledLine]
     total: Totals
@@ -174,11 +183,19 @@ def statement_build(*, organization: Organization, month: date) -> Statement:
         if is_charged(key, totals)
     }
 
-    # key = (day, organization_id, api_key_id, model, size, quality, unit_price)
+    # key = (day, organization_id, api_key_id, model, size, quality, unit_price, project_id)
     by_model = _grouped(aggregates, lambda key: (key[3], key[4], key[5], key[6]))
     by_key = _grouped(aggregates, lambda key: key[2])
     by_day = _grouped(aggregates, lambda key: key[0])
+    by_project = _grouped(aggregates, lambda key: key[7])
+    by_project_model = _grouped(aggregates, lambda key: (key[7], key[3], key[4], key[5], key[6]))
     keys = {key.pk: key for key in ApiKey.objects.filter(pk__in=[k for k in by_key if k is not None])}
+    projects = dict(Project.objects.filter(organization=organization).values_list("pk", "name"))
+
+    def project_label(project_id: int | None) -> str:
+        if project_id is None:
+            return NO_PROJECT
+        return projects.get(project_id, "(deleted project)")
 
     def key_label(key_id: int | None) -> str:
         if key_id is None:
@@ -196,13 +213,24 @@ def statement_build(*, organization: Organization, month: date) -> Statement:
         (LabelledLine(key_label(key_id), totals) for key_id, totals in by_key.items()),
         key=lambda line: (-line.totals.amount, line.label),
     )
+    by_project_lines = sorted(
+        (LabelledLine(project_label(project_id), totals) for project_id, totals in by_project.items()),
+        key=lambda line: (line.label == NO_PROJECT, line.label),
+    )
+    by_project_model_lines = sorted(
+        (
+            ModelLine(model, size, quality, unit_price, totals, project=project_label(project_id))
+            for (project_id, model, size, quality, unit_price), totals in by_project_model.items()
+        ),
+        key=lambda line: (line.project == NO_PROJECT, line.project, line.model, line.size, line.quality),
+    )
     by_end_user = _by_end_user(month_items)
     by_day_lines = [LabelledLine(day.isoformat(), totals) for day, totals in sorted(by_day.items())]
     total = totals_sum(aggregates.values())
     caps = month_caps_get(organization=organization, first=first, last=last)
     alerts = month_spend_alerts(organization=organization, first=first, last=last)
     not_charged = _not_charged(month_items)
-    labelled = [*by_key_lines, *by_end_user, *by_day_lines]
+    labelled = [*by_key_lines, *by_project_lines, *by_end_user, *by_day_lines]
     every_totals = [line.totals for line in by_model_lines] + [line.totals for line in labelled] + [total]
     return Statement(
         organization=organization,
@@ -212,6 +240,9 @@ def statement_build(*, organization: Organization, month: date) -> Statement:
         currency=CURRENCY,
         by_model=by_model_lines,
         by_key=by_key_lines,
+        by_project=by_project_lines,
+        by_project_model=by_project_model_lines,
+        has_projects=bool(projects),
         by_end_user=by_end_user,
         by_day=by_day_lines,
         total=total,
@@ -264,7 +295,13 @@ def statement_csv_lines(statement: Statement) -> Iterator[str]:
             ]
             + _totals_cells(model_line.totals, places)
         )
-    for section, lines in (("key", statement.by_key), ("end_user", statement.by_end_user), ("day", statement.by_day)):
+    sections = (
+        ("key", statement.by_key),
+        ("project", statement.by_project),
+        ("end_user", statement.by_end_user),
+        ("day", statement.by_day),
+    )
+    for section, lines in sections:
         for line in lines:
             rows.append([section, csv_cell(line.label), "", "", "", ""] + _totals_cells(line.totals, places))
     rows.append(["total", f"{statement.first:%Y-%m}", "", "", "", ""] + _totals_cells(statement.total, places))

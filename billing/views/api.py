@@ -31,7 +31,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from accounts.callers import Caller, Door, caller_authenticate, caller_refusal
 from accounts.models import ApiKey
 from billing.models import UsageLineItem
-from billing.usage.exports import LINE_COLUMNS
+from billing.usage.exports import LATER_COLUMNS, LINE_COLUMNS
 from billing.usage.filter import FilterError, UsageFilter, UsagePage, keyset_page
 from billing.usage.rollups import charged_only, margin, totals_annotations, totals_from_row, totals_sum
 from gateway.core.auth import api_key_from_request
@@ -98,6 +98,7 @@ FILTER_PARAMETERS = [
     OpenApiParameter("status", str, enum=UsageLineItem.Status.values, description="Only this outcome"),
     OpenApiParameter("key", str, description="Only requests of the key with this prefix (igw-…)"),
     OpenApiParameter("end_user", str, description="Only requests made for this end user"),
+    OpenApiParameter("project", str, description="Only requests made by keys of this project (its name)"),
 ]
 
 
@@ -175,11 +176,17 @@ class UsageLineItemSerializer(serializers.ModelSerializer):
         child=serializers.IntegerField(),
         help_text=f"Tokens used by bucket ({', '.join(TokenUsage.BUCKETS)}); empty for a model priced per image",
     )
+    project = serializers.CharField(
+        source="project.name",
+        allow_null=True,
+        default=None,
+        help_text="The project the request was made in (its key's then), null outside any project",
+    )
 
     class Meta:
         model = UsageLineItem
         # The same columns, in the same order, as the CSV export; its one column per token bucket is `tokens` here.
-        fields = [*LINE_COLUMNS, "tokens"]
+        fields = [*LINE_COLUMNS, "tokens", *LATER_COLUMNS]
 
     def get_cached(self, item: UsageLineItem) -> bool | None:
         return item.details.get("cached")
@@ -260,7 +267,7 @@ class UsageList(_UsageApiView, ListAPIView):
     pagination_class = UsageKeysetPagination
 
     def get_queryset(self):
-        return self.usage_items().select_related("organization", "api_key")
+        return self.usage_items().select_related("organization", "api_key", "project")
 
     def get_serializer_context(self) -> dict:
         return {**super().get_serializer_context(), READS_PROVIDER_COST: self.reads_provider_cost()}
@@ -272,11 +279,13 @@ GROUPS = {
     "model": charged_only("model", None),
     "key": F("api_key__prefix"),
     "end_user": F("end_user"),
+    # Null: requests made outside any project.
+    "project": F("project__name"),
 }
 
 
 class UsageTotalsSerializer(serializers.Serializer):
-    group = serializers.CharField(allow_null=True, help_text="The day, model, key prefix or end user")
+    group = serializers.CharField(allow_null=True, help_text="The day, model, key prefix, end user or project")
     requests = serializers.IntegerField()
     images = serializers.IntegerField(help_text="Images of succeeded requests")
     failures = serializers.IntegerField(help_text="Failed and rejected requests")
@@ -307,7 +316,7 @@ def _totals_dict(group, totals) -> dict:
 
 
 class UsageSummary(_UsageApiView):
-    """GET /api/usage/summary: totals grouped by day, model, key or end user."""
+    """GET /api/usage/summary: totals grouped by day, model, key, end user or project."""
 
     @extend_schema(
         parameters=[

@@ -184,7 +184,7 @@ def usage_detail(request: HttpRequest, slug: str, request_id: str) -> HttpRespon
     access = org_access_get(request.user, slug)
     created_by_id = dashboard_user(request).pk if access.own_usage_only else None
     items = UsageFilter(organization_id=access.organization.pk, created_by_id=created_by_id).line_items()
-    item = get_object_or_404(items.select_related("api_key"), request_id=request_id)
+    item = get_object_or_404(items.select_related("api_key", "project"), request_id=request_id)
     # Attempts and the cache hit get their own table and note; the rest is listed as recorded.
     shown_apart = {"attempts", "cached", "cache_source_request_id"}
     context = {

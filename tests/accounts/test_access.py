@@ -19,8 +19,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.resolvers import RoutePattern
 from django.utils import timezone
 
-from accounts.models import ApiKey, AuditEvent, Membership, Organization, Tier
-from accounts.services import api_key_create
+from accounts.audit import Actor
+from accounts.models import ApiKey, AuditEvent, Membership, Organization, Project, Tier
+from accounts.services import api_key_create, project_create
 from billing.invoices.selectors import last_closed_month
 from billing.invoices.services import invoice_issue
 from billing.limits import spend_limit_set
@@ -110,7 +111,7 @@ OPEN_ROUTES = {
 STAFF_ROUTES_ANSWERING_404 = {"staff-exports", "staff-export-status", "staff-export-download"}
 
 # URL keywords that name no object of acme's: under charlie's own organization they are his to use.
-NOT_ACME_OBJECTS = {"slug", "month"}
+NOT_ACME_OBJECTS = {"slug", "month", "period"}
 
 # A POST to these only reads (a CSV export streams back): finance may make it.
 POSTS_THAT_ONLY_READ = {"org-exports"}
@@ -124,6 +125,13 @@ POSTS_FINANCE_MAKES = {"org-invoices", "org-invoice-credit-note", "org-billing-d
 
 def _acme_spend_cap(p) -> SpendLimit:
     return spend_limit_set(organization=p.acme, key_prefix=None, period="day", amount=Decimal("5"))
+
+
+def _acme_project(p) -> Project:
+    """acme's project, with a day cap (which project-cap-delete removes)."""
+    project = project_create(organization=p.acme, name="acme design", actor=Actor.command())
+    spend_limit_set(organization=p.acme, key_prefix=None, project=project.name, period="day", amount=Decimal("3"))
+    return project
 
 
 def _acme_export(p) -> UsageExport:
@@ -165,6 +173,8 @@ EXAMPLES: dict[str, Callable[..., object]] = {
     "invoice_id": lambda p: _acme_invoice(p).pk,
     "org_slug": lambda p: p.acme.slug,
     "route_id": lambda p: FallbackRoute.objects.create(name="acme-route", chain=["dall-e-2", "dall-e-3"]).pk,
+    "project_id": lambda p: _acme_project(p).pk,
+    "period": lambda p: "day",
 }
 
 
@@ -225,6 +235,7 @@ def acme_state(people) -> dict:
         "organization": rows(Organization.objects.filter(pk=acme.pk)),
         "keys": rows(ApiKey.objects.filter(organization=acme)),
         "memberships": rows(Membership.objects.filter(organization=acme)),
+        "projects": rows(Project.objects.filter(organization=acme)),
         "spend limits": rows(SpendLimit.objects.filter(organization=acme)),
         "alert policy": rows(AlertPolicy.objects.filter(organization=acme)),
         "exports": rows(UsageExport.objects.filter(organization=acme)),

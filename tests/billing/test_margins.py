@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from django.urls import reverse
 
-from billing.usage.exports import CSV_COLUMNS, LINE_COLUMNS, TOKEN_COLUMNS
+from billing.usage.exports import CSV_COLUMNS, LATER_COLUMNS, LINE_COLUMNS, TOKEN_COLUMNS
 from billing.usage.rollups import rollup_rebuild_range
 from billing.usage.statements import statement_build
 from billing.views.api import GROUPS
@@ -68,13 +68,14 @@ def test_a_line_shows_its_provider_cost_margin_and_tokens_in_the_api(client, key
     assert (metered["cost"], metered["provider_cost"], metered["margin"]) == ("0.042", "0.041669", "0.000331")
     assert metered["tokens"] == TOKENS
     # The CSV's fields in the CSV's order, with its token columns as one dict.
-    assert list(image) == [*LINE_COLUMNS, "tokens"]
+    assert list(image) == [*LINE_COLUMNS, "tokens", *LATER_COLUMNS]
 
 
 def test_a_line_shows_its_provider_cost_margin_and_tokens_in_the_csv(client, people, priced):
     client.force_login(people.fiona)
     rows = _csv(client.post("/orgs/acme/exports/", MARCH))
-    assert CSV_COLUMNS == (*COLUMNS_BEFORE, "provider_cost", "margin", *TOKEN_COLUMNS)
+    assert CSV_COLUMNS == (*COLUMNS_BEFORE, "provider_cost", "margin", *TOKEN_COLUMNS, "project")
+    assert LATER_COLUMNS == ("project",)
     assert TOKEN_COLUMNS == (
         "text_input_tokens", "cached_text_input_tokens", "image_input_tokens", "cached_image_input_tokens",
         "image_output_tokens", "text_output_tokens",

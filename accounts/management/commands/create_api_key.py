@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from accounts.audit import Actor
 from accounts.models import ApiKey
-from accounts.services import AccountError, api_key_create, org_get
+from accounts.services import AccountError, api_key_create, org_get, project_get
 from providers.models import ModelSpec
 
 
@@ -35,8 +35,9 @@ class Command(BaseCommand):
             default=ApiKey.UsageScope.OWN,
             help="Usage the key may read from /api/usage: its own requests (default) or the whole organization",
         )
+        parser.add_argument("--project", default="", help="Put the key in this project of the organization")
 
-    def handle(self, *args, org, name, expires_days, models, usage_scope, **options):
+    def handle(self, *args, org, name, expires_days, models, usage_scope, project, **options):
         allowed = [model.strip() for model in models.split(",") if model.strip()]
         known = set(ModelSpec.objects.filter(supports_images=True).values_list("name", flat=True))
         unknown = sorted(set(allowed) - known)
@@ -44,6 +45,7 @@ class Command(BaseCommand):
             raise CommandError(f"Unknown image model(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}")
         try:
             organization = org_get(slug=org)
+            chosen_project = project_get(organization=organization, name=project) if project.strip() else None
         except AccountError as exc:
             raise CommandError(str(exc)) from None
         expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
@@ -53,6 +55,7 @@ class Command(BaseCommand):
             expires_at=expires_at,
             allowed_models=allowed,
             usage_scope=usage_scope,
+            project=chosen_project,
             actor=Actor.command(),
         )
         key = created.api_key
@@ -60,6 +63,7 @@ class Command(BaseCommand):
             f"Created API key {key.prefix}… for '{organization.slug}'"
             + (f", expires {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else "")
             + (f", models {', '.join(key.allowed_models)}" if key.allowed_models else "")
+            + (f", in project '{chosen_project.name}'" if chosen_project else "")
             + (", reads the whole organization's usage" if key.usage_scope == ApiKey.UsageScope.ORGANIZATION else "")
             + ". Store it now; it cannot be shown again:"
         )

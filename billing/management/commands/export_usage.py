@@ -2,7 +2,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.services import AccountError, org_get
+from accounts.services import AccountError, org_get, project_get
 from billing.models import ExportFormat
 from billing.usage import focus
 from billing.usage.exports import usage_csv_write
@@ -39,15 +39,21 @@ class Command(BaseCommand):
         parser.add_argument("--status", default="", help="Only this status")
         parser.add_argument("--key", default="", help="Only the key with this prefix")
         parser.add_argument("--end-user", default="", help="Only this end user")
+        parser.add_argument("--project", default="", help="Only the requests made in this project (its name)")
 
-    def handle(self, *args, org, date_from, date_to, export_format, output, model, status, key, end_user, **options):
+    def handle(
+        self, *args, org, date_from, date_to, export_format, output, model, status, key, end_user, project, **options
+    ):
         if output == STDOUT and export_format == ExportFormat.FOCUS_PARQUET:
             raise CommandError("Parquet is binary: give a file with --output PATH")
         try:
-            organization_id = org_get(slug=org).pk if org else None
+            organization = org_get(slug=org) if org else None
+            if organization is not None and project.strip():
+                project_get(organization=organization, name=project)
+            params = {"from": date_from, "to": date_to, "model": model, "status": status, "key": key}
             usage_filter = UsageFilter.from_params(
-                {"from": date_from, "to": date_to, "model": model, "status": status, "key": key, "end_user": end_user},
-                organization_id=organization_id,
+                {**params, "end_user": end_user, "project": project},
+                organization_id=organization.pk if organization else None,
             )
         except (AccountError, FilterError) as exc:
             raise CommandError(str(exc)) from None
