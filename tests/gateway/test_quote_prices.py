@@ -1,0 +1,85 @@
+"""The quote equals the charge of a real call with the same body, for every seeded per-image price.
+
+Each row of billing/prices.py (generations, and edits where an edit price is seeded) is quoted and then called for
+real through the local provider; the rows of token-metered models are their per-image grids, which apply once the
+token price is removed, so those models are quoted that way too.
+"""
+
+import math
+from decimal import Decimal
+
+import pytest
+
+from accounts.models import Tier
+from accounts.services import api_key_create, org_create
+from billing.models import TokenPrice, UsageLineItem
+from billing.prices import DEFAULT_EDIT_PRICES, DEFAULT_PRICES, PriceRow
+from providers.catalog import DEFAULT_MODELS
+from providers.sizes import size_class
+from tests.governance import bearer
+from tests.uploads import png
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CATALOG = {model["name"]: model for model in DEFAULT_MODELS}
+# A retired model without a successor is refused: by the quote as by the call, which the test compares too.
+REFUSED_CODES = {"model_retired"}
+PATHS = {"generate": "/v1/images/generations", "edit": "/v1/images/edits"}
+
+
+def request_size(model: str, size: str) -> str:
+    """A size a request asks for to be priced by this row: the row's own, or one of the row's size class."""
+    spec = CATALOG[model]
+    classes = spec.get("size_classes") or []
+    if not any(entry["name"] == size for entry in classes):
+        return size
+    listed = [s for s in spec["sizes"] if s != "auto" and size_class(classes, *map(int, s.split("x"))) == size]
+    if listed:
+        return listed[0]
+    entry = next(entry for entry in classes if entry["name"] == size)
+    side = math.isqrt(int(entry["max_pixels"])) // 16 * 16
+    return f"{side}x{side}"
+
+
+def rows() -> list[tuple[str, PriceRow]]:
+    return [("generate", row) for row in DEFAULT_PRICES] + [("edit", row) for row in DEFAULT_EDIT_PRICES]
+
+
+@pytest.fixture
+def caller(seeded) -> dict[str, str]:
+    """A key whose windows hold every call of the test, and no token prices: every model is priced per image."""
+    Tier.objects.create(slug="unbounded", name="Unbounded", images_per_minute=10_000, images_per_day=100_000)
+    TokenPrice.objects.all().delete()
+    organization = org_create(slug="quoting", name="Quoting", tier_slug="unbounded")
+    return bearer(api_key_create(organization=organization).plaintext)
+
+
+async def _post(client, path: str, action: str, fields: dict, headers: dict):
+    if action == "edit":
+        return await client.post(
+            path, data=fields, files={"image": ("a.png", png(256, 256), "image/png")}, headers=headers
+        )
+    return await client.post(path, json=fields, headers=headers)
+
+
+async def test_every_seeded_per_image_price_is_quoted_as_it_is_charged(gateway_client, caller):
+    charged = refused = 0
+    for action, (model, quality, size, price) in rows():
+        fields = {"model": model, "prompt": "a lighthouse", "size": request_size(model, size), "quality": quality}
+        where = f"{action} {model} {quality} {size}"
+        quote = await _post(gateway_client, "/v1/images/quote", action, fields, caller)
+        real = await _post(gateway_client, PATHS[action], action, fields, caller)
+        if real.status_code != 200:
+            assert quote.status_code == real.status_code, where
+            assert quote.json()["error"] == real.json()["error"], where
+            assert real.json()["error"]["code"] in REFUSED_CODES, f"{where}: {real.json()}"
+            refused += 1
+            continue
+        assert quote.status_code == 200, f"{where}: {quote.json()}"
+        quoted = quote.json()
+        assert (quoted["price_basis"], quoted["admitted"]) == ("per_image", True), where
+        assert quoted["cost"] == real.json()["perf"]["cost_usd"], where
+        assert Decimal(quoted["cost"]) == Decimal(quoted["unit_price"]) == price, where
+        charged += 1
+    assert charged == await UsageLineItem.objects.filter(status="succeeded").acount()
+    assert charged >= len(rows()) - 10 and refused <= 10, (charged, refused)
