@@ -8,7 +8,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from accounts.audit import Actor
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Project
 from accounts.services import org_suspend
 from billing.limits import spend_limit_set
 from billing.models import TokenPrice, UsageLineItem
@@ -281,3 +281,30 @@ def test_the_official_sdk_posts_a_quote(live_gateway, api_key_plaintext, acme):
         json={"model": "sd3.5-large", "prompt": "x", "size": "7x7", "provider": "stability"},
     )
     assert flat.status_code == 400 and flat.json()["requestId"] == flat.headers["x-request-id"]
+
+
+async def test_the_key_project_and_the_end_user_bring_their_caps(gateway_client, free):
+    """The caps of the request's end user (`user`, else `safety_identifier`) and of the key's project are listed."""
+    organization = free[0]
+
+    def caps_set() -> None:
+        project = Project.objects.create(organization=organization, name="research")
+        ApiKey.objects.filter(organization=organization).update(project=project)
+        capped = {"organization": organization, "key_prefix": None}
+        spend_limit_set(**capped, project="research", period="month", amount=Decimal(5))
+        spend_limit_set(**capped, end_user="", period="day", amount=Decimal(1))
+        spend_limit_set(**capped, end_user="alice", period="day", amount=Decimal("0.01"))
+
+    await sync_to_async(caps_set)()
+
+    async def owners(**who) -> dict[str, bool]:
+        quote = (await gateway_client.post(QUOTE, json={**SMALL_IMAGE, **who}, headers=free[1])).json()
+        return {cap["owner"]: cap["fits"] for cap in quote["caps"]}
+
+    assert await owners() == {"project 'research'": True}
+    assert await owners(user="bob") == {"project 'research'": True, "every end user (the default)": True}
+    alice = {"project 'research'": True, "end user 'alice'": False}
+    assert await owners(user="alice") == alice
+    assert await owners(safety_identifier="alice") == alice
+    refused = (await gateway_client.post(QUOTE, json={**SMALL_IMAGE, "user": "alice"}, headers=free[1])).json()
+    assert "on end user 'alice'" in refused["refusal"]["error"]["message"]

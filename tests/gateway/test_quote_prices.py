@@ -1,4 +1,5 @@
-"""The quote equals the charge of a real call with the same body, for every seeded per-image price.
+"""The quote equals the charge of a real call with the same body, for every seeded per-image price; for every
+token price, the charge is what the quote expects and never above its bound.
 
 Each row of billing/prices.py (generations, and edits where an edit price is seeded) is quoted and then called for
 real through the local provider; the rows of token-metered models are their per-image grids, which apply once the
@@ -13,7 +14,7 @@ import pytest
 from accounts.models import Tier
 from accounts.services import api_key_create, org_create
 from billing.models import TokenPrice, UsageLineItem
-from billing.prices import DEFAULT_EDIT_PRICES, DEFAULT_PRICES, PriceRow
+from billing.prices import DEFAULT_EDIT_PRICES, DEFAULT_PRICES, DEFAULT_TOKEN_PRICES, PriceRow
 from providers.catalog import DEFAULT_MODELS
 from providers.sizes import size_class
 from tests.governance import bearer
@@ -83,3 +84,41 @@ async def test_every_seeded_per_image_price_is_quoted_as_it_is_charged(gateway_c
         charged += 1
     assert charged == await UsageLineItem.objects.filter(status="succeeded").acount()
     assert charged >= len(rows()) - 10 and refused <= 10, (charged, refused)
+
+
+@pytest.fixture
+def token_caller(seeded) -> dict[str, str]:
+    """A key whose windows hold every call of the test, with the seeded token prices."""
+    Tier.objects.create(slug="unbounded", name="Unbounded", images_per_minute=10_000, images_per_day=100_000)
+    organization = org_create(slug="metered", name="Metered", tier_slug="unbounded")
+    return bearer(api_key_create(organization=organization).plaintext)
+
+
+async def test_every_token_price_bounds_the_charge_and_expects_it(gateway_client, token_caller):
+    """The local provider reports the catalog's output tokens and the prompt's usual tokens: the expected cost is
+    what it is charged, and never more than the quote's bound."""
+    checked = 0
+    for model in DEFAULT_TOKEN_PRICES:
+        for quality in (q for q in CATALOG[model]["qualities"] if q != "auto"):
+            for size, n in (("1024x1024", 1), ("1536x1024", 2), ("2048x1152", 1)):
+                fields = {"model": model, "prompt": "a lighthouse at dawn", "size": size, "quality": quality, "n": n}
+                where = f"{model} {quality} {size} n={n}"
+                quote = (await gateway_client.post("/v1/images/quote", json=fields, headers=token_caller)).json()
+                real = await gateway_client.post(PATHS["generate"], json=fields, headers=token_caller)
+                if real.status_code != 200:
+                    assert quote["error"] == real.json()["error"], where
+                    continue
+                assert quote["price_basis"] == "per_token" and "cost" not in quote, where
+                charged = Decimal(real.json()["perf"]["cost_usd"])
+                assert charged == Decimal(quote["expected_cost"]) <= Decimal(quote["max_cost"]), where
+                checked += 1
+    assert checked >= len(DEFAULT_TOKEN_PRICES) * 6, checked
+
+
+async def test_a_streamed_request_is_quoted_with_its_partial_images(gateway_client, token_caller):
+    body = {"model": "gpt-image-2", "prompt": "a fox", "size": "1024x1024", "quality": "low"}
+    plain = (await gateway_client.post("/v1/images/quote", json=body, headers=token_caller)).json()
+    streamed = {**body, "stream": True, "partial_images": 2}
+    quoted = (await gateway_client.post("/v1/images/quote", json=streamed, headers=token_caller)).json()
+    assert Decimal(quoted["expected_cost"]) > Decimal(plain["expected_cost"])
+    assert Decimal(quoted["max_cost"]) > Decimal(plain["max_cost"])
