@@ -10,7 +10,7 @@ are unrounded; the ledger rounds once.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +23,7 @@ from providers.tokens import (
     input_image_tokens_bound,
     output_tokens_bound,
     prompt_tokens_bound,
+    prompt_tokens_expected,
 )
 
 Grid = Mapping[tuple[str, str], Decimal]
@@ -135,6 +136,15 @@ def token_bound(request: PricedRequest, images: int) -> TokenUsage:
         image_input=sum(input_image_tokens_bound(*dimensions) for dimensions in request.input_images) * inputs,
         image_output=output + images * request.partial_images * PARTIAL_IMAGE_TOKENS,
     )
+
+
+def token_expected(request: PricedRequest, images: int) -> TokenUsage:
+    """The tokens `images` images of the request are expected to use, for a quote: the bound with the prompt at
+    its expected tokens (the output tokens of a size and quality are exact; `auto` stays at its dearest)."""
+    bound = token_bound(request, images)
+    inputs = images if request.input_images else 1
+    text = (prompt_tokens_expected(request.prompt) + INPUT_TEXT_TOKENS_PER_IMAGE * len(request.input_images)) * inputs
+    return replace(bound, text_input=text)
 
 
 def _bound_cost(rates: TokenRates, usage: TokenUsage) -> Decimal:

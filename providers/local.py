@@ -38,7 +38,13 @@ from providers.base import (
     size_dimensions,
     sniff_content_type,
 )
-from providers.tokens import PARTIAL_IMAGE_TOKENS, dearest_quality, input_image_tokens_bound, output_tokens
+from providers.tokens import (
+    PARTIAL_IMAGE_TOKENS,
+    dearest_quality,
+    input_image_tokens_bound,
+    output_tokens,
+    prompt_tokens_expected,
+)
 
 AUTO_SIZE = "1024x1024"
 FORMATS = ("png", "jpeg", "webp", "gif", "svg")
@@ -179,7 +185,7 @@ def _usage(job: ImageJob, width: int, height: int, quality: str) -> TokenUsage |
     count at the gateway's bound (OpenAI publishes no formula), partial images 100 tokens each."""
     if not job.output_tokens:
         return None
-    text = len(job.prompt.encode()) // 4 + 1
+    text = prompt_tokens_expected(job.prompt)
     per_image = output_tokens(job.output_tokens, width, height, quality)
     if job.stream:
         per_image += job.partial_images * PARTIAL_IMAGE_TOKENS

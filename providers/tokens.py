@@ -50,6 +50,11 @@ def prompt_tokens_bound(prompt: str) -> int:
     return len(prompt.encode()) + PROMPT_FRAMING_TOKENS
 
 
+def prompt_tokens_expected(prompt: str) -> int:
+    """A prompt's text tokens as usually billed: about four bytes a token (the bound above is far above it)."""
+    return len(prompt.encode()) // 4 + 1
+
+
 # An edit's input images, as gpt-image-2 bills them (measured by the community; OpenAI publishes no formula,
 # docs/models-and-pricing.md): 32 px patches of a canvas whose long edge is magnified up to 2x towards
 # 1024 px and whose sides are at most 3:1, at most 1,536 patches per image. The bound takes the canvas

@@ -28,6 +28,7 @@ from gateway.core.errors import Flavor, GatewayError, error_body
 from gateway.core.middleware import new_request_id
 from gateway.pipeline.generation import GatewayResponse, ImageGeneration
 from gateway.pipeline.jobs import JobSubmission, job_record_left, job_record_left_answer, prefers_async
+from gateway.pipeline.quote import ImageQuote
 from gateway.pipeline.uploads import EditUpload, UploadAborted, edit_upload_receive
 from providers.base import EDIT, GENERATE
 
@@ -38,6 +39,8 @@ logger = logging.getLogger("gateway.pipeline.endpoint")
 class ImageRoute:
     flavor: str
     action: str
+    # A quote (gateway.pipeline.quote) prices the request instead; a multipart body quotes an edit.
+    quote: bool = False
 
 
 IMAGE_ENDPOINTS = {
@@ -45,6 +48,8 @@ IMAGE_ENDPOINTS = {
     "/api/images/generations": ImageRoute(Flavor.FLAT, GENERATE),
     "/v1/images/edits": ImageRoute(Flavor.OPENAI, EDIT),
     "/api/images/edits": ImageRoute(Flavor.FLAT, EDIT),
+    "/v1/images/quote": ImageRoute(Flavor.OPENAI, GENERATE, quote=True),
+    "/api/images/quote": ImageRoute(Flavor.FLAT, GENERATE, quote=True),
 }
 
 Receive = Callable[[], Awaitable[dict]]
@@ -147,7 +152,8 @@ async def image_endpoint(scope: dict, receive: Receive, send: Send, route: Image
     host = headers.get("host", "")
     stream = EventStream(send, request_id)
     upload: EditUpload | GatewayError | None = None
-    deferred = prefers_async(headers.get("prefer", ""))
+    # A quote is answered at once: it neither becomes a job nor needs watching.
+    deferred = not route.quote and prefers_async(headers.get("prefer", ""))
     generation: ImageGeneration | None = None
     watcher: asyncio.Task | None = None
     left = asyncio.Event()
@@ -156,25 +162,28 @@ async def image_endpoint(scope: dict, receive: Receive, send: Send, route: Image
         if not domain or not validate_host(domain, _allowed_hosts()):
             raise GatewayError(400, "invalid_host", f"Invalid Host header {host!r}: add it to ALLOWED_HOSTS.")
         if scope["method"] != "POST":
-            noun = "edits" if route.action == EDIT else "generations"
+            noun = "quotes" if route.quote else "edits" if route.action == EDIT else "generations"
             raise GatewayError(405, "method_not_allowed", f"Use POST for image {noun}.", headers={"Allow": "POST"})
         api_key = api_key_from_headers(
             authorization=headers.get("authorization", ""), x_api_key=headers.get("x-api-key", "")
         )
+        action = route.action
+        if route.quote and headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            action = EDIT
         body = None
-        if route.action == GENERATE:
+        if action == GENERATE:
             body = await _read_body(receive, headers.get("content-length", ""))
         elif api_key:  # an anonymous upload is refused before it is read
             upload = await _edit_upload(receive, headers)
-        generation = ImageGeneration(
+        generation = (ImageQuote if route.quote else ImageGeneration)(
             request_id=request_id,
             flavor=flavor,
             base_url=_base_url(scope, host),
-            action=route.action,
+            action=action,
             # An async job cannot stream: without a sink, `stream: true` is refused at admission.
             events=None if deferred else stream.event,
         )
-        if not deferred:
+        if not deferred and not route.quote:
             watcher = asyncio.create_task(_watch_client(receive, generation, left))
         result = await generation.run(
             api_key=api_key,

@@ -216,31 +216,12 @@ class ImageGeneration:
         With `defer` (an async job), admission ends with the line item opened and its spend held, and
         `defer` answers instead of the provider: the job's worker delivers and settles (`resume`).
         """
-        if not api_key:
-            raise GatewayError(
-                401, "invalid_api_key", "Missing API key. Send it as 'Authorization: Bearer <key>' or 'X-API-Key'."
-            )
-        parse_error: GatewayError | None = None
-        model: str | None = None
-        try:
-            self.payload = self._request_payload(body, upload)
-            if defer is not None:
-                defer.take(self.payload)
-            model = requested_model(self.payload)
-        except GatewayError as error:
-            parse_error = error
-        context = await call_context_load(api_key, model, end_user_of(self.payload))
-        if context is None:
-            raise GatewayError(401, "invalid_api_key", "Invalid API key: unknown, revoked or expired.")
-        self.caller = context.caller
-        refusal = caller_refusal(context.caller, door=Door.IMAGES)
-        if refusal is not None:
-            raise refusal
+        context, model, parse_error = await self.caller_context(api_key=api_key, body=body, upload=upload, defer=defer)
         claimed: str | None = None
         try:
             if parse_error is not None:
                 raise parse_error
-            plan, attempts = self._admit(context, model or "")
+            plan, attempts = self.admit(context, model)
             if idempotency_key is not None:
                 replay = await db_step(
                     idempotency_claim,
@@ -281,6 +262,39 @@ class ImageGeneration:
                 body=response.body,
             )
         return response
+
+    async def caller_context(
+        self,
+        *,
+        api_key: str | None,
+        body: bytes | None,
+        upload: "EditUpload | GatewayError | None",
+        defer: "Deferral | None" = None,
+    ) -> tuple[CallContext, str, GatewayError | None]:
+        """Who calls (refused here without a valid key, or for a caller that may not call) and the model asked
+        for; a malformed request's error is returned, not raised, to be answered once the caller is known.
+        `defer` (an async job) takes what it keeps of the request from the payload."""
+        if not api_key:
+            raise GatewayError(
+                401, "invalid_api_key", "Missing API key. Send it as 'Authorization: Bearer <key>' or 'X-API-Key'."
+            )
+        parse_error: GatewayError | None = None
+        model: str | None = None
+        try:
+            self.payload = self._request_payload(body, upload)
+            if defer is not None:
+                defer.take(self.payload)
+            model = requested_model(self.payload)
+        except GatewayError as error:
+            parse_error = error
+        context = await call_context_load(api_key, model, end_user_of(self.payload))
+        if context is None:
+            raise GatewayError(401, "invalid_api_key", "Invalid API key: unknown, revoked or expired.")
+        self.caller = context.caller
+        refusal = caller_refusal(context.caller, door=Door.IMAGES)
+        if refusal is not None:
+            raise refusal
+        return context, model or "", parse_error
 
     def _request_payload(self, body: bytes | None, upload: "EditUpload | GatewayError | None") -> dict[str, Any]:
         if self.action == EDIT:
@@ -328,7 +342,7 @@ class ImageGeneration:
         if claimed is not None:
             await db_step(idempotency_abandon, organization_id=context.caller.organization_id, key=claimed)
 
-    def _admit(self, context: CallContext, model: str) -> tuple[list[Attempt], AttemptLog]:
+    def admit(self, context: CallContext, model: str) -> tuple[list[Attempt], AttemptLog]:
         """The attempts to make, in order; a route's candidates that cannot take this request are skipped."""
         end_user_require(self.payload, required=context.caller.requires_end_user)
         editor = ""
@@ -489,7 +503,7 @@ class ImageGeneration:
         """
         try:
             try:
-                plan, attempts = self._admit(context, requested_model(self.payload) or "")
+                plan, attempts = self.admit(context, requested_model(self.payload) or "")
                 await self._reserve_for(plan[0], context)
             except (GatewayError, _SpendRefusedAttempt) as error:
                 await self._fail(status=error.status, code=error.code, details={"error": error.message[:500]})
@@ -691,7 +705,7 @@ class ImageGeneration:
                 now=self.received_at,
             )
         except SpendLimitExceeded as refusal:
-            raise _SpendRefusedAttempt(_spend_refusal(refusal, self.flavor)) from None
+            raise _SpendRefusedAttempt(spend_refusal(refusal, self.flavor)) from None
 
     async def _serve_cached(
         self, context: CallContext, params: ImageParams, hit: CacheHit, cache: CacheSettings
@@ -783,7 +797,7 @@ class ImageGeneration:
                 details=self.line_item_details,
             )
         except SpendLimitExceeded as refusal:
-            error = _spend_refusal(refusal, self.flavor)
+            error = spend_refusal(refusal, self.flavor)
             await self._record_rejection(context, error, opened_id=refusal.line_item_id)
             raise error from None
 
@@ -907,7 +921,7 @@ def _retry_headers(error: ProviderError) -> dict[str, str]:
 SPEND_RESET_WAIT_SECONDS = 60
 
 
-def _spend_refusal(refusal: SpendLimitExceeded, flavor: str) -> GatewayError:
+def spend_refusal(refusal: SpendLimitExceeded, flavor: str) -> GatewayError:
     """A spend cap without room, as each flavour answers it.
 
     OpenAI's answers as OpenAI does for an exhausted quota: 429 `insufficient_quota`, which the official

@@ -73,6 +73,7 @@ def timeless(decision: RateDecision) -> RateDecision:
         today=replace(decision.today, reset_seconds=0),
         retry_after=0,
         local=False,
+        usage=[replace(used, minute_reset_ms=0) for used in decision.usage],
     )
 
 

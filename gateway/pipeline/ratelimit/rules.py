@@ -7,7 +7,7 @@ the refusal and its message, the view after a refund.
 import hashlib
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from gateway.core.errors import GatewayError
@@ -157,6 +157,8 @@ class RateDecision:
     refused_window: str = ""
     retry_after: int = 0
     local: bool = False
+    # Each scope's count, as the backend reported it.
+    usage: list[ScopeUsage] = field(default_factory=list)
 
     @classmethod
     def from_tally(cls, tally: Tally, scopes: list[Scope], n: int, token: str, *, local: bool) -> "RateDecision":
@@ -189,6 +191,7 @@ class RateDecision:
             refused_window=refusal.window if refusal else "",
             retry_after=max(1, _seconds(refusal.retry_ms)) if refusal else 0,
             local=local,
+            usage=tally.usage,
         )
 
     def headers(self) -> dict[str, str]:
@@ -211,6 +214,20 @@ class RateDecision:
             today=_give_back(self.today, self.n),
             local=self.local,
         )
+
+    def refusal_for(self, n: int) -> GatewayError | None:
+        """The refusal a consume of `n` images would get now, read from this decision's counts (a read, n=0), or
+        None when every window of every scope has room. A full minute gives room back when its oldest image leaves
+        it: exactly when for one image, the earliest for more."""
+        for scope, used in zip(self.scopes, self.usage, strict=True):
+            if used.minute_used + n > scope.per_minute:
+                window, retry = "minute", _seconds(used.minute_reset_ms)
+            elif used.day_used + n > scope.per_day:
+                window, retry = "day", self.today.reset_seconds
+            else:
+                continue
+            return replace(self, refused_scope=scope, refused_window=window, retry_after=max(1, retry)).error()
+        return None
 
     def error(self) -> GatewayError:
         scope = self.refused_scope
