@@ -234,11 +234,11 @@ def limits_end_user(request: HttpRequest, slug: str) -> HttpResponse:
 def limits_end_user_delete(request: HttpRequest, slug: str) -> HttpResponse:
     """Remove an end user's limits and caps (the end user id is in the form: ids need not be URL-safe)."""
     access = org_access_get(request.user, slug)
+    require_manage(access)
     end_user = request.POST.get("end_user", "")
     found = [row for row in end_user_limits_get(organization=access.organization) if row.end_user == end_user]
     if not found:
         raise Http404("No such end user limits")
-    require_manage(access)
     owner = found[0].label
     if not confirmed(request):
         return render_confirmation(
