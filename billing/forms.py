@@ -36,22 +36,33 @@ class UsageFilterForm(forms.Form):
         return cleaned
 
 
+class UsdField(forms.CharField):
+    """A USD amount typed as text ("25", "0.50"), cleaned to a Decimal; empty is None where it is optional."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 24)
+        super().__init__(**kwargs)
+
+    def clean(self, value):
+        text = super().clean(value)
+        if not text:
+            return None
+        try:
+            return parse_usd(text)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
 class PriceForm(forms.Form):
     model = forms.CharField(max_length=100)
     # Optional so that a form without it prices generations, as it always did.
     action = forms.ChoiceField(choices=PriceConfig.Action.choices, required=False)
     quality = forms.CharField(max_length=16)
     size = forms.CharField(max_length=16)
-    unit_price = forms.CharField(max_length=24, label="Price per image (USD)")
+    unit_price = UsdField(label="Price per image (USD)")
 
     def clean_action(self):
         return self.cleaned_data["action"] or PriceConfig.Action.GENERATE
-
-    def clean_unit_price(self):
-        try:
-            return parse_usd(self.cleaned_data["unit_price"])
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
 
 
 class CommaListField(forms.CharField):
@@ -103,7 +114,7 @@ class SpendLimitForm(forms.Form):
 
     scope = forms.ChoiceField(required=False, label="Applies to")
     period = forms.ChoiceField(choices=SpendLimit.Period.choices)
-    amount = forms.CharField(max_length=24, label="Cap (USD)", help_text="For example 25 or 0.50.")
+    amount = UsdField(label="Cap (USD)", help_text="For example 25 or 0.50.")
 
     def __init__(self, *args, organization, **kwargs):
         super().__init__(*args, **kwargs)
@@ -114,28 +125,9 @@ class SpendLimitForm(forms.Form):
             (key.prefix, f"Key {key.prefix}… {key.name}".strip()) for key in keys
         ]
 
-    def clean_amount(self):
-        try:
-            return parse_usd(self.cleaned_data["amount"])
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
-
     @property
     def key_prefix(self) -> str | None:
         return self.cleaned_data["scope"] or None
-
-
-class UsdField(forms.CharField):
-    """An optional USD amount: empty is None (no cap)."""
-
-    def clean(self, value):
-        text = super().clean(value)
-        if not text:
-            return None
-        try:
-            return parse_usd(text)
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
 
 
 class EndUserLimitsForm(forms.Form):
@@ -150,9 +142,9 @@ class EndUserLimitsForm(forms.Form):
     )
     images_per_minute = forms.IntegerField(min_value=1, required=False)
     images_per_day = forms.IntegerField(min_value=1, required=False)
-    usd_per_day = UsdField(max_length=24, required=False, label="Cap per day (USD)")
-    usd_per_month = UsdField(max_length=24, required=False, label="Cap per month (USD)")
-    usd_total = UsdField(max_length=24, required=False, label="Cap in total (USD)")
+    usd_per_day = UsdField(required=False, label="Cap per day (USD)")
+    usd_per_month = UsdField(required=False, label="Cap per month (USD)")
+    usd_total = UsdField(required=False, label="Cap in total (USD)")
 
     RATE_FIELDS = ("images_per_minute", "images_per_day")
     CAP_FIELDS: dict[str, str] = {
@@ -307,28 +299,13 @@ class CachePolicyForm(forms.Form):
 
     enabled = forms.BooleanField(required=False, label="Answer repeated requests from the cache")
     ttl_minutes = forms.IntegerField(min_value=1, max_value=60 * 24 * 30, label="Keep answers for (minutes)")
-    price_per_image = forms.CharField(
-        max_length=24, required=False, label="Price per cached image (USD)", help_text="Staff only; for example 0.01."
+    price_per_image = UsdField(
+        required=False, label="Price per cached image (USD)", help_text="Staff only; for example 0.01."
     )
-
-    def clean_price_per_image(self):
-        text = self.cleaned_data["price_per_image"].strip()
-        if not text:
-            return None
-        try:
-            return parse_usd(text)
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
 
 
 class ProjectCapForm(forms.Form):
     """A USD cap on one project's keys together, for a period (the Projects page)."""
 
     period = forms.ChoiceField(choices=SpendLimit.Period.choices)
-    amount = forms.CharField(max_length=24, label="Cap (USD)", help_text="For example 25 or 0.50.")
-
-    def clean_amount(self):
-        try:
-            return parse_usd(self.cleaned_data["amount"])
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
+    amount = UsdField(label="Cap (USD)", help_text="For example 25 or 0.50.")
