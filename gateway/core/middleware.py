@@ -95,8 +95,10 @@ class NulParameterMiddleware(_BothModesMiddleware):
 # The API's two flavours by path prefix, and what each serves, for a client that asked for something else.
 _API_PREFIXES = {"/v1/": Flavor.OPENAI, "/api/": Flavor.FLAT}
 _SERVED = {
-    Flavor.OPENAI: "POST /v1/images/generations and /v1/images/edits, GET /v1/models and GET /v1/models/{model}",
-    Flavor.FLAT: "POST /api/images/generations and /api/images/edits, and the usage API "
+    Flavor.OPENAI: "POST /v1/images/generations, /v1/images/edits and /v1/images/quote, "
+    "GET /v1/images/jobs and /v1/images/jobs/{id}, GET /v1/models and GET /v1/models/{model}",
+    Flavor.FLAT: "POST /api/images/generations, /api/images/edits and /api/images/quote, "
+    "GET /api/images/jobs and /api/images/jobs/{id}, and the usage API "
     "(GET /api/usage and /api/usage/summary, described at /api/docs/)",
 }
 

@@ -377,7 +377,13 @@ class ImageGeneration:
             action=self.action,
         )
         if params.stream and self.events is None:
-            raise GatewayError(400, "invalid_parameter", "This endpoint cannot stream: omit 'stream'.", param="stream")
+            # Only an async job has no event sink: its answer is read from the job, never streamed.
+            raise GatewayError(
+                400,
+                "invalid_parameter",
+                "An async job (Prefer: respond-async) cannot stream: omit 'stream', or drop the Prefer header.",
+                param="stream",
+            )
         priced = _priced_request(entry, params)
         try:
             quote = price_quote(pricing, priced)

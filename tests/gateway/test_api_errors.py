@@ -8,7 +8,8 @@ from gateway.core.images import signed_image_path
 pytestmark = pytest.mark.django_db(transaction=True)
 
 OPENAI_SERVES = (
-    "this gateway serves POST /v1/images/generations and /v1/images/edits, GET /v1/models and GET /v1/models/{model}."
+    "this gateway serves POST /v1/images/generations, /v1/images/edits and /v1/images/quote, "
+    "GET /v1/images/jobs and /v1/images/jobs/{id}, GET /v1/models and GET /v1/models/{model}."
 )
 
 
@@ -39,8 +40,8 @@ async def test_unknown_paths_answer_in_each_flavours_shape(gateway_client, auth_
         assert openai_error(response, 404, "not_found") == f"Unknown path {path}: {OPENAI_SERVES}"
     response = await gateway_client.post("/api/nope", json={}, headers=auth_headers)
     assert flat_error(response, 404, "not_found").startswith(
-        "Unknown path /api/nope: this gateway serves POST /api/images/generations and /api/images/edits, "
-        "and the usage API"
+        "Unknown path /api/nope: this gateway serves POST /api/images/generations, /api/images/edits and "
+        "/api/images/quote, GET /api/images/jobs and /api/images/jobs/{id}, and the usage API"
     )
 
 

@@ -149,6 +149,7 @@ async def test_refusals_are_the_synchronous_ones(gateway_client, priced_org, no_
         URL, json={"model": "gpt-image-1", "prompt": "x", "stream": True}, headers={**headers, **ASYNC}
     )
     assert streamed.status_code == 400 and streamed.json()["error"]["param"] == "stream"
+    assert "Prefer: respond-async" in streamed.json()["error"]["message"]
     bad_callback = await gateway_client.post(
         URL, json={**SMALL_IMAGE, "callback_url": "ftp://x"}, headers={**headers, **ASYNC}
     )
