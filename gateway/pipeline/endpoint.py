@@ -223,8 +223,10 @@ async def image_endpoint(scope: dict, receive: Receive, send: Send, route: Image
 
 async def _watch_client(receive: Receive, generation: ImageGeneration, left: asyncio.Event) -> None:
     """Notice a client that leaves mid-wait (a proxy's timeout): its call is then recorded as a running job."""
-    while (await receive())["type"] != "http.disconnect":
-        pass  # the rest of a body too large to read
+    # Whatever else arrives (the rest of a body too large to read) is dropped until the client leaves.
+    message = await receive()
+    while message["type"] != "http.disconnect":
+        message = await receive()
     left.set()
     if generation.line_item is not None and generation.caller is not None:
         logger.info("request %s: the client left; the call goes on as a job", generation.request_id)
