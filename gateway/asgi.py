@@ -9,6 +9,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 django_application = ASGIStaticFilesHandler(get_asgi_application())
 
 from gateway.core.db import hot_connections_close  # noqa: E402
+from gateway.core.https import https_send  # noqa: E402
 from gateway.pipeline.endpoint import IMAGE_ENDPOINTS, image_endpoint  # noqa: E402  (needs the apps loaded)
 from providers.http import http_client_close  # noqa: E402
 
@@ -33,6 +34,9 @@ async def application(scope, receive, send):
         return
     route = IMAGE_ENDPOINTS.get(scope.get("path", "").rstrip("/")) if scope["type"] == "http" else None
     if route is not None:
-        await image_endpoint(scope, receive, send, route)
+        # Django's SecurityMiddleware does not see these paths: the same redirect and HSTS header here.
+        secure_send = await https_send(scope, send)
+        if secure_send is not None:
+            await image_endpoint(scope, receive, secure_send, route)
     else:
         await django_application(scope, receive, send)

@@ -10,6 +10,8 @@ from typing import Any
 
 import dj_database_url
 from celery.schedules import crontab
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 from gateway.core.env import env_bool, env_choice, env_decimal, env_int, env_list, env_str
 
@@ -34,8 +36,17 @@ def _secret_key() -> str:
     return key_file.read_text().strip()
 
 
+# The production switch (docker/Dockerfile and the Kubernetes manifests set it): secure cookies, HSTS and the
+# redirect to HTTPS default to on, and SECRET_KEY must come from the environment. Off by default, because
+# `make run` and the test suite serve plain HTTP with DEBUG off (pytest-django forces DEBUG=False).
+PRODUCTION = env_bool("PRODUCTION", False)
+if PRODUCTION and not env_str("SECRET_KEY"):
+    # A key generated per container would differ between pods, and their signed image URLs with it.
+    raise ImproperlyConfigured("PRODUCTION is on: set SECRET_KEY, the same on every web and worker process")
 SECRET_KEY = _secret_key()
 DEBUG = env_bool("DEBUG", False)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DEBUG must be off when PRODUCTION is on: it shows settings and tracebacks to anyone")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -48,6 +59,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_htmx",
+    # django-csp: its system checks (the middleware is in MIDDLEWARE).
+    "csp",
     "accounts",
     "billing",
     "providers",
@@ -67,7 +80,50 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
+
+# --- Transport and browser security -------------------------------------------
+# Each defaults to on in production (PRODUCTION above) and can be set on its own. The image endpoints, which
+# bypass Django's middleware, apply the same redirect and HSTS header (gateway/core/https.py).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+# Probes (Docker HEALTHCHECK, Kubernetes) call over plain HTTP inside the network; a redirect would fail them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
+# Opt-in, as Django names the header (HTTP_X_FORWARDED_PROTO): trusted to mean HTTPS when it says "https".
+# Only behind a proxy that always overwrites it, else any client could claim HTTPS.
+SECURE_PROXY_SSL_HEADER = (env_str("SECURE_PROXY_SSL_HEADER"), "https") if env_str("SECURE_PROXY_SSL_HEADER") else None
+SECURE_REFERRER_POLICY = env_str("SECURE_REFERRER_POLICY", "same-origin")
+# Content-Security-Policy (django-csp): enforce, report-only or off. On everywhere, not only in production, so
+# that the dashboard's browser tests run under the policy production sends. Scripts and style sheets come only
+# from our own static files (no inline <script>, <style> or onclick: static/js/dashboard.js binds the buttons);
+# inline style *attributes* stay allowed (style-src-attr) for the width of meters and the colour of swatches.
+# (Read into private names: django-csp treats any CSP_* setting as its retired format and fails its check.)
+_csp_mode = env_choice("CSP_MODE", "enforce", ("enforce", "report-only", "off"))
+_csp_report_uri = env_str("CSP_REPORT_URI")
+_csp_policy: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        # data: for the empty favicon in base.html.
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+if _csp_report_uri:
+    _csp_policy["DIRECTIVES"]["report-uri"] = _csp_report_uri
+CONTENT_SECURITY_POLICY = _csp_policy if _csp_mode == "enforce" else None
+CONTENT_SECURITY_POLICY_REPORT_ONLY = _csp_policy if _csp_mode == "report-only" else None
 
 ROOT_URLCONF = "gateway.urls"
 ASGI_APPLICATION = "gateway.asgi.application"
@@ -152,7 +208,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+# Where collectstatic puts them (the image does at build time, outside the VAR_DIR volume); the gateway itself
+# serves static files from the source folders (gateway/asgi.py), so this is for a proxy or CDN in front.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 # Hosted images go to any S3-compatible bucket when S3_BUCKET is set, else under MEDIA_ROOT.
