@@ -2,7 +2,7 @@
 
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
-from django.urls import path, re_path
+from django.urls import path, re_path, reverse_lazy
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from billing.views import api, audit, cache, invoices, limits, pricing, projects, reports, staff, usage
@@ -16,7 +16,10 @@ urlpatterns = [
     # Its page keeps one inline <style> (three layout rules of drf-spectacular's template): allowed on this page only.
     path(
         "api/docs/",
-        csp_update({"style-src": [UNSAFE_INLINE]})(SpectacularSwaggerSplitView.as_view(url_name="api-schema")),
+        csp_update({"style-src": [UNSAFE_INLINE]})(
+            # url_self: the script's URL without the page's query string, which the page would otherwise echo.
+            SpectacularSwaggerSplitView.as_view(url_name="api-schema", url_self=reverse_lazy("api-docs"))
+        ),
         name="api-docs",
     ),
     # Usage, an organization's and every one for staff.

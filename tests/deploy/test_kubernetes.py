@@ -10,8 +10,8 @@ import yaml
 from tests.deploy.files import DOCKER
 
 MANIFESTS = DOCKER / "kubernetes"
-# The oldest Kubernetes release still supported upstream when these were written; autoscaling/v2 and policy/v1
-# exist from 1.23 on.
+# The release validated against. The manifests use only APIs stable since 1.23 (apps/v1, batch/v1,
+# autoscaling/v2, policy/v1), so an older or newer cluster reads them the same.
 KUBERNETES_VERSION = "1.33"
 
 
