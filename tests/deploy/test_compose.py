@@ -1,7 +1,7 @@
 """docker/compose.yml: valid against the Compose specification's JSON schema, and every variable documented.
 
 tests/deploy/compose-spec.json is the schema published by the Compose specification (github.com/compose-spec,
-schema/compose-spec.json, June 2026), the one `docker compose config` validates with.
+schema/compose-spec.json at commit 170098ba, June 2026), the one `docker compose config` validates with.
 """
 
 import json
