@@ -45,8 +45,8 @@ serve: $(VENV)/.installed
 ## (docs/benchmarks.md). `timeout -s INT` lets a benchmark stop the servers it started.
 bench: preflight $(VENV)/.test-installed
 	@export DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)}; \
-	timeout -s INT 330 $(BIN)/python bench/inflight.py && \
-	timeout -s INT 130 $(BIN)/python bench/governance.py --seconds 3 --rate 50
+	timeout -s INT 360 $(BIN)/python bench/inflight.py; inflight=$$?; \
+	timeout -s INT 110 $(BIN)/python bench/governance.py --seconds 3 --rate 50 && exit $$inflight
 
 worker: $(VENV)/.installed
 	exec $(BIN)/celery -A gateway worker --loglevel info
