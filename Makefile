@@ -6,10 +6,13 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 HOST ?= 127.0.0.1
 WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
+# Connections waiting to be accepted, per listening socket (uvicorn's default is 2048); the kernel caps it at
+# net.core.somaxconn. A burst of new clients past it waits for a SYN retry (1 s, then 3 s).
+BACKLOG ?= 4096
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/imagegate
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run serve test test-embedded lint install worker beat clean chromium preflight migrations-check
+.PHONY: run serve bench test test-embedded lint install worker beat clean chromium preflight migrations-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +38,15 @@ run: $(VENV)/.installed
 serve: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput -v0
 	DEBUG=false exec $(BIN)/uvicorn gateway.asgi:application --host $${HOST:-0.0.0.0} --port $(PORT) \
-		--workers $(WORKERS) --no-access-log --log-level warning
+		--workers $(WORKERS) --backlog $(BACKLOG) --no-access-log --log-level warning
+
+## The long benchmarks (PostgreSQL + Redis, about 6 min): many slow requests in flight, then the governance
+## hot path. Fails on an error or a throughput far below the upstream alone; the targets are printed
+## (docs/benchmarks.md). `timeout -s INT` lets a benchmark stop the servers it started.
+bench: preflight $(VENV)/.test-installed
+	@export DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)}; \
+	timeout -s INT 360 $(BIN)/python bench/inflight.py; inflight=$$?; \
+	timeout -s INT 110 $(BIN)/python bench/governance.py --seconds 3 --rate 50 && exit $$inflight
 
 worker: $(VENV)/.installed
 	exec $(BIN)/celery -A gateway worker --loglevel info

@@ -60,7 +60,7 @@ async def measure(url: str, args) -> None:
 
 
 def main(args) -> None:
-    settings.configure(PROVIDER_TIMEOUT_SECONDS=120)
+    settings.configure(PROVIDER_TIMEOUT_SECONDS=120, UPSTREAM_MAX_CONNECTIONS=4000)
     port = free_port()
     upstream = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.openai_upstream", "--port", str(port), "--api-key", "sk-bench"], cwd=ROOT

@@ -253,6 +253,11 @@ IMAGE_URL_TTL_SECONDS = env_int("IMAGE_URL_TTL_SECONDS", 3600)
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL").rstrip("/")
 LOCAL_PROVIDER_DELAY_MS = env_int("LOCAL_PROVIDER_DELAY_MS", 0)
 PROVIDER_TIMEOUT_SECONDS = env_int("PROVIDER_TIMEOUT_SECONDS", 120)
+# Upstream connections one worker process holds open at once, every provider together. A request in flight
+# holds one for the provider's whole answer, so this is a worker's ceiling of requests in flight: past it a
+# request waits for a connection (uvicorn spreads connections unevenly over workers, so keep it well above
+# the clients divided by the workers). Each one is a socket: the process's open-file limit must allow it.
+UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 4000)
 # Serve models whose provider has no credentials with the local renderer: on by
 # default only embedded (no Redis, SQLite); in production such a model answers 503.
 LOCAL_PROVIDER_FALLBACK = env_bool(

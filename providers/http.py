@@ -16,8 +16,9 @@ and what we do about it:
   with a proxy in the environment we keep httpx's transport.
 - Timeouts: connect and read are honoured; a wait for a free pooled connection
   ends as ConnectTimeout rather than PoolTimeout; the write timeout is ignored.
-- Limits: max_connections caps the pool; max_keepalive_connections is ignored
-  (aiohttp keeps every idle connection for keepalive_expiry).
+- Limits: max_connections caps the pool (UPSTREAM_MAX_CONNECTIONS per process);
+  max_keepalive_connections is ignored (aiohttp keeps every idle connection for
+  keepalive_expiry).
 - Uploads: a body httpx has not read (multipart with files) is handed to aiohttp
   as httpx's async stream, so a file goes out in httpx's 64 KiB chunks as it is
   read from disk, never whole in memory (pinned by a test).
@@ -33,8 +34,6 @@ import aiohttp
 import httpx
 from django.conf import settings
 from httpx_aiohttp import AiohttpTransport
-
-LIMITS = httpx.Limits(max_connections=500, max_keepalive_connections=100)
 
 # aiohttp error -> what httpx's own transport raises for the same failure; the first match wins.
 _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
@@ -106,8 +105,12 @@ def _proxy_in_environment() -> bool:
     return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
 
 
-def new_client(limits: httpx.Limits = LIMITS, *, use_aiohttp: bool = True) -> httpx.AsyncClient:
+def new_client(limits: httpx.Limits | None = None, *, use_aiohttp: bool = True) -> httpx.AsyncClient:
     """A client as `http_client()` builds it; `use_aiohttp=False` keeps httpx's own transport."""
+    if limits is None:
+        # Every request in flight holds a connection for the provider's whole answer (seconds, for an image):
+        # the pool is sized for requests in flight, not for a request rate.
+        limits = httpx.Limits(max_connections=settings.UPSTREAM_MAX_CONNECTIONS, max_keepalive_connections=100)
     # An explicit transport makes httpx ignore proxy variables, hence the fallback.
     transport = _Transport(limits=limits) if use_aiohttp and not _proxy_in_environment() else None
     return httpx.AsyncClient(

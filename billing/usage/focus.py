@@ -14,10 +14,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import IO
+from functools import cache
+from typing import IO, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import storages
@@ -39,15 +38,11 @@ SERVICE_SUBCATEGORY = "Generative AI"
 STORAGE_ALIAS = "focus"
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 
-# Column kinds and their Parquet types: money and quantities exact to the micro-unit, times in UTC.
-MONEY = pa.decimal128(18, MONEY_PLACES)
-QUANTITY = pa.decimal128(18, MONEY_PLACES)
-TIMESTAMP = pa.timestamp("us", tz="UTC")
-TEXT = pa.string()
-COUNT = pa.int32()
+# Column kinds; their Parquet types are in parquet_schema().
+MONEY, QUANTITY, TIMESTAMP, TEXT, COUNT = "money", "quantity", "timestamp", "text", "count"
 
 # Every column in order: the FOCUS 1.2 columns (alphabetical, as the spec lists them), then ours (x_).
-COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+COLUMNS: tuple[tuple[str, str], ...] = (
     ("BilledCost", MONEY),
     ("BillingAccountId", TEXT),
     ("BillingAccountName", TEXT),
@@ -98,7 +93,26 @@ COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("x_Status", TEXT),
 )
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
-SCHEMA = pa.schema([pa.field(name, kind) for name, kind in COLUMNS], metadata={"focus_version": FOCUS_VERSION})
+
+
+@cache
+def parquet_schema() -> Any:
+    """The Parquet schema: money and quantities exact to the micro-unit, times in UTC.
+
+    pyarrow is imported here, not at the top: it adds about 70 MB to every process that imports it, and
+    every web worker imports this module (through the tasks) without ever writing Parquet.
+    """
+    import pyarrow as pa
+
+    types = {
+        MONEY: pa.decimal128(18, MONEY_PLACES),
+        QUANTITY: pa.decimal128(18, MONEY_PLACES),
+        TIMESTAMP: pa.timestamp("us", tz="UTC"),
+        TEXT: pa.string(),
+        COUNT: pa.int32(),
+    }
+    return pa.schema([pa.field(name, types[kind]) for name, kind in COLUMNS], metadata={"focus_version": FOCUS_VERSION})
+
 
 _LINE_VALUES = (
     "request_id", "created_at", "organization_id", "organization__slug", "organization__name", "api_key__prefix",
@@ -324,11 +338,15 @@ def focus_csv_write(*, scope: FocusScope, output: IO[str], on_progress=None) -> 
 
 
 def focus_parquet_write(*, scope: FocusScope, output: IO[bytes], on_progress=None) -> int:
-    """Write Parquet (SCHEMA) to a binary file, one row group per batch; returns the number of rows."""
+    """Write Parquet (parquet_schema()) to a binary file, one row group per batch; returns the number of rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = parquet_schema()
     rows = 0
-    with pq.ParquetWriter(output, SCHEMA, compression="zstd") as writer:
+    with pq.ParquetWriter(output, schema, compression="zstd") as writer:
         for batch in focus_row_batches(scope):
-            writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=SCHEMA))
+            writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
             rows += len(batch)
             if on_progress is not None:
                 on_progress(rows)

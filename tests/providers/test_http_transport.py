@@ -335,6 +335,19 @@ async def test_max_connections_caps_the_pool(transport, counting_openai):
     assert len(counting_openai.ports) <= 60
 
 
+async def test_the_shared_pool_is_sized_by_upstream_max_connections(counting_openai, settings):
+    """Each request in flight holds an upstream connection: the setting, not a constant, caps a worker's."""
+    counting_openai.slow_seconds = 0.2
+    settings.UPSTREAM_MAX_CONNECTIONS = 7
+    client = http_client()  # this test's loop has no client yet: built under the setting
+    try:
+        responses = await asyncio.gather(*(generate(client, f"[slow] {index}") for index in range(30)))
+    finally:
+        await client.aclose()
+    assert all(response.status_code == 200 for response in responses)
+    assert 1 < counting_openai.peak <= 7
+
+
 # Client configuration
 
 
