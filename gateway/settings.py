@@ -256,7 +256,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        # With PostgreSQL down the pool warns at every reconnection attempt; each request refused logs its own line.
+        "psycopg.pool": {"level": "ERROR"},
+    },
 }
 
 # --- Finance: exports, rollups, usage API ---------------------------------

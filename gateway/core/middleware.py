@@ -156,11 +156,14 @@ class DatabaseUnavailableMiddleware(_BothModesMiddleware):
         logger.warning("request %s: database unavailable (%r)", getattr(request, "request_id", "-"), cause)
         flavor = next((f for prefix, f in _API_PREFIXES.items() if (request.path + "/").startswith(prefix)), None)
         if flavor is not None:
-            return error_response(database_unavailable_error(), flavor=flavor, request_id=request.request_id)
-        response = HttpResponse(
-            "The service is briefly unavailable (its database cannot be reached). Try again in a few seconds.",
-            status=503,
-            content_type="text/plain; charset=utf-8",
-        )
-        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+            response = error_response(database_unavailable_error(), flavor=flavor, request_id=request.request_id)
+        else:
+            response = HttpResponse(
+                "The service is briefly unavailable (its database cannot be reached). Try again in a few seconds.",
+                status=503,
+                content_type="text/plain; charset=utf-8",
+            )
+            response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        # Logged above: Django's request logger need not log the 503 again.
+        response._has_been_logged = True  # type: ignore[attr-defined]
         return response
