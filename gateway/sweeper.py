@@ -25,8 +25,8 @@ LOCK_KEY = "sweeper:lock"
 
 
 def sweep_once(*, interval: float) -> dict[str, int] | None:
-    """Release stale reservations, fail the jobs they belonged to, redeliver alerts; None if another process
-    swept within this interval."""
+    """Release stale reservations, fail the jobs they belonged to, redeliver job callbacks and alerts; None if
+    another process swept within this interval."""
     try:
         mine = cache.add(LOCK_KEY, "1", timeout=interval)
     except Exception as exc:  # the lock is only an economy: sweep anyway
@@ -37,11 +37,12 @@ def sweep_once(*, interval: float) -> dict[str, int] | None:
     released = ledger().reservations_sweep()
     jobs = image_jobs_sweep()
     delivered = alerts_redeliver(now=timezone.now())
-    if released or jobs["abandoned"] or delivered:
+    if released or jobs["abandoned"] or jobs["callbacks_delivered"] or delivered:
         logger.warning(
-            "swept: %s stale reservation(s) released, %s job(s) failed, %s alert(s) redelivered",
+            "swept: %s stale reservation(s) released, %s job(s) failed, %s job callback(s) and %s alert(s) redelivered",
             released,
             jobs["abandoned"],
+            jobs["callbacks_delivered"],
             delivered,
         )
     return {"released": released, **jobs, "alerts_delivered": delivered}

@@ -19,9 +19,8 @@ from accounts.services import org_tier_set
 from billing.alerts import alerts_redeliver
 from billing.limits import spend_limit_set
 from billing.models import AlertPolicy, SpendAlert, SpendReservation, UsageLineItem
-from gateway.celery import app as celery_app
 from tests.billing.test_alerts import WebhookReceiver
-from tests.conftest import _free_port, serve_asgi
+from tests.conftest import serve_asgi
 from tests.governance import SMALL_IMAGE, URL, bearer, small_image_price
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,20 +55,6 @@ def _alerting_org(make_org, make_key, webhook: WebhookReceiver) -> dict[str, str
     Membership.objects.create(user=owner, organization=org, role=Membership.Role.OWNER)
     AlertPolicy.objects.create(organization=org, webhook_url=webhook.url, webhook_secret="whsec-test")
     return bearer(make_key(org).plaintext)
-
-
-@pytest.fixture
-def broker_down():
-    """Celery enqueues for real (not inline), to a Redis port nothing listens on."""
-    conf = celery_app.conf
-    saved = conf.broker_url, conf.task_always_eager
-    conf.broker_url, conf.task_always_eager = f"redis://127.0.0.1:{_free_port()}/0", False
-    # The app keeps pools of broker connections made from the URL it had: drop them, as Celery does in a
-    # forked process, so that the next message goes to the new URL.
-    celery_app._after_fork()
-    yield
-    conf.broker_url, conf.task_always_eager = saved
-    celery_app._after_fork()
 
 
 def _sql(statement: str, params: list | None = None) -> None:
