@@ -93,9 +93,10 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'gateway.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
-# Seconds a step waits for a free pooled connection, and for a new connection to be made. Short, so that
-# with PostgreSQL down a request is answered 503 `database_unavailable` within about two seconds.
-DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 2)
+# Seconds a step waits for a free pooled connection (a burst of requests queues for them; with PostgreSQL down,
+# Django's routes answer 503 `database_unavailable` after this wait), and for a new connection to be made
+# (the image endpoints answer 503 at once when it is refused, within this when the network is silent).
+DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10)
 DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 2)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = DB_CONNECT_TIMEOUT

@@ -62,7 +62,7 @@ def database_unavailable_error() -> GatewayError:
     return GatewayError(
         503,
         DATABASE_UNAVAILABLE,
-        "The gateway's database is unavailable; nothing was charged. Retry in a few seconds.",
+        "The gateway's database is unavailable. Retry in a few seconds.",
         headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
     )
 

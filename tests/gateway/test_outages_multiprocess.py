@@ -93,7 +93,8 @@ def test_postgres_unreachable_answers_503_with_retry_after_quickly_then_recovers
     link = PostgresLink()
     database = f"postgres://postgres@127.0.0.1:{link.port}/{connection.settings_dict['NAME']}"
     log_path = tmp_path / "server.log"
-    with log_path.open("w") as log, web_process(log=log, DATABASE_URL=database) as (url, _):
+    # Django's routes answer once the ORM's pool has waited this long for a connection.
+    with log_path.open("w") as log, web_process(log=log, DATABASE_URL=database, DB_POOL_TIMEOUT="2") as (url, _):
         assert httpx.post(f"{url}{URL}", json=SMALL_IMAGE, headers=headers, timeout=10).status_code == 200
         # Warm the ORM's pool too: its connections die with the link and are found dead on their next use.
         assert httpx.get(f"{url}/api/usage", headers=headers, timeout=10).status_code == 200
