@@ -177,7 +177,7 @@ def image_file(request: IdentifiedRequest, name: str) -> HttpResponse:
 
 
 # How long /healthz waits on its checks before it answers 503.
-HEALTH_CHECK_SECONDS = 1.5
+HEALTH_CHECK_SECONDS = 1.0
 
 
 def _health() -> dict[str, str]:

@@ -9,7 +9,9 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
+from django.test import Client
 
 from accounts.services import org_tier_set
 from billing.limits import spend_limit_set
@@ -90,6 +92,9 @@ def _timed(method: str, url: str, **kwargs) -> tuple[httpx.Response, float]:
 
 def test_postgres_unreachable_answers_503_with_retry_after_quickly_then_recovers(make_org, make_key, tmp_path):
     headers = _capped_org(make_org, make_key)
+    browser = Client()
+    browser.force_login(get_user_model().objects.create_user("alice", "alice@acme.test", "pw-alice-123"))
+    session = {"sessionid": browser.cookies["sessionid"].value}
     link = PostgresLink()
     database = f"postgres://postgres@127.0.0.1:{link.port}/{connection.settings_dict['NAME']}"
     log_path = tmp_path / "server.log"
@@ -109,6 +114,7 @@ def test_postgres_unreachable_answers_503_with_retry_after_quickly_then_recovers
             ]
         }
         health, health_seconds = _timed("GET", f"{url}/healthz")
+        page, _ = _timed("GET", f"{url}/", cookies=session)
         link.restore()
         deadline = time.monotonic() + 15
         while (recovered := httpx.post(f"{url}{URL}", json=SMALL_IMAGE, headers=headers, timeout=10)).status_code > 200:
@@ -126,9 +132,12 @@ def test_postgres_unreachable_answers_503_with_retry_after_quickly_then_recovers
     # The image endpoints never wait on the ORM's pool: the hot path finds the database gone at once.
     assert max(answers[path][1] for path in ("/v1/images/generations", "/api/images/generations")) < 2
     assert health.status_code == 503 and health_seconds < 2, health_seconds
+    # The dashboard (a signed-in user's session is in the database): a short page, not Django's 500.
+    assert page.status_code == 503 and page.headers["retry-after"] == "5"
+    assert page.headers["content-type"].startswith("text/plain") and "briefly unavailable" in page.text
     logged = log_path.read_text()
     assert "Traceback" not in logged
-    assert logged.count("database_unavailable") + logged.count("database unavailable") == len(answers)
+    assert logged.count("database_unavailable") + logged.count("database unavailable") == len(answers) + 1
     # Nothing was recorded, let alone sent upstream, while the database was away: only the two 200s.
     assert list(UsageLineItem.objects.values_list("status", flat=True)) == ["succeeded", "succeeded"]
     assert not SpendReservation.objects.exists()
