@@ -138,7 +138,12 @@ def alerts_catch_up(*, now: datetime) -> list[SpendAlert]:
     what was missed, from the counters themselves.
     """
     current = {period: periods.period_start(period, now) for period in (periods.DAY, periods.MONTH, periods.TOTAL)}
-    counters = SpendCounter.objects.filter(spent__gt=0).select_related("spend_limit").order_by("pk")
+    # Only the current periods' counters: past days and months are never read again.
+    counters = (
+        SpendCounter.objects.filter(spent__gt=0, period_start__in=set(current.values()))
+        .select_related("spend_limit")
+        .order_by("pk")
+    )
     recorded: list[SpendAlert] = []
     thresholds: dict[int, list[int]] = {}
     for counter in counters:
