@@ -4,25 +4,33 @@ threshold; deliver it by email and webhook."""
 import hashlib
 import hmac
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import httpx
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from accounts.models import Membership
-from billing.models import AlertPolicy, SpendAlert
+from billing import periods
+from billing.models import AlertPolicy, SpendAlert, SpendCounter
 from gateway.core.money import format_usd
 from gateway.core.queue import enqueue_on_commit
 
 SIGNATURE_HEADER = "X-Imagegate-Signature"
 # billing.tasks.alert_deliver, enqueued by name: the tasks module imports this one.
 DELIVERY_TASK = "billing.tasks.alert_deliver"
+# Redelivery leaves a new alert this long to its queued task before it steps in, then waits this long,
+# doubled after each of its own attempts, between attempts.
+REDELIVERY_GRACE = timedelta(minutes=1)
+
+logger = logging.getLogger("billing.alerts")
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,27 @@ def alerts_record_reached(
     no settlement crosses those thresholds. Several at once record each alert once (the unique
     constraint decides, and get_or_create reads the winner's row).
     """
+    return _reached_record(
+        spend_limit_id=spend_limit_id,
+        organization_id=organization_id,
+        period_start=period_start,
+        cap=cap,
+        spent=spent,
+        end_user=end_user,
+        thresholds=None,
+    )
+
+
+def _reached_record(
+    *,
+    spend_limit_id: int,
+    organization_id: int,
+    period_start: date,
+    cap: Decimal,
+    spent: Decimal,
+    end_user: str,
+    thresholds: list[int] | None,
+) -> list[SpendAlert]:
     if cap <= 0 or spent <= 0:
         return []
     # As if this period's whole spend were one settlement: every threshold up to `spent` is crossed by it.
@@ -96,7 +125,43 @@ def alerts_record_reached(
         spent_after=spent,
         end_user=end_user,
     )
-    return _crossings_record(change, alert_thresholds(organization_id=organization_id))
+    if thresholds is None:
+        thresholds = alert_thresholds(organization_id=organization_id)
+    return _crossings_record(change, thresholds)
+
+
+def alerts_catch_up(*, now: datetime) -> list[SpendAlert]:
+    """Record the thresholds reached in the current periods that no alert records yet.
+
+    A settlement commits its charge before it records the alerts it crossed; when that second step
+    fails (the database went away in between), the charge stands and this periodic pass records
+    what was missed, from the counters themselves.
+    """
+    current = {period: periods.period_start(period, now) for period in (periods.DAY, periods.MONTH, periods.TOTAL)}
+    # Only the current periods' counters: past days and months are never read again.
+    counters = (
+        SpendCounter.objects.filter(spent__gt=0, period_start__in=set(current.values()))
+        .select_related("spend_limit")
+        .order_by("pk")
+    )
+    recorded: list[SpendAlert] = []
+    thresholds: dict[int, list[int]] = {}
+    for counter in counters:
+        limit = counter.spend_limit
+        if counter.period_start != current[limit.period]:
+            continue
+        if limit.organization_id not in thresholds:
+            thresholds[limit.organization_id] = alert_thresholds(organization_id=limit.organization_id)
+        recorded += _reached_record(
+            spend_limit_id=limit.pk,
+            organization_id=limit.organization_id,
+            period_start=counter.period_start,
+            cap=limit.amount,
+            spent=counter.spent,
+            end_user=counter.end_user,
+            thresholds=thresholds[limit.organization_id],
+        )
+    return recorded
 
 
 def _crossings_record(change: CounterChange, thresholds: list[int]) -> list[SpendAlert]:
@@ -208,3 +273,45 @@ def alert_webhook_send(*, alert: SpendAlert) -> None:
     alert.webhook_delivered_at = timezone.now()
     alert.webhook_last_error = ""
     alert.save(update_fields=["webhook_delivered_at", "webhook_last_error"])
+
+
+def alert_deliver_pending(*, alert: SpendAlert) -> None:
+    """Email once, then the webhook (when the organization has one); raises WebhookDeliveryError."""
+    if alert.emailed_at is None:
+        alert_email_send(alert=alert)
+    if alert.webhook_delivered_at is None:
+        alert_webhook_send(alert=alert)
+
+
+def alerts_redeliver(*, now: datetime) -> int:
+    """Record the alerts a failed settlement step missed, then deliver each alert still undelivered whose
+    queued task never ran (the broker was down) or gave up; returns how many were delivered.
+
+    Each alert is tried at most ALERT_REDELIVERY_MAX_ATTEMPTS times, with a doubling wait between tries;
+    an attempt is claimed by a conditional update, so two sweepers at once do not both deliver it.
+    """
+    alerts_catch_up(now=now)
+    webhook_set = AlertPolicy.objects.filter(organization_id=OuterRef("organization_id")).exclude(webhook_url="")
+    undelivered = (
+        SpendAlert.objects.filter(Q(emailed_at=None) | Q(Exists(webhook_set), webhook_delivered_at=None))
+        .filter(created_at__lte=now - REDELIVERY_GRACE, redelivery_attempts__lt=settings.ALERT_REDELIVERY_MAX_ATTEMPTS)
+        .select_related("organization", "spend_limit__api_key", "spend_limit__project")
+        .order_by("pk")
+    )
+    delivered = 0
+    for alert in undelivered:
+        last = alert.redelivery_attempted_at
+        if last is not None and now < last + REDELIVERY_GRACE * 2**alert.redelivery_attempts:
+            continue
+        claimed = SpendAlert.objects.filter(pk=alert.pk, redelivery_attempts=alert.redelivery_attempts).update(
+            redelivery_attempts=F("redelivery_attempts") + 1, redelivery_attempted_at=now
+        )
+        if not claimed:
+            continue
+        try:
+            alert_deliver_pending(alert=alert)
+        except Exception as exc:  # a mail server or webhook down: the next pass tries again, later
+            logger.warning("spend alert %s: redelivery failed (%s: %s)", alert.pk, exc.__class__.__name__, exc)
+            continue
+        delivered += 1
+    return delivered

@@ -437,6 +437,10 @@ class SpendAlert(models.Model):
     webhook_delivered_at = models.DateTimeField(null=True, blank=True)
     webhook_attempts = models.PositiveSmallIntegerField(default=0)
     webhook_last_error = models.CharField(max_length=300, blank=True)
+    # Delivery retried by the periodic redelivery (billing.alerts.alerts_redeliver), when the queued
+    # task never ran (the broker was down) or gave up: how often, and when last.
+    redelivery_attempts = models.PositiveSmallIntegerField(default=0)
+    redelivery_attempted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -12,7 +12,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from billing.alerts import WebhookDeliveryError, alert_email_send, alert_webhook_send
+from billing.alerts import WebhookDeliveryError, alert_deliver_pending, alerts_redeliver
 from billing.ledger import ledger
 from billing.models import SpendAlert
 from billing.periods import today_utc
@@ -32,12 +32,8 @@ def alert_deliver(self, alert_id: int) -> None:
     alert = SpendAlert.objects.select_related("organization", "spend_limit__api_key").filter(pk=alert_id).first()
     if alert is None:
         return
-    if alert.emailed_at is None:
-        alert_email_send(alert=alert)
-    if alert.webhook_delivered_at is not None:
-        return
     try:
-        alert_webhook_send(alert=alert)
+        alert_deliver_pending(alert=alert)
     except WebhookDeliveryError as exc:
         logger.warning(
             "spend alert %s: webhook delivery failed (%s), attempt %s", alert_id, exc, alert.webhook_attempts
@@ -45,6 +41,15 @@ def alert_deliver(self, alert_id: int) -> None:
         if self.request.retries >= WEBHOOK_MAX_RETRIES:
             return
         raise self.retry(exc=exc, countdown=2**self.request.retries * 10) from None
+
+
+@shared_task
+def spend_alerts_redeliver() -> int:
+    """Every minute: the alerts whose recording or queued delivery failed (the database or the broker was down)."""
+    delivered = alerts_redeliver(now=timezone.now())
+    if delivered:
+        logger.info("redelivered %s spend alert(s)", delivered)
+    return delivered
 
 
 @shared_task

@@ -11,16 +11,22 @@ django_application = ASGIStaticFilesHandler(get_asgi_application())
 from gateway.core.db import hot_connections_close  # noqa: E402
 from gateway.core.https import https_send  # noqa: E402
 from gateway.pipeline.endpoint import IMAGE_ENDPOINTS, image_endpoint  # noqa: E402  (needs the apps loaded)
+from gateway.sweeper import sweeper_start  # noqa: E402
 from providers.http import http_client_close  # noqa: E402
 
 
 async def _lifespan(receive, send) -> None:
-    """Server start and stop (Django has no lifespan support): on stop, close the hot path's connections."""
+    """Server start and stop (Django has no lifespan support): on start, the periodic sweep
+    (gateway.sweeper); on stop, close the hot path's connections."""
+    sweeper = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            sweeper = sweeper_start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            if sweeper is not None:
+                sweeper.cancel()
             await hot_connections_close()
             await http_client_close()
             await send({"type": "lifespan.shutdown.complete"})

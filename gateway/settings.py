@@ -71,6 +71,8 @@ MIDDLEWARE = [
     "gateway.core.middleware.RequestIdMiddleware",
     # Outside CommonMiddleware, so that a missing slash is still redirected before a 404 is reshaped.
     "gateway.core.middleware.ApiErrorShapeMiddleware",
+    # A view that cannot reach the database answers 503 (its process_exception), not a 500 and a traceback.
+    "gateway.core.middleware.DatabaseUnavailableMiddleware",
     "gateway.core.middleware.NulParameterMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -147,15 +149,24 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'gateway.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+# Seconds a step waits for a free pooled connection (a burst of requests queues for them; with PostgreSQL down,
+# Django's routes answer 503 `database_unavailable` after this wait), and for a new connection to be made
+# (the image endpoints answer 503 at once when it is refused, within this when the network is silent).
 DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 10)
+DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 2)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = DB_CONNECT_TIMEOUT
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):
     # ORM steps off the hot path's statements (db_step) check a connection out and give
     # it back before the request waits on a provider; a pool makes that give-back cheap.
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": env_int("DB_POOL_MIN", 1),
         "max_size": env_int("DB_POOL_MAX", 10),
         "timeout": DB_POOL_TIMEOUT,
     }
+    # The pool checks a connection before handing it out (psycopg's `check`): one the server dropped while
+    # idle (PostgreSQL restarted) is replaced instead of failing the first request after an outage.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # The hot path's own statements on PostgreSQL: async (asyncpg) connections per worker
 # process, at most DB_HOT_POOL_MAX in use at once, each statement prepared once per
 # connection. Set DB_HOT_PREPARE=false behind a pooler that cannot keep prepared statements.
@@ -184,10 +195,14 @@ CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
+# Enqueueing runs on a request's thread once its transaction commits: with the broker down it gives up
+# after one quick retry (not kombu's default of retrying for seconds) and the work waits for redelivery.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {
     "hosted-images-delete-expired": {"task": "providers.tasks.hosted_images_delete_expired", "schedule": 3600.0},
     "spend-reservations-sweep": {"task": "billing.tasks.spend_reservations_sweep", "schedule": 60.0},
+    "spend-alerts-redeliver": {"task": "billing.tasks.spend_alerts_redeliver", "schedule": 60.0},
     # Image jobs: fail those a dead worker left (the sweep above released their holds), delete expired ones.
     "image-jobs-clean": {"task": "gateway.tasks.image_jobs_clean", "schedule": 60.0},
 }
@@ -281,6 +296,11 @@ API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int("API_KEY_LAST_USED_RESOLUTION_SEC
 RATE_LIMIT_ON_REDIS_FAILURE = env_choice("RATE_LIMIT_ON_REDIS_FAILURE", "open", ("open", "closed"))
 # A spend reservation older than this belongs to a crashed worker and is released by the sweeper.
 SPEND_RESERVATION_TIMEOUT_SECONDS = env_int("SPEND_RESERVATION_TIMEOUT_SECONDS", 600)
+# The web process sweeps too (gateway.sweeper), so a deployment without Celery beat (`make serve`) still
+# releases a crashed worker's reservations: every this many seconds, one process at a time. 0 turns it off.
+SPEND_RESERVATION_SWEEP_SECONDS = env_int("SPEND_RESERVATION_SWEEP_SECONDS", 60)
+# How many times the periodic redelivery tries an alert whose queued delivery never ran or gave up.
+ALERT_REDELIVERY_MAX_ATTEMPTS = env_int("ALERT_REDELIVERY_MAX_ATTEMPTS", 8)
 SPEND_ALERT_THRESHOLDS = [int(t) for t in env_list("SPEND_ALERT_THRESHOLDS", "80,100")]
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -300,7 +320,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        # With PostgreSQL down the pool warns at every reconnection attempt; each request refused logs its own line.
+        "psycopg.pool": {"level": "ERROR"},
+    },
 }
 
 # --- Finance: exports, rollups, usage API ---------------------------------

@@ -26,6 +26,7 @@ from django.db.backends.base.creation import TEST_DATABASE_PREFIX
 from accounts.models import Organization
 from accounts.services import CreatedApiKey, api_key_create, org_create
 from gateway.asgi import application
+from gateway.celery import app as celery_app
 from gateway.seed import seed_defaults
 from providers.breaker import breakers_reset
 from tests.fakes.bfl_upstream import FakeBFL
@@ -252,3 +253,17 @@ def all_fakes(fake_openai, fake_compatible, fake_stability, fake_bfl, fake_ideog
 @pytest.fixture
 def admin_user(transactional_db):
     return get_user_model().objects.create_superuser("root-admin", "root@example.com", "pw-for-tests-123")
+
+
+@pytest.fixture
+def broker_down():
+    """Celery enqueues for real (not inline), to a Redis port nothing listens on."""
+    conf = celery_app.conf
+    saved = conf.broker_url, conf.task_always_eager
+    conf.broker_url, conf.task_always_eager = f"redis://127.0.0.1:{_free_port()}/0", False
+    # The app keeps pools of broker connections made from the URL it had: drop them, as Celery does in a
+    # forked process, so that the next message goes to the new URL.
+    celery_app._after_fork()
+    yield
+    conf.broker_url, conf.task_always_eager = saved
+    celery_app._after_fork()

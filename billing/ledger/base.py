@@ -1,5 +1,6 @@
 """The ledger's one interface; the two backends (postgres, portable) implement its four database steps."""
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,6 +15,8 @@ from billing.ledger.rules import Holder, Moment, SpendLimitExceeded
 from billing.models import SpendReservation, UsageLineItem
 from gateway.core.db import HotStatements, db_step
 from gateway.core.money import quantize_usd
+
+logger = logging.getLogger("billing.ledger")
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,17 @@ class Ledger(ABC):
         counters = await self._settle(opened.id, changes, quantize_usd(cost))
         # A threshold is crossed a few times per cap and period: only then is there more to write.
         if any(change_may_cross(change) for change in counters):
-            await db_step(alerts_record, changes=counters)
+            try:
+                await db_step(alerts_record, changes=counters)
+            except Exception as exc:
+                # The charge is committed and the result delivered: losing the database now must not turn
+                # that into an error. The periodic redelivery records the alert from the counters.
+                logger.warning(
+                    "line item %s: settled, its spend alerts not recorded yet (%s: %s)",
+                    opened.id,
+                    exc.__class__.__name__,
+                    exc,
+                )
 
     async def reservation_replace(
         self,

@@ -20,11 +20,13 @@ import asyncpg
 import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError as DjangoDatabaseError
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 from django.db.models.expressions import Col
 from psycopg.types.json import Jsonb
+from psycopg_pool import PoolTimeout
 
 from gateway.core.errors import GatewayError
 
@@ -32,9 +34,46 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+# The SQLSTATE classes that say the server cannot be reached or cannot take the work now: a connection
+# exception, the server shutting down or starting up, too many connections.
+_UNREACHABLE_SQLSTATES = ("08", "57P", "53300")
+DATABASE_UNAVAILABLE = "database_unavailable"
+# Seconds a client is told to wait before retrying: an outage (a restart, a failover) lasts about that long.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """Whether `error` (from asyncpg, psycopg or its pool, or as Django wraps them) says the database
+    cannot be reached now, as opposed to refusing a statement."""
+    if isinstance(error, DjangoDatabaseError) and error.__cause__ is not None:
+        error = error.__cause__
+    if isinstance(error, GatewayError):
+        return error.code == DATABASE_UNAVAILABLE
+    if isinstance(error, PoolTimeout | psycopg.InterfaceError | OSError | asyncpg.InternalClientError):
+        return True
+    if isinstance(error, asyncpg.PostgresError | psycopg.OperationalError):
+        # psycopg reports a failed connection without a SQLSTATE.
+        state = error.sqlstate
+        return state is None or state.startswith(_UNREACHABLE_SQLSTATES)
+    return False
+
+
+def database_unavailable_error() -> GatewayError:
+    return GatewayError(
+        503,
+        DATABASE_UNAVAILABLE,
+        "The gateway's database is unavailable. Retry in a few seconds.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 def _run_and_release(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     try:
         return fn(*args, **kwargs)
+    except DjangoDatabaseError as exc:
+        if database_unreachable(exc):
+            raise database_unavailable_error() from exc
+        raise
     finally:
         # Give the connection back (to the pool, with PostgreSQL) before the
         # request goes on to wait for a provider for seconds.
@@ -67,6 +106,7 @@ class _LoopConnections:
         # The same server and credentials as Django's connections (PG* variables and ~/.pgpass apply as in libpq).
         params = _wrapper().get_connection_params()
         return await asyncpg.connect(
+            timeout=settings.DB_CONNECT_TIMEOUT,
             host=params.get("host") or None,
             port=params.get("port") or None,
             user=params.get("user") or None,
@@ -220,13 +260,19 @@ async def hot_run(sql: str, params: Sequence[Any]) -> list[tuple]:
         return await db_step(run_sync, sql, params)
     query, values = _numbered_placeholders(sql), [_asyncpg_value(value) for value in params]
     try:
-        async with _connections_for_loop().connection() as connection:
-            rows = await connection.fetch(query, *values)
-    except _CONNECTION_LOST:
-        # Idle connections the server dropped (restart, failover) are found out on use: retry once on a new one.
-        # Safe for these statements: a line item's request id is unique, and settling only touches a pending item.
-        async with _connections_for_loop().connection(fresh=True) as connection:
-            rows = await connection.fetch(query, *values)
+        try:
+            async with _connections_for_loop().connection() as connection:
+                rows = await connection.fetch(query, *values)
+        except _CONNECTION_LOST:
+            # Idle connections the server dropped (restart, failover) are found out on use: retry once on a new
+            # one. Safe for these statements: a line item's request id is unique, and settling only touches a
+            # pending item.
+            async with _connections_for_loop().connection(fresh=True) as connection:
+                rows = await connection.fetch(query, *values)
+    except Exception as exc:
+        if database_unreachable(exc) and not isinstance(exc, GatewayError):
+            raise database_unavailable_error() from exc
+        raise
     return [tuple(row) for row in rows]
 
 

@@ -1,12 +1,16 @@
 """Every response carries an X-Request-ID, errors included; parameters that cannot be stored are refused up front;
-the API's paths answer in their error shape even where Django would answer with a page."""
+the API's paths answer in their error shape even where Django would answer with a page; a database outage is a 503."""
 
+import logging
 import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from gateway.core.db import DATABASE_RETRY_AFTER_SECONDS, database_unavailable_error, database_unreachable
 from gateway.core.errors import Flavor, GatewayError, error_response
+
+logger = logging.getLogger("gateway.core.middleware")
 
 
 def new_request_id() -> str:
@@ -136,3 +140,30 @@ class ApiErrorShapeMiddleware(_BothModesMiddleware):
 
     async def _acall(self, request):
         return self._reshaped(request, await self.get_response(request))
+
+
+class DatabaseUnavailableMiddleware(_BothModesMiddleware):
+    """A view that cannot reach the database answers 503 with Retry-After and logs one line, not a 500 and a
+    traceback: JSON in the API's flavours under /v1/ and /api/, a short page elsewhere (the dashboard)."""
+
+    def __call__(self, request):
+        return self.get_response(request)  # a coroutine, on an async stack
+
+    def process_exception(self, request, exception):
+        if not database_unreachable(exception):
+            return None
+        cause = exception.__cause__ if isinstance(exception, GatewayError) else exception
+        logger.warning("request %s: database unavailable (%r)", getattr(request, "request_id", "-"), cause)
+        flavor = next((f for prefix, f in _API_PREFIXES.items() if (request.path + "/").startswith(prefix)), None)
+        if flavor is not None:
+            response = error_response(database_unavailable_error(), flavor=flavor, request_id=request.request_id)
+        else:
+            response = HttpResponse(
+                "The service is briefly unavailable (its database cannot be reached). Try again in a few seconds.",
+                status=503,
+                content_type="text/plain; charset=utf-8",
+            )
+            response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        # Logged above: Django's request logger need not log the 503 again.
+        response._has_been_logged = True  # type: ignore[attr-defined]
+        return response

@@ -22,18 +22,25 @@ def enqueue_on_commit(task_name: str, *args: object) -> None:
 
 
 def _enqueue(task_name: str, args: tuple[object, ...]) -> None:
-    try:
-        task = current_app.tasks[task_name]
-        if current_app.conf.task_always_eager:
+    # What asked for the work is committed and keeps its record of it (a queued export, an
+    # undelivered alert, which the periodic redelivery picks up); a broker outage, or an inline
+    # task's failure, must not turn the caller's committed success into an error.
+    task = current_app.tasks[task_name]
+    if current_app.conf.task_always_eager:
+        try:
             # Inline, on the thread that committed. Not through delay(): eagerly, it marks "inside
             # a task" in a process-wide flag that is not thread-safe, and the embedded gateway runs
             # tasks on several threads at once (alerts of concurrent settlements), which can leave
             # the flag set for good; every later result.get() in the process then refuses to run.
             task.apply(args=args)
-        else:
-            task.delay(*args)
-    except Exception:
-        # What asked for the work is committed and keeps its record of it (a queued export, an
-        # undelivered alert); a broker hiccup, or an inline task's failure, must not turn the
-        # caller's committed success into an error.
-        logger.warning("task %s%r could not be enqueued or failed inline", task_name, args, exc_info=True)
+        except Exception:
+            logger.warning("task %s%r failed inline", task_name, args, exc_info=True)
+        return
+    try:
+        # Give up quickly on a broker that is down: this runs on the request's own thread.
+        task.apply_async(args=args, retry=False)
+    except Exception as exc:
+        # One line, no traceback: during an outage every enqueue fails the same way.
+        logger.warning(
+            "task %s%r not enqueued, the broker is unreachable (%s: %s)", task_name, args, type(exc).__name__, exc
+        )

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from gateway.core.auth import api_key_from_headers
-from gateway.core.db import db_step
+from gateway.core.db import DATABASE_UNAVAILABLE, db_step
 from gateway.core.errors import Flavor, GatewayError, error_body
 from gateway.core.middleware import new_request_id
 from gateway.pipeline.generation import GatewayResponse, ImageGeneration
@@ -195,6 +195,9 @@ async def image_endpoint(scope: dict, receive: Receive, send: Send, route: Image
     except UploadAborted:
         return  # the client left before its upload was whole: nobody to answer
     except GatewayError as error:
+        if error.code == DATABASE_UNAVAILABLE:
+            # One line per request, no traceback: during an outage every request fails the same way.
+            logger.warning("request %s: %s (%r)", request_id, error.code, error.__cause__)
         result = GatewayResponse(error.status, error_body(error, flavor=flavor, request_id=request_id), error.headers)
     except Exception:
         logger.exception("request %s failed", request_id)

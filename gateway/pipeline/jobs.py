@@ -59,6 +59,9 @@ LIST_LIMIT_DEFAULT = 20
 LIST_LIMIT_MAX = 100
 _SHARED_DIR = "jobs"
 _FINISHED = (ImageJob.Status.SUCCEEDED, ImageJob.Status.FAILED, ImageJob.Status.CANCELLED)
+# A callback whose queued task never ran (the broker was down) or gave up is tried again by the periodic sweep:
+# attempts in all (the task's own included), the next one no sooner than 2**attempts minutes after the job finished.
+CALLBACK_MAX_ATTEMPTS = 8
 # The embedded mode's in-process jobs, held so that the loop does not drop them half-way.
 _background: set[asyncio.Task] = set()
 
@@ -432,4 +435,32 @@ def image_jobs_sweep(*, now: datetime | None = None) -> dict[str, int]:
         if not pending.exists():
             abandoned += _job_finish(job, _abandoned_response(job), expected=job.status)
     expired = ImageJob.objects.filter(status__in=_FINISHED, expires_at__lt=now).delete()[0]
-    return {"abandoned": abandoned, "expired": expired}
+    return {"abandoned": abandoned, "expired": expired, "callbacks_delivered": _job_callbacks_redeliver(now=now)}
+
+
+def _job_callbacks_redeliver(*, now: datetime) -> int:
+    """Deliver the callbacks still undelivered whose next attempt is due; returns how many were delivered.
+
+    Beat and a web process's sweep may both run this at once and both deliver one callback: receivers
+    already get repeats from the task's own retries, and recognise the job by its id.
+    """
+    undelivered = (
+        ImageJob.objects.filter(
+            status__in=_FINISHED, callback_delivered_at=None, callback_attempts__lt=CALLBACK_MAX_ATTEMPTS
+        )
+        .exclude(callback_url="")
+        .exclude(finished_at=None)
+        .only("pk", "finished_at", "callback_attempts")
+    )
+    delivered = 0
+    for job in undelivered:
+        assert job.finished_at is not None
+        if now < job.finished_at + timedelta(minutes=2**job.callback_attempts):
+            continue
+        try:
+            job_callback_send(job.pk)
+        except WebhookDeliveryError as exc:
+            logger.warning("image job %s: callback redelivery failed (%s)", job.pk, exc)
+            continue
+        delivered += 1
+    return delivered

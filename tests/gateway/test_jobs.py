@@ -199,6 +199,36 @@ async def test_callback_is_signed_and_retried(gateway_client, priced_org, in_pro
 
 
 @pytest.fixture
+def accepting_receiver():
+    webhook = WebhookReceiver(failures=0)
+    with serve_asgi(webhook) as url:
+        webhook.url = f"{url}/hooks/jobs"
+        yield webhook
+
+
+async def test_a_callback_never_enqueued_is_delivered_by_the_sweep(
+    gateway_client, priced_org, broker_down, accepting_receiver
+):
+    _, headers = priced_org
+    body = {**SMALL_IMAGE, "callback_url": accepting_receiver.url}
+    submitted = await gateway_client.post(URL, json=body, headers={**headers, **ASYNC})
+    assert submitted.status_code == 202
+    stored = await ImageJob.objects.aget(public_id=submitted.json()["id"])
+    # The broker is down: a worker started later runs the job, and its callback cannot be enqueued.
+    await job_execute(stored.pk)
+    await stored.arefresh_from_db()
+    assert stored.status == "succeeded" and stored.callback_attempts == 0
+    assert stored.finished_at is not None
+    assert (await sync_to_async(image_jobs_sweep)(now=stored.finished_at))["callbacks_delivered"] == 0
+    later = stored.finished_at + timedelta(minutes=1)
+    assert (await sync_to_async(image_jobs_sweep)(now=later))["callbacks_delivered"] == 1
+    assert (await sync_to_async(image_jobs_sweep)(now=later + timedelta(minutes=5)))["callbacks_delivered"] == 0
+    await stored.arefresh_from_db()
+    assert stored.callback_attempts == 1 and stored.callback_delivered_at is not None
+    assert [json.loads(raw)["id"] for _, raw in accepting_receiver.received] == [stored.public_id]
+
+
+@pytest.fixture
 def capped_org(make_org, make_key):
     small_image_price("0.04")
     org = make_org("acme", tier="free")
@@ -266,7 +296,7 @@ async def test_the_sweeper_fails_a_dead_workers_job_and_releases_its_hold(gatewa
     await ImageJob.objects.filter(public_id=running["id"]).aupdate(status="running", started_at=timezone.now())
     later = timezone.now() + timedelta(hours=1)
     assert await sync_to_async(ledger().reservations_sweep)(now=later) == 2
-    assert await sync_to_async(image_jobs_sweep)(now=later) == {"abandoned": 2, "expired": 0}
+    assert await sync_to_async(image_jobs_sweep)(now=later) == {"abandoned": 2, "expired": 0, "callbacks_delivered": 0}
     for job_id in (queued["id"], running["id"]):
         job = (await gateway_client.get(f"{JOBS}/{job_id}", headers=headers)).json()
         assert job["status"] == "failed" and job["error"]["code"] == "job_abandoned"
@@ -274,7 +304,8 @@ async def test_the_sweeper_fails_a_dead_workers_job_and_releases_its_hold(gatewa
     assert (counter.reserved, counter.spent) == (Decimal("0"), Decimal("0"))
     # Kept for the image URL lifetime, then deleted.
     much_later = later + timedelta(days=1)
-    assert await sync_to_async(image_jobs_sweep)(now=much_later) == {"abandoned": 0, "expired": 2}
+    swept = await sync_to_async(image_jobs_sweep)(now=much_later)
+    assert swept == {"abandoned": 0, "expired": 2, "callbacks_delivered": 0}
 
 
 def test_a_synchronous_call_whose_client_left_is_finished_and_kept_as_a_job(live_gateway, priced_org, settings):

@@ -1,66 +1,31 @@
 """Jobs live in PostgreSQL and the queue, not in a web process: one killed while its jobs are queued loses none,
 and a Celery worker started afterwards (another process, as on another machine) completes them."""
 
-import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from decimal import Decimal
 
 import httpx
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from accounts.services import org_tier_set
 from billing.models import SpendReservation, UsageLineItem
 from gateway.celery import app as celery_app
 from gateway.models import ImageJob
-from tests.conftest import _free_port
 from tests.governance import SMALL_IMAGE, URL, bearer, small_image_price
+from tests.processes import process_environment, web_process
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
-
-
-def _environment() -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "LOCAL_PROVIDER_FALLBACK": "true",
-        "LOCAL_PROVIDER_DELAY_MS": "200",
-    }
-
-
-@contextmanager
-def web_process() -> Iterator[tuple[str, subprocess.Popen]]:
-    port = _free_port()
-    command = [sys.executable, "-m", "uvicorn", "gateway.asgi:application", "--port", str(port)]
-    server = subprocess.Popen([*command, "--log-level", "warning"], env=_environment())
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with suppress(httpx.HTTPError):  # not listening yet
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.2)
-        yield url, server
-    finally:
-        if server.poll() is None:
-            server.terminate()
-            server.wait(timeout=20)
 
 
 @contextmanager
 def worker_process() -> Iterator[None]:
     command = [sys.executable, "-m", "celery", "-A", "gateway", "worker", "--concurrency", "2", "--loglevel", "warning"]
-    worker = subprocess.Popen(command, env=_environment())
+    worker = subprocess.Popen(command, env=process_environment())
     try:
         yield
     finally:
