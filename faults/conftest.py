@@ -1,6 +1,7 @@
 """The drill's servers: one PostgreSQL, Redis and fake upstream for the session; gateways and Celery per drill."""
 
 import shutil
+import signal
 import stat
 import sys
 import tempfile
@@ -41,8 +42,14 @@ class Stack:
         return process
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.fixture(scope="session")
-def servers(request: pytest.FixtureRequest) -> Iterator[Stack]:
+def servers() -> Iterator[Stack]:
+    # A CI timeout's SIGTERM becomes an interrupt, so pytest still runs the finalizers that stop every server.
+    signal.signal(signal.SIGTERM, _interrupt)
     run_dir = Path(tempfile.mkdtemp(prefix="imagegate-faults-"))
     _RUN_DIR.append(run_dir)
     # The postgres user runs the cluster under it and writes its log beside the others'.
@@ -66,10 +73,9 @@ def servers(request: pytest.FixtureRequest) -> Iterator[Stack]:
             upstream.process.stop()
         redis.stop()
         postgres.ensure_stopped()
-        if request.session.testsfailed:
-            shutil.rmtree(run_dir / "pg", ignore_errors=True)
-        else:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        # The logs stay until the run's outcome is known (pytest_terminal_summary).
+        for scratch in ("pg", "var"):
+            shutil.rmtree(run_dir / scratch, ignore_errors=True)
 
 
 @pytest.fixture
@@ -93,5 +99,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.section("fault drill figures")
         for line in FIGURES:
             terminalreporter.write_line(line)
-    if exitstatus and _RUN_DIR:
-        terminalreporter.write_line(f"fault drill logs (one file per process): {_RUN_DIR[0] / 'logs'}")
+    for run_dir in _RUN_DIR:
+        if exitstatus:
+            terminalreporter.write_line(f"fault drill logs (one file per process): {run_dir / 'logs'}")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)

@@ -124,6 +124,8 @@ class Postgres:
         self.log = logs / "postgres.log"
         self.data.mkdir()
         shutil.chown(self.data, "postgres", "postgres")
+        # pg_ctl detaches the server from us: stop it at exit even when no finalizer ran.
+        atexit.register(self.ensure_stopped)
         initdb = (PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
         self._as_postgres(*initdb)
         self.started = False
