@@ -76,7 +76,7 @@ test-embedded: $(VENV)/.test-installed chromium
 ## spare ports, stopped and started by the suite. Needs PostgreSQL's binaries, redis-server, and root (initdb runs as
 ## the postgres user). Not part of `make test`: under ten minutes.
 faults: $(VENV)/.test-installed
-	$(BIN)/pytest -p no:django -p no:cacheprovider faults $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:django -p no:cacheprovider -W "ignore:Unknown config option" faults $(PYTEST_ARGS)
 
 ## Fails when a model changed without its migration (against a throwaway embedded database).
 migrations-check: $(VENV)/.installed

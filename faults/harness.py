@@ -314,6 +314,8 @@ class Gateway:
     """`make serve`'s server (uvicorn, several workers, production settings) on a free port."""
 
     def __init__(self, name: str, env: dict[str, str], logs: Path, workers: int = 3) -> None:
+        # One worker would make uvicorn serve in its own process, with no worker to kill or count.
+        assert workers >= 2, "a drill's gateway runs several workers, as in production"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [

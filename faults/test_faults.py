@@ -11,7 +11,14 @@ import pytest
 
 from faults.conftest import FIGURES, Stack
 from faults.harness import Answer, Client, seed_orgs, sweep
-from faults.invariants import all_invariants, connect, tally
+from faults.invariants import (
+    all_invariants,
+    charged_exactly_the_200s,
+    connect,
+    counters_match_line_items,
+    nothing_held,
+    tally,
+)
 
 REDIS_OUTAGE_SECONDS = float(os.environ.get("FAULTS_REDIS_OUTAGE_SECONDS", "30"))
 PG_OUTAGE_SECONDS = float(os.environ.get("FAULTS_PG_OUTAGE_SECONDS", "10"))
@@ -289,3 +296,33 @@ def _wait_released(org_id: int, answered: set[str], lost: int, until: float) -> 
             return time.monotonic()
         time.sleep(0.5)
     return None
+
+
+# ----------------------------------------------------------------------- the invariants themselves
+
+
+async def test_invariants_catch_violations(stack: Stack) -> None:
+    """The invariants hold after a clean request, and each one reports the breach made by hand after it."""
+    env = stack.env()
+    orgs = seed_orgs(env, busy=10**9)
+    gateway = await asyncio.to_thread(stack.gateway, "gateway-invariants", env, 2)
+    client = Client(gateway, orgs)
+    try:
+        answer = await client.send("busy")
+    finally:
+        await client.close()
+    assert answer.status == 200, answer
+    org_ids = [orgs["busy"].id]
+    assert all_invariants(client.answers, org_ids) == []
+    assert charged_exactly_the_200s([], org_ids), "a charge whose client got no 200 went unnoticed"
+    with connect() as conn:
+        conn.execute(
+            "UPDATE billing_spendcounter SET spent = spent + 0.01, reserved = reserved + 0.02 WHERE spend_limit_id IN"
+            " (SELECT id FROM billing_spendlimit WHERE organization_id = %s)",
+            (orgs["busy"].id,),
+        )
+        conn.execute("UPDATE billing_usagelineitem SET status = 'pending' WHERE request_id = %s", (answer.request_id,))
+    assert counters_match_line_items(org_ids), "a counter off by 0.01 went unnoticed"
+    held = nothing_held(org_ids)
+    assert any("pending" in p for p in held) and any("reserved" in p for p in held), held
+    assert any("200" in p for p in charged_exactly_the_200s(client.answers, org_ids))
