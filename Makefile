@@ -12,7 +12,7 @@ BACKLOG ?= 4096
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/imagegate
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run serve bench test test-embedded lint install worker beat clean chromium preflight migrations-check
+.PHONY: run serve bench test test-embedded faults lint install worker beat clean chromium preflight migrations-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,12 @@ test: preflight $(VENV)/.test-installed chromium
 test-embedded: $(VENV)/.test-installed chromium
 	@scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
 	env -u DATABASE_URL -u REDIS_URL VAR_DIR="$$scratch" LOCAL_PROVIDER_FALLBACK=true $(BIN)/pytest $(PYTEST_ARGS)
+
+## Fault drills (docs/operations.md): their own PostgreSQL, Redis, gateway workers, Celery and fake provider, on
+## spare ports, stopped and started by the suite. Needs PostgreSQL's binaries, redis-server, and root (initdb runs as
+## the postgres user). Not part of `make test`: under ten minutes.
+faults: $(VENV)/.test-installed
+	$(BIN)/pytest -p no:django -p no:cacheprovider -W "ignore:Unknown config option" faults $(PYTEST_ARGS)
 
 ## Fails when a model changed without its migration (against a throwaway embedded database).
 migrations-check: $(VENV)/.installed
