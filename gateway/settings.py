@@ -195,6 +195,11 @@ IMAGE_URL_TTL_SECONDS = env_int("IMAGE_URL_TTL_SECONDS", 3600)
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL").rstrip("/")
 LOCAL_PROVIDER_DELAY_MS = env_int("LOCAL_PROVIDER_DELAY_MS", 0)
 PROVIDER_TIMEOUT_SECONDS = env_int("PROVIDER_TIMEOUT_SECONDS", 120)
+# One deadline per request for everything sent upstream (attempts, retries, fallbacks, polls): a hung provider
+# answers 504 after this long, not after (retries + 1) x PROVIDER_TIMEOUT_SECONDS. Async jobs get their own,
+# longer one; both stay below SPEND_RESERVATION_TIMEOUT_SECONDS, or the sweeper would release a live hold.
+REQUEST_DEADLINE_SECONDS = env_int("REQUEST_DEADLINE_SECONDS", 150)
+IMAGE_JOB_DEADLINE_SECONDS = env_int("IMAGE_JOB_DEADLINE_SECONDS", 300)
 # Serve models whose provider has no credentials with the local renderer: on by
 # default only embedded (no Redis, SQLite); in production such a model answers 503.
 LOCAL_PROVIDER_FALLBACK = env_bool(
