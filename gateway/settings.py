@@ -221,6 +221,11 @@ API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int("API_KEY_LAST_USED_RESOLUTION_SEC
 # --- Governance: rate limits, spend caps, idempotency, alerts -------------
 # When Redis is unreachable: "open" falls back to a per-process limiter (and logs), "closed" answers 503.
 RATE_LIMIT_ON_REDIS_FAILURE = env_choice("RATE_LIMIT_ON_REDIS_FAILURE", "open", ("open", "closed"))
+# How many server processes serve this gateway on this host (uvicorn reads the same variable for --workers).
+WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 1)
+# Counting without Redis, each process takes 1/RATE_LIMIT_PROCESSES of every limit, so that together they admit
+# the limit, not the limit once per process. Several hosts (pods): set it to hosts x workers (the most there are).
+RATE_LIMIT_PROCESSES = env_int("RATE_LIMIT_PROCESSES", WEB_CONCURRENCY)
 # A spend reservation older than this belongs to a crashed worker and is released by the sweeper.
 SPEND_RESERVATION_TIMEOUT_SECONDS = env_int("SPEND_RESERVATION_TIMEOUT_SECONDS", 600)
 SPEND_ALERT_THRESHOLDS = [int(t) for t in env_list("SPEND_ALERT_THRESHOLDS", "80,100")]
