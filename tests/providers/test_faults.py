@@ -10,9 +10,13 @@ from decimal import Decimal
 
 import pytest
 
-from billing.models import SpendCounter, SpendLimit, SpendReservation
+from billing.models import SpendCounter, SpendLimit, SpendReservation, UsageLineItem
+from gateway.models import ImageJob
+from gateway.pipeline.jobs import job_execute
 from providers.breaker import breaker_peek
 from providers.models import FallbackRoute
+from tests.gateway import test_jobs
+from tests.gateway.test_jobs import ASYNC
 from tests.providers import test_providers
 from tests.providers.test_providers import assert_failed_free, generate, generation_posts
 
@@ -20,6 +24,8 @@ from tests.providers.test_providers import assert_failed_free, generate, generat
 upstream = test_providers.upstream
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "/v1/images/generations"
 
 
 @pytest.fixture
@@ -139,3 +145,43 @@ async def test_openai_receives_the_gateway_request_id(gateway_client, auth_heade
     response = await generate(gateway_client, auth_headers, model="gpt-image-2", prompt="fox")
     assert response.status_code == 200, response.text
     assert fake_openai.requests[-1].headers["x-client-request-id"] == response.headers["X-Request-ID"]
+
+
+# An async job's worker has its own, longer deadline (IMAGE_JOB_DEADLINE_SECONDS), counted from when it starts.
+no_worker = test_jobs.no_worker
+
+
+@pytest.fixture
+def queued_job(gateway_client, auth_headers, fake_openai, no_worker, settings):
+    settings.LOCAL_PROVIDER_FALLBACK = False
+
+    async def submit(prompt: str) -> ImageJob:
+        body = {"model": "gpt-image-2", "prompt": prompt, "response_format": "b64_json"}
+        response = await gateway_client.post(URL, json=body, headers={**auth_headers, **ASYNC})
+        assert response.status_code == 202, response.text
+        return await ImageJob.objects.aget(public_id=response.json()["id"])
+
+    return submit
+
+
+async def test_a_job_runs_within_its_own_deadline(queued_job, fake_openai, settings):
+    settings.REQUEST_DEADLINE_SECONDS = 0.5  # a synchronous request would give up before the upstream answers
+    settings.IMAGE_JOB_DEADLINE_SECONDS = 3
+    fake_openai.slow_seconds = 1
+    job = await queued_job("[slow] fox")
+    await job_execute(job.pk)
+    await job.arefresh_from_db()
+    assert job.status == "succeeded"
+
+
+async def test_a_job_on_a_hung_provider_fails_free_at_its_deadline(queued_job, fake_openai, settings):
+    settings.PROVIDER_TIMEOUT_SECONDS = 20
+    settings.IMAGE_JOB_DEADLINE_SECONDS = 1
+    fake_openai.fault = "hang"
+    job = await queued_job("fox")
+    started = time.monotonic()
+    await job_execute(job.pk)
+    assert time.monotonic() - started < 2.5
+    await job.arefresh_from_db()
+    item = await UsageLineItem.objects.aget(request_id=job.request_id)
+    assert (job.status, item.status, item.cost, item.error_code) == ("failed", "failed", 0, "upstream_timeout")

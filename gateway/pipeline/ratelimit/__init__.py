@@ -105,7 +105,7 @@ def _warn_fallback(exc: Exception) -> None:
     if time.monotonic() - _last_fallback_warning > 60:
         _last_fallback_warning = time.monotonic()
         logger.warning(
-            "Redis unavailable (%s); rate limits fall back to this process's share (1/%s of each limit)",
+            "Redis unavailable (%s); rate limits fall back to this process only, at its share (1/%s) of each limit",
             exc.__class__.__name__,
             max(1, settings.RATE_LIMIT_PROCESSES),
         )
