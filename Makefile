@@ -35,6 +35,8 @@ run: $(VENV)/.installed
 	DEBUG=$${DEBUG:-true} exec $(BIN)/uvicorn gateway.asgi:application --host $(HOST) --port $(PORT)
 
 ## Production mode: settings from the environment (DATABASE_URL, REDIS_URL, SECRET_KEY, ...).
+# uvicorn reads it too; each worker takes its share of the rate limits while Redis is down (docs/operations.md).
+serve: export WEB_CONCURRENCY = $(WORKERS)
 serve: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput -v0
 	DEBUG=false exec $(BIN)/uvicorn gateway.asgi:application --host $${HOST:-0.0.0.0} --port $(PORT) \

@@ -273,6 +273,11 @@ PROVIDER_TIMEOUT_SECONDS = env_int("PROVIDER_TIMEOUT_SECONDS", 120)
 # request waits for a connection (uvicorn spreads connections unevenly over workers, so keep it well above
 # the clients divided by the workers). Each one is a socket: the process's open-file limit must allow it.
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 4000)
+# One deadline per request for everything sent upstream (attempts, retries, fallbacks, polls): a hung provider
+# answers 504 after this long, not after (retries + 1) x PROVIDER_TIMEOUT_SECONDS. Async jobs get their own,
+# longer one; both stay below SPEND_RESERVATION_TIMEOUT_SECONDS, or the sweeper would release a live hold.
+REQUEST_DEADLINE_SECONDS = env_int("REQUEST_DEADLINE_SECONDS", 150)
+IMAGE_JOB_DEADLINE_SECONDS = env_int("IMAGE_JOB_DEADLINE_SECONDS", 300)
 # Serve models whose provider has no credentials with the local renderer: on by
 # default only embedded (no Redis, SQLite); in production such a model answers 503.
 LOCAL_PROVIDER_FALLBACK = env_bool(
@@ -294,6 +299,11 @@ API_KEY_LAST_USED_RESOLUTION_SECONDS = env_int("API_KEY_LAST_USED_RESOLUTION_SEC
 # --- Governance: rate limits, spend caps, idempotency, alerts -------------
 # When Redis is unreachable: "open" falls back to a per-process limiter (and logs), "closed" answers 503.
 RATE_LIMIT_ON_REDIS_FAILURE = env_choice("RATE_LIMIT_ON_REDIS_FAILURE", "open", ("open", "closed"))
+# How many server processes serve this gateway on this host (uvicorn reads the same variable for --workers).
+WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 1)
+# Counting without Redis, each process takes 1/RATE_LIMIT_PROCESSES of every limit, so that together they admit
+# the limit, not the limit once per process. Several hosts (pods): set it to hosts x workers (the most there are).
+RATE_LIMIT_PROCESSES = env_int("RATE_LIMIT_PROCESSES", WEB_CONCURRENCY)
 # A spend reservation older than this belongs to a crashed worker and is released by the sweeper.
 SPEND_RESERVATION_TIMEOUT_SECONDS = env_int("SPEND_RESERVATION_TIMEOUT_SECONDS", 600)
 # The web process sweeps too (gateway.sweeper), so a deployment without Celery beat (`make serve`) still

@@ -29,6 +29,7 @@ from providers.base import (
     options_refuse,
     size_dimensions,
 )
+from providers.deadline import deadline_bounded
 from providers.retry import parse_retry_after
 from providers.upstream import HttpProvider, image_from_bytes, nearest_aspect_ratio
 
@@ -115,7 +116,8 @@ class BFLProvider(HttpProvider):
         """Poll until Ready (returns the sample URL), a terminal status, or our deadline."""
         if not self.is_trusted_url(polling_url):
             raise ProviderError("The upstream provider returned an untrusted polling URL.", permanent=True)
-        deadline = time.monotonic() + settings.BFL_POLL_DEADLINE_SECONDS
+        # BFL's own limit on a task, or the request's deadline if that comes first.
+        deadline = time.monotonic() + deadline_bounded(settings.BFL_POLL_DEADLINE_SECONDS)
         while True:
             response = await self.send(client, "GET", polling_url, headers=headers)
             try:
@@ -136,7 +138,7 @@ class BFLProvider(HttpProvider):
                 raise ProviderError(f"The upstream task ended with status {status!r}.", upstream_status=200)
             if time.monotonic() + settings.BFL_POLL_INTERVAL_MS / 1000 > deadline:
                 raise ProviderError(
-                    f"The upstream task was not ready within {settings.BFL_POLL_DEADLINE_SECONDS} seconds.",
+                    "The upstream task was not ready within the request's deadline.",
                     code="upstream_timeout",
                     status=504,
                     permanent=True,

@@ -37,6 +37,7 @@ from providers.base import (
 from providers.retry import parse_retry_after
 from providers.upstream import Form, HttpProvider, image_from_bytes
 
+CLIENT_REQUEST_ID_HEADER = "X-Client-Request-Id"
 _POLICY_CODES = ("content_policy_violation", "moderation_blocked")
 # A 429 that says the account is out of credit or over a spend limit: retrying "won't restore access".
 _QUOTA_CODES = (
@@ -160,7 +161,11 @@ class OpenAIProvider(HttpProvider):
     async def images(self, job: ImageJob, client: httpx.AsyncClient, endpoint: str, **body) -> ProviderResult:
         """One images call (`body`: its `json=` or `form=`); with `job.stream`, read as server-sent events."""
         key = self.api_key(job.model)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # OpenAI records a caller's own id for each request (ASCII, at most 512 characters): ours, so that one
+        # id finds the call in both our logs and OpenAI's.
+        headers = {CLIENT_REQUEST_ID_HEADER: job.request_id}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         url = f"{self.base_url(job.model)}/images/{endpoint}"
         if job.stream:
             async with self.send_stream(client, "POST", url, headers=headers, **body) as response:

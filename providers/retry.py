@@ -4,6 +4,9 @@ It follows the OpenAI SDK's rules: honour the provider's retry-after when it is
 short enough to wait for, otherwise back off exponentially (capped, with up to
 25 % jitter), and give up after a bounded number of retries. Only errors marked
 non-permanent are retried, and there is no second retry layer above this one.
+Within a request's deadline (providers/deadline.py) no attempt starts once it has
+passed, and no wait runs past it: a retry that would is not made, and the last
+error is the answer.
 """
 
 import asyncio
@@ -19,6 +22,7 @@ import httpx
 from django.conf import settings
 
 from providers.base import ProviderError
+from providers.deadline import deadline_check, time_left
 
 T = TypeVar("T")
 
@@ -66,6 +70,7 @@ async def with_retries(send: Callable[[], Awaitable[T]], *, policy: RetryPolicy 
     policy = policy or RetryPolicy.from_settings()
     retry_number = 0
     while True:
+        deadline_check()
         try:
             return await send()
         except ProviderError as exc:
@@ -79,5 +84,8 @@ async def with_retries(send: Callable[[], Awaitable[T]], *, policy: RetryPolicy 
                 delay = exc.retry_after
             else:
                 delay = policy.backoff(retry_number)
+            left = time_left()
+            if left is not None and delay >= left:
+                raise  # waiting would end past the deadline: the failure so far is the answer
             retry_number += 1
             await asyncio.sleep(delay)

@@ -6,6 +6,7 @@ on after any failure but a content-policy refusal, and charges only the attempt
 that delivered; every attempt is recorded on the line item.
 """
 
+import asyncio
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,7 @@ import httpx
 
 from providers.base import EDIT, ImageJob, ImageParams, PartialImageSink, Provider, ProviderError, ProviderResult
 from providers.breaker import breaker_for, circuit_open_error
+from providers.deadline import deadline_check, deadline_passed_error, time_left
 
 # Beyond these a provider's report is garbage, not a bill (a million tokens is already ~$30 of images).
 MAX_TOKENS = 100_000_000
@@ -105,14 +107,23 @@ async def attempt_run(
     client: httpx.AsyncClient,
     on_partial: PartialImageSink | None = None,
 ) -> ProviderResult:
-    """Call the attempt's provider unless its circuit is open; the breaker learns from the outcome."""
+    """Call the attempt's provider unless its circuit is open; the breaker learns from the outcome.
+
+    The whole call (retries, polls, downloads) ends by the request's deadline, whatever the provider
+    does meanwhile: a body trickling in under each read timeout is cut off too.
+    """
+    deadline_check()
     breaker = breaker_for(attempt.provider.slug)
     if not breaker.allows_call():
         raise circuit_open_error(attempt.provider.slug)
     job = attempt.job(request_id, on_partial)
     call = attempt.provider.edit if job.action == EDIT else attempt.provider.generate
     try:
-        result = await call(job, client)
+        async with asyncio.timeout(time_left()):
+            result = await call(job, client)
+    except TimeoutError:
+        breaker.record_failure()  # a provider that cannot answer in time is as unhealthy as one that fails
+        raise deadline_passed_error() from None
     except ProviderError as exc:
         if exc.counts_against_provider:
             breaker.record_failure()

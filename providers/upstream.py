@@ -24,6 +24,7 @@ from providers.base import (
     size_dimensions,
     sniff_content_type,
 )
+from providers.deadline import deadline_bounded
 from providers.retry import parse_retry_after, with_retries
 
 logger = logging.getLogger("providers")
@@ -63,7 +64,9 @@ def _transport_errors() -> Iterator[None]:
 
 
 def upstream_timeout() -> httpx.Timeout:
-    return httpx.Timeout(settings.PROVIDER_TIMEOUT_SECONDS, connect=min(5.0, settings.PROVIDER_TIMEOUT_SECONDS))
+    """One attempt's timeout: PROVIDER_TIMEOUT_SECONDS, or what is left of the request's deadline if less."""
+    seconds = deadline_bounded(settings.PROVIDER_TIMEOUT_SECONDS)
+    return httpx.Timeout(seconds, connect=min(5.0, seconds))
 
 
 def nearest_aspect_ratio(size: str, ratios: Iterable[str], separator: str = ":") -> str:
@@ -188,5 +191,30 @@ class HttpProvider(Provider):
         return delivered
 
 
+# How each format we accept begins, and what its last bytes must hold when the file is whole.
+_PNG_END = b"IEND\xaeB`\x82"
+_TAIL = 64
+
+
+def image_defect(data: bytes) -> str | None:
+    """Why `data` is not a whole image, judged by its first and last bytes only (cheap on the hot path);
+    None when it looks like one. Garbage charged as an image would be a bill for nothing."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None if _PNG_END in data[-_TAIL:] else "a PNG cut short"
+    if data.startswith(b"\xff\xd8"):
+        return None if b"\xff\xd9" in data[-_TAIL:] else "a JPEG cut short"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return None if int.from_bytes(data[4:8], "little") + 8 <= len(data) else "a WebP cut short"
+    if data.startswith(b"GIF8"):
+        return None if data.rstrip(b"\0").endswith(b";") else "a GIF cut short"
+    if sniff_content_type(data) == "image/svg+xml":
+        return None
+    return "no image"
+
+
 def image_from_bytes(data: bytes, *, revised_prompt: str | None = None) -> GeneratedImage:
+    """An upstream's image; a ProviderError when the bytes are not a whole image."""
+    defect = image_defect(data)
+    if defect is not None:
+        raise ProviderError(f"The upstream provider sent {defect} instead of an image.", upstream_status=200)
     return GeneratedImage(data=data, content_type=sniff_content_type(data), revised_prompt=revised_prompt)

@@ -77,6 +77,7 @@ from providers.cache import (
     cached_response_store,
 )
 from providers.costs import list_cost
+from providers.deadline import deadline_within
 from providers.http import http_client
 from providers.registry import ProviderNotConfigured, provider_for
 from providers.routing import AttemptLog, PlannedAttempt, attempt_run
@@ -194,6 +195,9 @@ class ImageGeneration:
         self.images: tuple[InputImage, ...] = ()
         self.mask: InputImage | None = None
         self.started = time.monotonic()
+        # Everything sent upstream for this request ends this long after it started (an async job's worker
+        # sets its own, longer one).
+        self.deadline_seconds: float = settings.REQUEST_DEADLINE_SECONDS
         self.received_at = timezone.now()
         self.payload: dict[str, Any] = {}
         # Set by _open: the pending line item, and the details it was opened with.
@@ -676,6 +680,12 @@ class ImageGeneration:
         Raises the last attempt's error, or the first one that forbids a fallback
         (a content-policy refusal: another model would be asked the same prompt).
         """
+        with deadline_within(max(0.0, self.deadline_seconds - (time.monotonic() - self.started))):
+            return await self._attempts_run(context, plan, attempts)
+
+    async def _attempts_run(
+        self, context: CallContext, plan: list[Attempt], attempts: AttemptLog
+    ) -> tuple[Attempt, ProviderResult]:
         for attempt in plan:
             try:
                 if attempt is not plan[0]:

@@ -283,6 +283,7 @@ async def job_execute(job_id: int) -> None:
     generation = ImageGeneration(
         request_id=job.request_id, flavor=job.flavor, base_url=state["base_url"], action=job.action
     )
+    generation.deadline_seconds = settings.IMAGE_JOB_DEADLINE_SECONDS
     generation.received_at = datetime.fromisoformat(state["received_at"])
     generation.payload = state["payload"]
     generation.line_item = OpenedLineItem(**state["line_item"])

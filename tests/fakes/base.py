@@ -8,11 +8,20 @@ reach it through the gateway:
   [slow]      wait `slow_seconds` before answering (past the gateway's timeout in tests)
   [flaky]     the first call with this prompt fails with 503, later ones succeed
 Vendor fakes add their own markers (see each module).
+
+A test sets `fault` to make every request but a file download misbehave, as a broken provider does:
+  hang            answer nothing until the client hangs up
+  drop            send the headers and half the body, then close the connection
+  bad_json        200 with a body that is not JSON
+  bad_shape       200 with JSON of the wrong shape (a list where the vendor sends an object)
+  not_image       200 in the vendor's format, each image replaced by bytes that are no image
+  truncated_image 200 in the vendor's format, each image cut to its first half (base64 still decodes)
 """
 
 import argparse
 import asyncio
 import base64
+import contextlib
 import functools
 import io
 import json
@@ -67,6 +76,39 @@ def image_bytes(
 
 TINY_PNG = image_bytes(8, 8)
 TINY_PNG_B64 = base64.b64encode(TINY_PNG).decode()
+
+
+FAULTS = ("hang", "drop", "bad_json", "bad_shape", "not_image", "truncated_image")
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8", b"RIFF", b"GIF8")
+NOT_AN_IMAGE = b"<html><body>502 Bad Gateway</body></html>"
+
+
+def _spoiled_bytes(data: bytes, fault: str) -> bytes:
+    if not data.startswith(_IMAGE_MAGIC):
+        return data
+    return NOT_AN_IMAGE if fault == "not_image" else data[: len(data) // 2]
+
+
+def _spoiled(value, fault: str):
+    """`value` (a reply body) with every image in it, raw or base64 in JSON, spoiled by `fault`."""
+    if isinstance(value, bytes):
+        return _spoiled_bytes(value, fault)
+    if isinstance(value, dict):
+        return {key: _spoiled(item, fault) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_spoiled(item, fault) for item in value]
+    if isinstance(value, str) and len(value) > 64:
+        try:
+            data = base64.b64decode(value, validate=True)
+        except ValueError:
+            return value
+        spoiled = _spoiled_bytes(data, fault)
+        if spoiled is data:
+            return value
+        if fault == "truncated_image":  # cut on a 4-character boundary, so that it still decodes
+            return value[: len(value) // 8 * 4]
+        return base64.b64encode(spoiled).decode()
+    return value
 
 
 @dataclass(frozen=True)
@@ -165,6 +207,9 @@ class FakeUpstream(ABC):
         self.files: dict[str, tuple[bytes, str]] = {}
         # Set by a test to make every generation request fail with this status (a provider outage).
         self.outage_status: int | None = None
+        # Set by a test to make the provider misbehave (FAULTS); `hang_seconds` bounds a hang.
+        self.fault: str | None = None
+        self.hang_seconds = 30.0
         # Streamed answers sent to their end, and those whose client hung up before it.
         self.streams_completed = 0
         self.streams_abandoned = 0
@@ -190,7 +235,12 @@ class FakeUpstream(ABC):
     def respond(self, request: FakeRequest) -> Reply:
         if request.path.startswith("/files/"):
             hosted = self.files.get(request.path.removeprefix("/files/").partition(".")[0])
-            return Reply(200, hosted[0], {"content-type": hosted[1]}) if hosted else Reply(404, b"gone")
+            if hosted is None:
+                return Reply(404, b"gone")
+            data, content_type = hosted
+            if self.fault in ("not_image", "truncated_image"):
+                data = _spoiled_bytes(data, self.fault)
+            return Reply(200, data, {"content-type": content_type})
         if not self.authorised(request):
             return self.error(401, "Invalid API key.")
         if self.outage_status is not None:
@@ -236,8 +286,23 @@ class FakeUpstream(ABC):
         self.requests.append(request)
         if "[slow]" in request.prompt:
             await asyncio.sleep(self.slow_seconds)
+        fault = None if request.path.startswith("/files/") else self.fault
+        if fault == "hang":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(receive(), self.hang_seconds)  # the next message is the client hanging up
+            return
         reply = self.respond(request)
+        if fault == "bad_json":
+            reply = Reply(200, b'{"data": [{"b64_json": "iVBORw0KGgo', reply.headers)
+        elif fault == "bad_shape":
+            reply = Reply(200, b'["not", "an", "object"]', reply.headers)
+        elif fault in ("not_image", "truncated_image") and isinstance(reply.body, dict | bytes):
+            reply.body = _spoiled(reply.body, fault)
         response_headers = {"content-type": "application/json", "x-request-id": uuid.uuid4().hex, **reply.headers}
+        whole = isinstance(reply.body, dict | bytes)
+        body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode() if whole else b""
+        if fault == "drop" and whole:
+            response_headers["content-length"] = str(len(body))
         await send(
             {
                 "type": "http.response.start",
@@ -245,8 +310,11 @@ class FakeUpstream(ABC):
                 "headers": [(key.encode(), value.encode()) for key, value in response_headers.items()],
             }
         )
-        if isinstance(reply.body, dict | bytes):
-            body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        if fault == "drop" and whole:
+            # Half the promised body, then the app ends without finishing: the server closes the connection.
+            await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+            return
+        if whole:
             await send({"type": "http.response.body", "body": body})
         else:
             await self._send_stream(reply.body, receive, send)

@@ -5,14 +5,21 @@ key, its project and the request's end user where they have limits of their own,
 is one Lua script on Redis's own clock, so every worker process and machine
 shares one exact count. Without Redis (the embedded default), or with Redis
 down and RATE_LIMIT_ON_REDIS_FAILURE=open, a per-process limiter applies the
-same rules to its own process only.
+same rules to its own process only, each window cut to the process's share
+(`local_share`: ceil(limit / RATE_LIMIT_PROCESSES), which defaults to WEB_CONCURRENCY),
+so that the processes together admit at most the limit (plus fewer than one image
+per process of rounding),
+not the limit once per process. Redis is asked again on every request, so its
+shared count is back with the first request after it returns.
 
 The two backends (redis_backend.py, local_backend.py) count; rules.py turns a count
 into the decision. Which backend answers, and what a Redis failure means, is decided
 here and nowhere else.
 """
 
+import dataclasses
 import logging
+import math
 import time
 
 from django.conf import settings
@@ -61,9 +68,22 @@ async def rate_limit_refund(*, decision: RateDecision) -> RateDecision:
     return decision.refunded()
 
 
+def local_share(scopes: list[Scope]) -> list[Scope]:
+    """This process's share of each limit, for counting on its own: RATE_LIMIT_PROCESSES processes count apart."""
+    workers = max(1, settings.RATE_LIMIT_PROCESSES)
+    if workers == 1:
+        return scopes
+    return [
+        dataclasses.replace(
+            scope, per_minute=math.ceil(scope.per_minute / workers), per_day=math.ceil(scope.per_day / workers)
+        )
+        for scope in scopes
+    ]
+
+
 async def _consume(scopes: list[Scope], n: int, token: str) -> RateDecision:
     if not settings.REDIS_URL:
-        return await local_limiter.consume(scopes, n, token)
+        return await local_limiter.consume(local_share(scopes), n, token)
     try:
         return await redis_limiter.consume(scopes, n, token)
     except (RedisError, OSError) as exc:
@@ -76,7 +96,7 @@ async def _consume(scopes: list[Scope], n: int, token: str) -> RateDecision:
                 headers={"Retry-After": "5"},
             ) from None
         _warn_fallback(exc)
-        return await local_limiter.consume(scopes, n, token)
+        return await local_limiter.consume(local_share(scopes), n, token)
 
 
 def _warn_fallback(exc: Exception) -> None:
@@ -84,4 +104,8 @@ def _warn_fallback(exc: Exception) -> None:
     # Once a minute at most: during an outage every request would otherwise log.
     if time.monotonic() - _last_fallback_warning > 60:
         _last_fallback_warning = time.monotonic()
-        logger.warning("Redis unavailable (%s); rate limits fall back to this process only", exc.__class__.__name__)
+        logger.warning(
+            "Redis unavailable (%s); rate limits fall back to this process only, at its share (1/%s) of each limit",
+            exc.__class__.__name__,
+            max(1, settings.RATE_LIMIT_PROCESSES),
+        )
