@@ -26,7 +26,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from gateway.core.errors import GatewayError, invalid_parameter
-from gateway.pipeline.validation import nul_refuse
+from gateway.pipeline.validation import text_refuse
 from providers.base import InputImage
 
 Receive = Callable[[], Awaitable[dict]]
@@ -314,7 +314,7 @@ class _EditForm:
             value = part.value.decode("utf-8")
         except UnicodeDecodeError:
             raise invalid_parameter(f"'{part.name}' is not valid UTF-8 text.", part.name) from None
-        nul_refuse({part.name: value})
+        text_refuse({part.name: value})
         self.fields[part.name] = value
 
     def _image_inspect(self, part: _Part) -> InputImage:
