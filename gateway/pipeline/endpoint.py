@@ -22,7 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from gateway.core.auth import api_key_from_headers
+from gateway.core.auth import api_key_from_headers, client_address_of_scope
 from gateway.core.db import db_step
 from gateway.core.errors import Flavor, GatewayError, error_body
 from gateway.core.middleware import new_request_id
@@ -182,6 +182,7 @@ async def image_endpoint(scope: dict, receive: Receive, send: Send, route: Image
             action=action,
             # An async job cannot stream: without a sink, `stream: true` is refused at admission.
             events=None if deferred else stream.event,
+            client=client_address_of_scope(scope, headers),
         )
         if not deferred and not route.quote:
             watcher = asyncio.create_task(_watch_client(receive, generation, left))
