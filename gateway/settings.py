@@ -198,6 +198,9 @@ AUTH_FAILURES_PER_MINUTE = env_int("AUTH_FAILURES_PER_MINUTE", 20)
 # How many reverse proxies in front of the gateway append to X-Forwarded-For: the client's address is the one
 # the outermost saw. 0 (the default) ignores the header, which a client can write.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# A request body (an image request's JSON, an edit's upload) must arrive within this many seconds of its first
+# read, else 408 and the connection is closed (slow clients would hold a connection for ever).
+BODY_READ_TIMEOUT_SECONDS = env_int("BODY_READ_TIMEOUT_SECONDS", 30)
 # Dashboard (and admin) sign-ins lock out after this many wrong passwords for one username from one address,
 # for LOGIN_LOCKOUT_MINUTES (django-axes; `manage.py axes_reset_username <name>` unlocks at once).
 INSTALLED_APPS += ["axes"]

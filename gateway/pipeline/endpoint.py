@@ -23,6 +23,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from gateway.core.auth import api_key_from_headers, client_address_of_scope
+from gateway.core.bodies import BodyDeadline
 from gateway.core.db import db_step
 from gateway.core.errors import Flavor, GatewayError, error_body
 from gateway.core.middleware import new_request_id
@@ -68,10 +69,14 @@ def _base_url(scope: dict, host: str) -> str:
 
 
 async def _read_body(receive: Receive, declared_length: str) -> bytes | None:
-    """The request body, or None once it is known to be over the limit (the pipeline answers 413)."""
+    """The request body, or None once it is known to be over the limit (the pipeline answers 413).
+
+    GatewayError 408 when it takes longer than BODY_READ_TIMEOUT_SECONDS to arrive.
+    """
     limit = settings.MAX_REQUEST_BODY_BYTES
     if declared_length.isdigit() and int(declared_length) > limit:
         return None
+    receive = BodyDeadline(receive)
     chunks: list[bytes] = []
     size = 0
     while True:
