@@ -35,7 +35,7 @@ run: $(VENV)/.installed
 serve: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput -v0
 	DEBUG=false exec $(BIN)/uvicorn gateway.asgi:application --host $${HOST:-0.0.0.0} --port $(PORT) \
-		--workers $(WORKERS) --no-access-log --log-level warning
+		--workers $(WORKERS) --no-access-log --log-level warning --http gateway.server:HeaderGuardedProtocol
 
 worker: $(VENV)/.installed
 	exec $(BIN)/celery -A gateway worker --loglevel info

@@ -201,6 +201,11 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 # A request body (an image request's JSON, an edit's upload) must arrive within this many seconds of its first
 # read, else 408 and the connection is closed (slow clients would hold a connection for ever).
 BODY_READ_TIMEOUT_SECONDS = env_int("BODY_READ_TIMEOUT_SECONDS", 30)
+# A request's headers must be whole within this many seconds of the connection opening (or of the request's
+# first byte on a kept-alive connection), and within MAX_HEADER_BYTES, else 408 / 431 and the connection is
+# closed: gateway/server.py, the HTTP protocol `make serve` runs uvicorn with.
+HEADER_READ_TIMEOUT_SECONDS = env_int("HEADER_READ_TIMEOUT_SECONDS", 10)
+MAX_HEADER_BYTES = env_int("MAX_HEADER_BYTES", 64 * 1024)
 # Dashboard (and admin) sign-ins lock out after this many wrong passwords for one username from one address,
 # for LOGIN_LOCKOUT_MINUTES (django-axes; `manage.py axes_reset_username <name>` unlocks at once).
 INSTALLED_APPS += ["axes"]

@@ -22,7 +22,7 @@ def test_create_key_shows_the_plaintext_once_and_it_authenticates(people, as_use
     assert response.status_code == 201
     plaintext = re.search(rb'value="(igw_[^"]+)"', response.content).group(1).decode()
     assert b"shown only this once" in response.content
-    caller = caller_authenticate(plaintext)
+    caller = caller_authenticate(plaintext, client="127.0.0.1")
     api_key = ApiKey.objects.get(pk=caller.api_key_id)
     assert api_key.name == "ci" and api_key.allowed_models == ["dall-e-3"] and api_key.images_per_day == 100
     assert api_key.created_by == people.alice and api_key.expires_at is not None
