@@ -58,3 +58,22 @@ def test_connections_holding_partial_bodies_are_answered_408_and_closed_within_t
         # Cut off at the deadline, not long after it: the connections open over a second or so, and an edit's
         # refusal is recorded (a line item each, 300 writes queued on SQLite in the embedded mode).
         assert closed < 2 + 10
+
+
+async def test_a_django_body_over_the_limit_is_refused_as_it_arrives(gateway_client, settings):
+    """Django's handler would write any body to a temporary file before DATA_UPLOAD_MAX_MEMORY_SIZE is looked at."""
+    chunks_sent = 0
+
+    async def body():
+        nonlocal chunks_sent
+        for _ in range(64):  # 64 MiB, if it were all read
+            chunks_sent += 1
+            yield b"x" * (1024 * 1024)
+
+    response = await gateway_client.post(
+        "/accounts/login/", content=body(), headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert response.headers["connection"] == "close"
+    assert chunks_sent <= 3
