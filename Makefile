@@ -40,7 +40,7 @@ serve: export WEB_CONCURRENCY = $(WORKERS)
 serve: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput -v0
 	DEBUG=false exec $(BIN)/uvicorn gateway.asgi:application --host $${HOST:-0.0.0.0} --port $(PORT) \
-		--workers $(WORKERS) --backlog $(BACKLOG) --no-access-log --log-level warning
+		--workers $(WORKERS) --backlog $(BACKLOG) --no-access-log --log-level warning --http gateway.server:HeaderGuardedProtocol
 
 ## The long benchmarks (PostgreSQL + Redis, about 6 min): many slow requests in flight, then the governance
 ## hot path. Fails on an error or a throughput far below the upstream alone; the targets are printed

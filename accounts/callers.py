@@ -4,7 +4,9 @@ Every door that takes an API key authenticates through this module: the image en
 (whose phase one widens the statement with what it needs besides, so a call still costs
 one round trip: gateway.pipeline.context), GET /v1/models and the usage API. Only a key's
 hash and its short prefix are stored; the prefix finds the row, the hash is compared in
-constant time, and a revoked or expired key is refused like an unknown one. A live key of a
+constant time, and a revoked or expired key is refused like an unknown one. A key that cannot be
+one of ours (marker, length, characters, checksum: accounts.services) is refused without a query,
+and a client address that keeps presenting refused keys is throttled (accounts.throttle). A live key of a
 suspended organization, or a read-only usage key at an image door, is refused with a 403 that
 says why (caller_refusal), from the same row: no second query.
 """
@@ -20,7 +22,8 @@ from django.db.models import Field
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization, Project, Tier
-from accounts.services import API_KEY_MARKER, api_key_prefix, hash_api_key
+from accounts.services import api_key_prefix, api_key_well_formed, hash_api_key
+from accounts.throttle import auth_failure_record, auth_refusal
 from gateway.core.db import HotStatements, concrete_field
 from gateway.core.errors import GatewayError
 
@@ -132,8 +135,8 @@ def caller_fields() -> tuple[Field, ...]:
 
 
 def lookup_prefix(plaintext: str) -> str | None:
-    """The prefix to look a presented key up by, or None when it cannot be one of ours."""
-    if not plaintext.startswith(API_KEY_MARKER) or len(plaintext) > 200:
+    """The prefix to look a presented key up by, or None when it cannot be one of ours (checked without a query)."""
+    if not api_key_well_formed(plaintext):
         return None
     return api_key_prefix(plaintext)
 
@@ -217,14 +220,23 @@ def _touch_due(*, last_used_at: datetime | None, now: datetime) -> bool:
     return last_used_at is None or now - last_used_at >= resolution
 
 
-def caller_authenticate(plaintext: str | None) -> Caller | None:
-    """The caller behind a presented key, or None (missing, unknown, revoked or expired); on this thread."""
+def caller_authenticate(plaintext: str | None, *, client: str) -> Caller | None:
+    """The caller behind a presented key, or None (missing, malformed, unknown, revoked or expired); on this thread.
+
+    `client` is the request's address: one that has failed too often lately is refused (GatewayError 429)
+    before any query, and each key refused here counts against it (accounts.throttle).
+    """
+    refusal = auth_refusal(client)
+    if refusal is not None:
+        raise refusal
     prefix = lookup_prefix(plaintext or "")
-    if prefix is None:
-        return None
-    rows = HotStatements.select("caller", caller_statement, caller_fields(), [prefix])
-    found = caller_check(plaintext or "", rows[0]) if rows else None
+    found = None
+    if prefix is not None:
+        rows = HotStatements.select("caller", caller_statement, caller_fields(), [prefix])
+        found = caller_check(plaintext or "", rows[0]) if rows else None
     if found is None:
+        if plaintext:
+            auth_failure_record(client)
         return None
     if found.touch_due:
         HotStatements.update(ApiKey, found.caller.api_key_id, {"last_used_at": timezone.now()}, where={})

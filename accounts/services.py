@@ -1,7 +1,11 @@
 """Business rules for organizations and API keys."""
 
 import hashlib
+import hmac
+import re
 import secrets
+import string
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -17,9 +21,20 @@ from django.utils.http import urlsafe_base64_encode
 from accounts.audit import Actor, audit_record, audit_snapshot, audited_update
 from accounts.models import ApiKey, EndUserLimit, Membership, Organization, Project, Tier
 
-API_KEY_MARKER = "igw-"
+# A key is "igw_", 32 random base62 characters and a checksum: 6 base62 characters of the CRC32 of the random
+# part (GitHub's token format). A mistyped or made-up key fails the checksum and is refused without a database
+# query; only a key that could be ours is looked up.
+API_KEY_MARKER = "igw_"
+# Keys minted before the checksum: "igw-" and 43 URL-safe base64 characters (secrets.token_urlsafe(32)). They
+# still work; a malformed one is refused by its shape, but a well-formed one costs a lookup.
+LEGACY_API_KEY_MARKER = "igw-"
+BASE62 = string.digits + string.ascii_letters
+API_KEY_SECRET_CHARS = 32
+API_KEY_CHECKSUM_CHARS = 6
+_API_KEY = re.compile(f"{API_KEY_MARKER}([{BASE62}]{{{API_KEY_SECRET_CHARS}}})([{BASE62}]{{{API_KEY_CHECKSUM_CHARS}}})")
+_LEGACY_API_KEY = re.compile(f"{LEGACY_API_KEY_MARKER}[A-Za-z0-9_-]{{43}}")
 ENTERPRISE_TIER = "enterprise"
-# Characters of the secret part shown as the key's prefix (after the marker).
+# Characters of the secret part shown as the key's prefix (after the marker, of the same length for both kinds).
 PREFIX_SECRET_CHARS = 8
 
 
@@ -33,6 +48,29 @@ def hash_api_key(plaintext: str) -> str:
 
 def api_key_prefix(plaintext: str) -> str:
     return plaintext[: len(API_KEY_MARKER) + PREFIX_SECRET_CHARS]
+
+
+def _api_key_checksum(secret: str) -> str:
+    """The CRC32 of the key's random part in base62, padded to API_KEY_CHECKSUM_CHARS (62**6 > 2**32)."""
+    value = zlib.crc32(secret.encode())
+    digits = []
+    for _ in range(API_KEY_CHECKSUM_CHARS):
+        value, digit = divmod(value, 62)
+        digits.append(BASE62[digit])
+    return "".join(reversed(digits))
+
+
+def api_key_well_formed(plaintext: str) -> bool:
+    """Whether `plaintext` could be one of our keys (marker, length, characters and checksum); no query."""
+    found = _API_KEY.fullmatch(plaintext)
+    if found is not None:
+        return hmac.compare_digest(found.group(2), _api_key_checksum(found.group(1)))
+    return _LEGACY_API_KEY.fullmatch(plaintext) is not None
+
+
+def _api_key_new() -> str:
+    secret = "".join(secrets.choice(BASE62) for _ in range(API_KEY_SECRET_CHARS))
+    return API_KEY_MARKER + secret + _api_key_checksum(secret)
 
 
 @dataclass(frozen=True)
@@ -95,7 +133,7 @@ def api_key_create(
         raise AccountError(f"Unknown key kind '{kind}'. Allowed: {', '.join(ApiKey.Kind.values)}")
     with transaction.atomic():
         while True:
-            plaintext = API_KEY_MARKER + secrets.token_urlsafe(32)
+            plaintext = _api_key_new()
             prefix = api_key_prefix(plaintext)
             if not ApiKey.objects.filter(prefix=prefix).exists():
                 break

@@ -6,7 +6,14 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 # Static files (admin and dashboard CSS/JS) are served straight from the app
 # folders, so a deployment needs no collectstatic step and no CDN.
-django_application = ASGIStaticFilesHandler(get_asgi_application())
+django_handler = ASGIStaticFilesHandler(get_asgi_application())
+
+from django.conf import settings  # noqa: E402
+
+from gateway.core.bodies import body_bounded  # noqa: E402
+
+# Django's own bodies (dashboard forms, the usage API) are small: bounded in time and size as they are read.
+django_application = body_bounded(django_handler, max_bytes=lambda: settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
 from gateway.core.db import hot_connections_close  # noqa: E402
 from gateway.core.https import https_send  # noqa: E402

@@ -5,6 +5,7 @@ Celery tasks inline, every model served by the built-in `local` provider.
 """
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,36 @@ EDIT_MAX_IMAGES = env_int("EDIT_MAX_IMAGES", 16)  # as many as OpenAI takes
 EDIT_MAX_FIELD_BYTES = env_int("EDIT_MAX_FIELD_BYTES", 64 * 1024)  # each text field (the prompt is the long one)
 # Where the per-request directories go; empty means the system's temporary directory ($TMPDIR).
 EDIT_UPLOAD_DIR = env_str("EDIT_UPLOAD_DIR")
+
+# --- Hostile clients (docs/operations.md, "Hostile clients") ---------------
+# Failed authentications (a key unknown, revoked, expired or malformed) one client address may make per minute
+# before its requests are refused with 429 whatever key they send, until the minute ends (accounts/throttle.py).
+# 0 turns the throttle off.
+AUTH_FAILURES_PER_MINUTE = env_int("AUTH_FAILURES_PER_MINUTE", 20)
+# How many reverse proxies in front of the gateway append to X-Forwarded-For: the client's address is the one
+# the outermost saw. 0 (the default) ignores the header, which a client can write.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# A request body (an image request's JSON, an edit's upload) must arrive within this many seconds of its first
+# read, else 408 and the connection is closed (slow clients would hold a connection for ever).
+BODY_READ_TIMEOUT_SECONDS = env_int("BODY_READ_TIMEOUT_SECONDS", 30)
+# A request's headers must be whole within this many seconds of the connection opening (or of the request's
+# first byte on a kept-alive connection), and within MAX_HEADER_BYTES, else 408 / 431 and the connection is
+# closed: gateway/server.py, the HTTP protocol `make serve` runs uvicorn with.
+HEADER_READ_TIMEOUT_SECONDS = env_int("HEADER_READ_TIMEOUT_SECONDS", 10)
+MAX_HEADER_BYTES = env_int("MAX_HEADER_BYTES", 64 * 1024)
+# Dashboard (and admin) sign-ins lock out after this many wrong passwords for one username from one address,
+# for LOGIN_LOCKOUT_MINUTES (django-axes; `manage.py axes_reset_username <name>` unlocks at once).
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as axes asks: it answers a locked-out sign-in
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+# Per username and address together: a stranger cannot lock a user out from elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+# The same client address as the API's throttle (TRUSTED_PROXY_COUNT applies).
+AXES_CLIENT_IP_CALLABLE = "gateway.core.auth.client_address_of_request"
 
 # --- Gateway behaviour ----------------------------------------------------
 IMAGE_URL_TTL_SECONDS = env_int("IMAGE_URL_TTL_SECONDS", 3600)

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from accounts.callers import Caller, Door, caller_authenticate, caller_refusal
 from billing.periods import today_utc
 from billing.selectors import model_objects
-from gateway.core.auth import api_key_from_request
+from gateway.core.auth import api_key_from_request, client_address_of_request
 from gateway.core.db import db_step
 from gateway.core.errors import Flavor, GatewayError, error_response
 from gateway.core.images import CONTENT_TYPES, signature_valid
@@ -30,15 +30,12 @@ from gateway.pipeline.jobs import (
 )
 
 
-def _models_for_key(plaintext: str | None, name: str | None = None) -> list[dict] | GatewayError:
+def _models_for_key(request: HttpRequest, name: str | None = None) -> list[dict] | GatewayError:
     """The model objects the key may use (only `name`, when given), or why the key is refused."""
-    caller = caller_authenticate(plaintext)
-    if caller is None:
-        return GatewayError(401, "invalid_api_key", "Invalid or missing API key.")
     # The models are those of the image endpoints: a key refused there is refused here alike.
-    refusal = caller_refusal(caller, door=Door.IMAGES)
-    if refusal is not None:
-        return refusal
+    caller = _image_caller(request)
+    if isinstance(caller, GatewayError):
+        return caller
     return model_objects(caller=caller, today=today_utc(timezone.now()), name=name)
 
 
@@ -52,7 +49,7 @@ def _key_refused(request: IdentifiedRequest, error: GatewayError) -> HttpRespons
 @require_GET
 async def list_models(request: IdentifiedRequest) -> HttpResponse:
     """GET /v1/models: the image models this key may use, in OpenAI's list format."""
-    models = await db_step(_models_for_key, api_key_from_request(request))
+    models = await db_step(_models_for_key, request)
     if isinstance(models, GatewayError):
         return _key_refused(request, models)
     return JsonResponse({"object": "list", "data": models})
@@ -62,7 +59,7 @@ async def list_models(request: IdentifiedRequest) -> HttpResponse:
 @require_GET
 async def retrieve_model(request: IdentifiedRequest, model: str) -> HttpResponse:
     """GET /v1/models/{model}: one of them, as OpenAI's model object; 404 for any other name."""
-    models = await db_step(_models_for_key, api_key_from_request(request), model)
+    models = await db_step(_models_for_key, request, model)
     if isinstance(models, GatewayError):
         return _key_refused(request, models)
     if not models:
@@ -77,9 +74,12 @@ async def retrieve_model(request: IdentifiedRequest, model: str) -> HttpResponse
     return JsonResponse(models[0])
 
 
-def _image_caller(plaintext: str | None) -> Caller | GatewayError:
-    """The caller behind an image key, or why it is refused (as at the image endpoints)."""
-    caller = caller_authenticate(plaintext)
+def _image_caller(request: HttpRequest) -> Caller | GatewayError:
+    """The caller behind the request's image key, or why it is refused (as at the image endpoints)."""
+    try:
+        caller = caller_authenticate(api_key_from_request(request), client=client_address_of_request(request))
+    except GatewayError as throttled:
+        return throttled
     if caller is None:
         return GatewayError(401, "invalid_api_key", "Invalid or missing API key.")
     return caller_refusal(caller, door=Door.IMAGES) or caller
@@ -100,7 +100,7 @@ def _list_limit(raw: str | None) -> int:
 async def image_jobs(request: IdentifiedRequest, flavor: str) -> HttpResponse:
     """GET /v1/images/jobs: the key's recent image jobs, newest first, in OpenAI's list format (limit, after)."""
     try:
-        caller = await db_step(_image_caller, api_key_from_request(request))
+        caller = await db_step(_image_caller, request)
         if isinstance(caller, GatewayError):
             raise caller
         limit = _list_limit(request.GET.get("limit"))
@@ -123,7 +123,7 @@ async def image_jobs(request: IdentifiedRequest, flavor: str) -> HttpResponse:
 async def image_job(request: IdentifiedRequest, flavor: str, public_id: str) -> HttpResponse:
     """GET /v1/images/jobs/{id}: a job and, once done, its answer; DELETE cancels it while it is queued."""
     try:
-        caller = await db_step(_image_caller, api_key_from_request(request))
+        caller = await db_step(_image_caller, request)
         if isinstance(caller, GatewayError):
             raise caller
         if request.method == "DELETE":

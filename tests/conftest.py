@@ -89,7 +89,9 @@ def _fast_password_hashing(settings):
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits(settings):
-    """Rate-limit counters start empty: FLUSHDB of this run's own Redis database (never FLUSHALL)."""
+    """Rate-limit counters (and failed authentications) start empty: FLUSHDB of this run's own Redis database
+    (never FLUSHALL)."""
+    from accounts.throttle import addresses
     from gateway.pipeline.ratelimit import local_limiter
 
     if settings.REDIS_URL:
@@ -97,6 +99,7 @@ def _fresh_rate_limits(settings):
 
         redis_client().flushdb()
     local_limiter.reset()
+    addresses.reset()
 
 
 @pytest.fixture

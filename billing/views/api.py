@@ -34,7 +34,7 @@ from billing.models import UsageLineItem
 from billing.usage.exports import LATER_COLUMNS, LINE_COLUMNS
 from billing.usage.filter import FilterError, UsageFilter, UsagePage, keyset_page
 from billing.usage.rollups import charged_only, margin, totals_annotations, totals_from_row, totals_sum
-from gateway.core.auth import api_key_from_request
+from gateway.core.auth import api_key_from_request, client_address_of_request
 from gateway.core.errors import Flavor, GatewayError, error_body
 from gateway.core.money import CURRENCY, format_usd
 from providers.base import TokenUsage
@@ -50,7 +50,12 @@ class ApiKeyAuthentication(BaseAuthentication):
         plaintext = api_key_from_request(request._request)
         if plaintext is None:
             raise exceptions.NotAuthenticated("Send your API key as 'Authorization: Bearer <key>' or 'X-API-Key'.")
-        caller = caller_authenticate(plaintext)
+        try:
+            caller = caller_authenticate(plaintext, client=client_address_of_request(request._request))
+        except GatewayError as throttled:
+            raise exceptions.Throttled(
+                int(throttled.headers["Retry-After"]), throttled.message, code=throttled.code
+            ) from None
         if caller is None:
             raise exceptions.AuthenticationFailed("The API key is invalid, expired or revoked.")
         refusal = caller_refusal(caller, door=Door.USAGE)

@@ -25,6 +25,7 @@ from accounts.callers import (
     lookup_prefix,
 )
 from accounts.models import EndUserLimit
+from accounts.throttle import auth_failure_record, auth_refusal
 from billing.ledger.rules import caps_applicable_sql
 from billing.models import CatalogRevision, PriceConfig, SpendLimit, TokenPrice
 from billing.pricing import ModelPricing
@@ -237,15 +238,22 @@ def _phase_one_sql(quote) -> str:
     return caller_statement(quote, columns=columns, joins=joins)
 
 
-async def call_context_load(plaintext: str, model: str | None, end_user: str = "") -> CallContext | None:
+async def call_context_load(
+    plaintext: str, model: str | None, end_user: str = "", *, client: str
+) -> CallContext | None:
     """Phase one: the key, the end user's limits, the model's catalog entry and its prices; one statement while the
-    catalog is unchanged."""
+    catalog is unchanged. None for a key refused; GatewayError 429 for a `client` address refused for its
+    failed authentications, before any query (accounts.throttle)."""
+    refusal = auth_refusal(client)
+    if refusal is not None:
+        raise refusal
     prefix = lookup_prefix(plaintext)
-    if prefix is None:
-        return None
-    rows = await HotStatements.aselect("phase_one", _phase_one_sql, _phase_one_fields(), [end_user, prefix])
+    rows = []
+    if prefix is not None:
+        rows = await HotStatements.aselect("phase_one", _phase_one_sql, _phase_one_fields(), [end_user, prefix])
     found = caller_check(plaintext, rows[0]) if rows else None
     if found is None:
+        await db_step(auth_failure_record, client)  # a Redis round trip, off the event loop
         return None
     enabled, ttl, price_per_image, revision, has_spend_limits = rows[0][CALLER_WIDTH : CALLER_WIDTH + 5]
     default_minute, default_day, named_minute, named_day = rows[0][CALLER_WIDTH + 5 :]

@@ -22,7 +22,8 @@ from typing import Any
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from gateway.core.auth import api_key_from_headers
+from gateway.core.auth import api_key_from_headers, client_address_of_scope
+from gateway.core.bodies import BodyDeadline
 from gateway.core.db import DATABASE_UNAVAILABLE, db_step
 from gateway.core.errors import Flavor, GatewayError, error_body
 from gateway.core.middleware import new_request_id
@@ -68,10 +69,14 @@ def _base_url(scope: dict, host: str) -> str:
 
 
 async def _read_body(receive: Receive, declared_length: str) -> bytes | None:
-    """The request body, or None once it is known to be over the limit (the pipeline answers 413)."""
+    """The request body, or None once it is known to be over the limit (the pipeline answers 413).
+
+    GatewayError 408 when it takes longer than BODY_READ_TIMEOUT_SECONDS to arrive.
+    """
     limit = settings.MAX_REQUEST_BODY_BYTES
     if declared_length.isdigit() and int(declared_length) > limit:
         return None
+    receive = BodyDeadline(receive)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -182,6 +187,7 @@ async def image_endpoint(scope: dict, receive: Receive, send: Send, route: Image
             action=action,
             # An async job cannot stream: without a sink, `stream: true` is refused at admission.
             events=None if deferred else stream.event,
+            client=client_address_of_scope(scope, headers),
         )
         if not deferred and not route.quote:
             watcher = asyncio.create_task(_watch_client(receive, generation, left))

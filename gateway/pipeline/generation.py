@@ -185,8 +185,11 @@ class ImageGeneration:
         base_url: str,
         action: str = GENERATE,
         events: EventSink | None = None,
+        client: str = "",
     ) -> None:
         self.request_id = request_id
+        # The client's address, against which failed authentications are counted (accounts.throttle).
+        self.client = client
         self.flavor = flavor
         self.base_url = base_url
         self.action = action
@@ -291,7 +294,7 @@ class ImageGeneration:
             model = requested_model(self.payload)
         except GatewayError as error:
             parse_error = error
-        context = await call_context_load(api_key, model, end_user_of(self.payload))
+        context = await call_context_load(api_key, model, end_user_of(self.payload), client=self.client)
         if context is None:
             raise GatewayError(401, "invalid_api_key", "Invalid API key: unknown, revoked or expired.")
         self.caller = context.caller

@@ -3,7 +3,8 @@
 An edit carries up to 16 images of up to 50 MB each, so the body is never held whole in memory: the
 ASGI messages are fed one by one to python-multipart's streaming parser, and each file part is written
 straight to a file in a temporary directory of its own for the request. Every limit is checked as the
-bytes arrive, and the request is refused the moment one is crossed, without reading the rest.
+bytes arrive, and the request is refused the moment one is crossed, without reading the rest; so is a form
+that takes longer than BODY_READ_TIMEOUT_SECONDS to arrive (408).
 
 Files are judged by their content, never by their name or declared type: Pillow reads each header
 (lazily, no pixel is decoded) for the format and the dimensions, and the mask must be a PNG with an
@@ -25,8 +26,9 @@ from PIL import Image, UnidentifiedImageError
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from gateway.core.bodies import BodyDeadline
 from gateway.core.errors import GatewayError, invalid_parameter
-from gateway.pipeline.validation import nul_refuse
+from gateway.pipeline.validation import text_refuse
 from providers.base import InputImage
 
 Receive = Callable[[], Awaitable[dict]]
@@ -87,7 +89,7 @@ async def edit_upload_receive(receive: Receive, headers: dict[str, str]) -> Edit
         raise _body_too_large()
     form = _EditForm(tempfile.mkdtemp(prefix="imagegate-edit-", dir=settings.EDIT_UPLOAD_DIR or None))
     try:
-        await form.read(receive, boundary)
+        await form.read(BodyDeadline(receive), boundary)
         return form.upload()
     except BaseException:
         # Whatever went wrong (a refusal, a disconnect, a cancelled task), nothing is left on disk.
@@ -314,7 +316,7 @@ class _EditForm:
             value = part.value.decode("utf-8")
         except UnicodeDecodeError:
             raise invalid_parameter(f"'{part.name}' is not valid UTF-8 text.", part.name) from None
-        nul_refuse({part.name: value})
+        text_refuse({part.name: value})
         self.fields[part.name] = value
 
     def _image_inspect(self, part: _Part) -> InputImage:

@@ -4,6 +4,7 @@ Every refusal names the field (`param`) and says what is allowed.
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -91,33 +92,89 @@ MAX_PARTIAL_IMAGES = 3
 
 def parse_body(body: bytes) -> dict[str, Any]:
     """The JSON object in `body`, or a GatewayError saying why it is not one."""
+    depth_refuse(body)
     try:
         payload = json.loads(body or b"")
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_parameter(f"The request body is not valid JSON: {exc}", None) from None
     if not isinstance(payload, dict):
         raise invalid_parameter("The request body must be a JSON object.", None)
-    nul_refuse(payload)
+    text_refuse(payload)
     return payload
 
 
-def nul_refuse(payload: dict[str, Any]) -> None:
-    """Refuse (400) the first parameter whose name or value holds U+0000, in a JSON body or a multipart form."""
+# Deeper than any image request needs (the deepest parameter is an object in an object), shallow enough that
+# nothing downstream (JSON decoding, hashing, storing) can recurse its way into a RecursionError.
+MAX_JSON_DEPTH = 32
+# Far more arrays and objects than any image request holds; a body with more is refused before it is decoded,
+# so a megabyte of brackets costs a few milliseconds rather than a scan in Python.
+MAX_JSON_CONTAINERS = 1000
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+
+
+def depth_refuse(body: bytes) -> None:
+    """Refuse (400) a JSON body nested deeper than MAX_JSON_DEPTH, or with more than MAX_JSON_CONTAINERS arrays and
+    objects, before it is decoded: only brackets outside strings count."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return  # every request a client really sends: too few brackets to nest that deep
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    if len(brackets) > 2 * MAX_JSON_CONTAINERS:
+        raise GatewayError(
+            400,
+            "invalid_json",
+            f"The request body holds more than {MAX_JSON_CONTAINERS} JSON arrays or objects; "
+            "an image request needs a few.",
+        )
+    depth = 0
+    for bracket in brackets:
+        depth += 1 if bracket in b"[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            raise GatewayError(
+                400,
+                "invalid_json",
+                f"The request body nests JSON arrays or objects more than {MAX_JSON_DEPTH} levels deep; "
+                "an image request needs two at most.",
+            )
+
+
+def text_refuse(payload: dict[str, Any]) -> None:
+    """Refuse (400) the first parameter whose name or text holds what no text column can store.
+
+    U+0000 (PostgreSQL text and JSON cannot store it) and a lone UTF-16 surrogate ("\\ud800" is valid JSON
+    but no valid UTF-8: encoding it to store, log or hash the request would fail), in a JSON body or a form.
+    """
     for key, value in payload.items():
-        # Nothing recorded may hold one: PostgreSQL text and JSON cannot store U+0000.
-        if _holds_nul(key) or _holds_nul(value):
-            name = key.replace("\x00", "")
-            raise invalid_parameter(f"'{name}' contains a NUL character (\\u0000), which is not allowed.", name)
+        problem = _unstorable(key) or _unstorable(value)
+        if problem:
+            name = _printable(key)
+            raise invalid_parameter(f"'{name}' contains {problem}.", name)
 
 
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    if isinstance(value, dict):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
-    return False
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unstorable(value: Any) -> str:
+    """What `value` (a parameter's name or value, walked without recursion) holds that cannot be stored, or ""."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "a NUL character (\\u0000), which is not allowed"
+            if _SURROGATE.search(item):
+                return "a lone UTF-16 surrogate (\\ud800-\\udfff), which is not valid Unicode: send UTF-8 text"
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+    return ""
+
+
+def _printable(name: str) -> str:
+    """A parameter's name as a message can show it: without the characters that made it refused."""
+    return _SURROGATE.sub("\ufffd", name.replace("\x00", ""))
 
 
 def requested_model(payload: dict[str, Any]) -> str:

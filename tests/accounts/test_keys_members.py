@@ -20,9 +20,9 @@ def test_create_key_shows_the_plaintext_once_and_it_authenticates(people, as_use
         HTTP_HX_REQUEST="true",
     )
     assert response.status_code == 201
-    plaintext = re.search(rb'value="(igw-[^"]+)"', response.content).group(1).decode()
+    plaintext = re.search(rb'value="(igw_[^"]+)"', response.content).group(1).decode()
     assert b"shown only this once" in response.content
-    caller = caller_authenticate(plaintext)
+    caller = caller_authenticate(plaintext, client="127.0.0.1")
     api_key = ApiKey.objects.get(pk=caller.api_key_id)
     assert api_key.name == "ci" and api_key.allowed_models == ["dall-e-3"] and api_key.images_per_day == 100
     assert api_key.created_by == people.alice and api_key.expires_at is not None
@@ -103,7 +103,10 @@ def test_invite_by_email_creates_a_user_with_a_one_time_link(people, as_user, cl
         page.redirect_chain[-1][0], {"new_password1": "a-long-new-pass-91", "new_password2": "a-long-new-pass-91"}
     )
     assert done.status_code == 302
-    assert client.login(username="dana@example.com", password="a-long-new-pass-91")
+    signed_in = client.post(
+        reverse("login"), {"username": "dana@example.com", "password": "a-long-new-pass-91"}, REMOTE_ADDR="10.1.2.3"
+    )
+    assert signed_in.status_code == 302
 
 
 def test_add_existing_member_twice_shows_the_error_next_to_the_field(people, as_user):
