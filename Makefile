@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 HOST ?= 127.0.0.1
 WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
+# Where the workers of `make serve` share their Prometheus samples (gateway/core/metrics.py).
+PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/var/prometheus
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/imagegate
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
@@ -34,7 +36,9 @@ run: $(VENV)/.installed
 ## Production mode: settings from the environment (DATABASE_URL, REDIS_URL, SECRET_KEY, ...).
 serve: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput -v0
-	DEBUG=false exec $(BIN)/uvicorn gateway.asgi:application --host $${HOST:-0.0.0.0} --port $(PORT) \
+	@# Prometheus multiprocess mode: every worker writes its samples here; last run's are removed first.
+	mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)" && find "$(PROMETHEUS_MULTIPROC_DIR)" -maxdepth 1 -name '*.db' -delete
+	PROMETHEUS_MULTIPROC_DIR="$(PROMETHEUS_MULTIPROC_DIR)" DEBUG=false exec $(BIN)/uvicorn gateway.asgi:application --host $${HOST:-0.0.0.0} --port $(PORT) \
 		--workers $(WORKERS) --no-access-log --log-level warning
 
 worker: $(VENV)/.installed

@@ -8,6 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 # folders, so a deployment needs no collectstatic step and no CDN.
 django_application = ASGIStaticFilesHandler(get_asgi_application())
 
+from gateway.core import metrics  # noqa: E402
 from gateway.core.db import hot_connections_close  # noqa: E402
 from gateway.pipeline.endpoint import IMAGE_ENDPOINTS, image_endpoint  # noqa: E402  (needs the apps loaded)
 from providers.http import http_client_close  # noqa: E402
@@ -22,6 +23,7 @@ async def _lifespan(receive, send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await hot_connections_close()
             await http_client_close()
+            metrics.process_exit()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

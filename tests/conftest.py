@@ -89,6 +89,7 @@ def _fast_password_hashing(settings):
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits(settings):
     """Rate-limit counters start empty: FLUSHDB of this run's own Redis database (never FLUSHALL)."""
+    from gateway.pipeline.concurrency import local_slots
     from gateway.pipeline.ratelimit import local_limiter
 
     if settings.REDIS_URL:
@@ -96,6 +97,7 @@ def _fresh_rate_limits(settings):
 
         redis_client().flushdb()
     local_limiter.reset()
+    local_slots.reset()
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ from gateway.core.db import db_step
 from gateway.core.errors import Flavor, GatewayError
 from gateway.core.images import image_store, signed_image_path
 from gateway.core.money import format_usd, quantize_usd
+from gateway.pipeline.concurrency import Slot, concurrency_acquire, concurrency_release
 from gateway.pipeline.context import CallContext, call_context_load
 from gateway.pipeline.idempotency import (
     idempotency_abandon,
@@ -201,6 +202,11 @@ class ImageGeneration:
         self.line_item_details: dict[str, Any] = {}
         # Set once the API key is known: who is calling.
         self.caller: Caller | None = None
+        # Set by admit: the catalog name asked for (a model or a route); by _succeed: what was charged.
+        self.model = ""
+        self.charged = Decimal(0)
+        # The organization's concurrency slot this call holds, while it holds one.
+        self.slot: Slot | None = None
 
     async def run(
         self,
@@ -216,12 +222,32 @@ class ImageGeneration:
         With `defer` (an async job), admission ends with the line item opened and its spend held, and
         `defer` answers instead of the provider: the job's worker delivers and settles (`resume`).
         """
+        try:
+            return await self._run(
+                api_key=api_key, body=body, idempotency_key=idempotency_key, upload=upload, defer=defer
+            )
+        finally:
+            # However the call ends (answered, refused, failed, cancelled, its client gone), its slot is freed.
+            if self.slot is not None:
+                await asyncio.shield(concurrency_release(self.slot))
+
+    async def _run(
+        self,
+        *,
+        api_key: str | None,
+        body: bytes | None,
+        idempotency_key: str | None,
+        upload: "EditUpload | GatewayError | None",
+        defer: "Deferral | None",
+    ) -> GatewayResponse:
         context, model, parse_error = await self.caller_context(api_key=api_key, body=body, upload=upload, defer=defer)
         claimed: str | None = None
         try:
             if parse_error is not None:
                 raise parse_error
             plan, attempts = self.admit(context, model)
+            if defer is None:  # an async job is not counted (gateway.pipeline.concurrency)
+                self.slot = await concurrency_acquire(caller=context.caller, token=self.request_id)
             if idempotency_key is not None:
                 replay = await db_step(
                     idempotency_claim,
@@ -349,7 +375,7 @@ class ImageGeneration:
         if self.action == EDIT and context.entry is not None and not context.entry.edit and context.catalog:
             editor = context.catalog.editor_for(context.entry, self.received_at.date())
         entry = check_model_usable(context.entry, model, self.action, editor)
-        requested = context.route or entry.name
+        requested = self.model = context.route or entry.name
         if not context.caller.allows_model(requested):
             raise GatewayError(403, "model_not_allowed", f"This API key may not use model {requested}.", param="model")
         plan: list[Attempt] = []
@@ -832,6 +858,7 @@ class ImageGeneration:
             provider_cost=provider_cost,
             details=details,
         )
+        self.charged = charge.cost
         return latency_ms
 
     async def _fail(self, *, status: int, code: str, details: dict | None = None) -> None:
