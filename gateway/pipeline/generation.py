@@ -246,8 +246,6 @@ class ImageGeneration:
             if parse_error is not None:
                 raise parse_error
             plan, attempts = self.admit(context, model)
-            if defer is None:  # an async job is not counted (gateway.pipeline.concurrency)
-                self.slot = await concurrency_acquire(caller=context.caller, token=self.request_id)
             if idempotency_key is not None:
                 replay = await db_step(
                     idempotency_claim,
@@ -261,6 +259,10 @@ class ImageGeneration:
                     headers = {**budget.headers(), "Idempotent-Replayed": "true"}
                     return GatewayResponse(status=replay.status, body=replay.body, headers=headers)
                 claimed = idempotency_key
+            # A replay or a repeat still in progress calls no provider: only a call takes a slot. An async
+            # job is not counted (gateway.pipeline.concurrency).
+            if defer is None:
+                self.slot = await concurrency_acquire(caller=context.caller, token=self.request_id)
             # Images are consumed only after every check that needs no provider; a spend refusal
             # or a failed provider call below gives them back.
             rate = await rate_limit_consume(
