@@ -35,7 +35,21 @@ def request_record(
     response: "GatewayResponse",
     seconds: float,
 ) -> None:
-    """Log the request's one line and count it."""
+    """Log the request's one line and count it; never raises, since the answer is already decided."""
+    try:
+        _record(request_id=request_id, path=path, generation=generation, response=response, seconds=seconds)
+    except Exception:
+        logger.exception("request %s: could not record its log line and metrics", request_id)
+
+
+def _record(
+    *,
+    request_id: str,
+    path: str,
+    generation: "ImageGeneration | None",
+    response: "GatewayResponse",
+    seconds: float,
+) -> None:
     caller = generation.caller if generation is not None else None
     model = generation.model if generation is not None else ""
     cost = quantize_usd(generation.charged) if generation is not None else Decimal(0)
