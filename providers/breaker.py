@@ -70,6 +70,8 @@ def breaker_peek(slug: str) -> CircuitBreaker:
 
 def breakers_reset() -> None:
     """Forget every provider's history (tests, and an operator after fixing credentials)."""
+    for slug in _breakers:
+        metrics.provider_call_observe(provider=slug, failed=False, breaker_open=False)
     _breakers.clear()
 
 

@@ -94,6 +94,18 @@ async def test_metrics_count_requests_refusals_spend_and_reservations(gateway_cl
     assert "imagegate_requests_in_flight" in text
 
 
+async def test_metrics_show_provider_errors_and_an_open_breaker(gateway_client, org_key, settings, fake_openai):
+    settings.METRICS_TOKEN = "scrape-me"
+    settings.PROVIDER_BREAKER_THRESHOLD = 2
+    settings.PROVIDER_MAX_RETRIES = 0
+    for _ in range(2):
+        failing = {**SMALL_IMAGE, "prompt": "[fail:500] down"}
+        assert (await gateway_client.post(URL, json=failing, headers=bearer(org_key[1]))).status_code >= 500
+    text = (await gateway_client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})).text
+    assert 'imagegate_provider_breaker_open{provider="openai"} 1.0' in text
+    assert 'imagegate_provider_errors_total{provider="openai"}' in text
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_two_uvicorn_workers_add_up_in_multiprocess_mode(seeded, make_org, make_key, tmp_path):
