@@ -9,6 +9,8 @@ WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 # Connections waiting to be accepted, per listening socket (uvicorn's default is 2048); the kernel caps it at
 # net.core.somaxconn. A burst of new clients past it waits for a SYN retry (1 s, then 3 s).
 BACKLOG ?= 4096
+# Where the workers of `make serve` share their Prometheus samples (gateway/core/metrics.py).
+PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/var/prometheus
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/imagegate
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
@@ -39,7 +41,9 @@ run: $(VENV)/.installed
 serve: export WEB_CONCURRENCY = $(WORKERS)
 serve: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput -v0
-	DEBUG=false exec $(BIN)/uvicorn gateway.asgi:application --host $${HOST:-0.0.0.0} --port $(PORT) \
+	@# Prometheus multiprocess mode: every worker writes its samples here; last run's are removed first.
+	mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)" && find "$(PROMETHEUS_MULTIPROC_DIR)" -maxdepth 1 -name '*.db' -delete
+	PROMETHEUS_MULTIPROC_DIR="$(PROMETHEUS_MULTIPROC_DIR)" DEBUG=false exec $(BIN)/uvicorn gateway.asgi:application --host $${HOST:-0.0.0.0} --port $(PORT) \
 		--workers $(WORKERS) --backlog $(BACKLOG) --no-access-log --log-level warning --http gateway.server:HeaderGuardedProtocol
 
 ## The long benchmarks (PostgreSQL + Redis, about 6 min): many slow requests in flight, then the governance

@@ -49,8 +49,9 @@ ORGANIZATION_COLUMNS = (
     "custom_images_per_day",
     "suspended_at",
     "require_end_user",
+    "custom_max_concurrent_requests",
 )
-TIER_COLUMNS = ("name", "images_per_minute", "images_per_day")
+TIER_COLUMNS = ("name", "images_per_minute", "images_per_day", "max_concurrent_requests")
 # The key's project, when it has one (a LEFT JOIN: all of them NULL otherwise).
 PROJECT_COLUMNS = ("id", "name", "images_per_minute", "images_per_day")
 # How many columns of a caller statement's row are the caller's; a widened statement's own follow.
@@ -85,6 +86,8 @@ class Caller:
     project_name: str = ""
     project_images_per_minute: int | None = None
     project_images_per_day: int | None = None
+    # Image requests of the organization in flight at once (its override, else its tier's); 0: no cap.
+    max_concurrent_requests: int = 0
 
     def allows_model(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
@@ -180,6 +183,7 @@ def caller_check(plaintext: str, row: Sequence) -> Authenticated | None:
         project_name=project["name"] or "",
         project_images_per_minute=project["images_per_minute"],
         project_images_per_day=project["images_per_day"],
+        max_concurrent_requests=org["custom_max_concurrent_requests"] or tier["max_concurrent_requests"],
     )
     return Authenticated(caller, touch_due=_touch_due(last_used_at=key["last_used_at"], now=now))
 

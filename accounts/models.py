@@ -11,6 +11,9 @@ class Tier(models.Model):
     name = models.CharField(max_length=64)
     images_per_minute = models.PositiveIntegerField()
     images_per_day = models.PositiveIntegerField()
+    # Image requests of one organization in flight at once (gateway.pipeline.concurrency): one tenant's burst
+    # of slow calls cannot take every worker's connections from the others.
+    max_concurrent_requests = models.PositiveIntegerField(default=20)
 
     class Meta:
         ordering = ["images_per_day"]
@@ -28,6 +31,8 @@ class Organization(models.Model):
     # Custom limits (Enterprise); when set they replace the tier's numbers.
     custom_images_per_minute = models.PositiveIntegerField(null=True, blank=True)
     custom_images_per_day = models.PositiveIntegerField(null=True, blank=True)
+    # An operator's override of the tier's concurrent-request cap, on any tier (set_tier --max-concurrent-requests).
+    custom_max_concurrent_requests = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Set by platform staff: every key of a suspended organization is refused; nothing is deleted.
     suspended_at = models.DateTimeField(null=True, blank=True)
@@ -51,6 +56,10 @@ class Organization(models.Model):
     @property
     def images_per_day(self) -> int:
         return self.custom_images_per_day or self.tier.images_per_day
+
+    @property
+    def max_concurrent_requests(self) -> int:
+        return self.custom_max_concurrent_requests or self.tier.max_concurrent_requests
 
 
 class Membership(models.Model):

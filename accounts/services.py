@@ -391,16 +391,25 @@ def org_tier_set(
     tier_slug: str,
     images_per_minute: int | None = None,
     images_per_day: int | None = None,
+    max_concurrent_requests: int | None = None,
     actor: Actor | None = None,
 ) -> Organization:
-    """Move an organization to a tier; only Enterprise carries custom numbers, and any other tier clears them."""
+    """Move an organization to a tier; only Enterprise carries custom image numbers, and any other tier clears
+    them. `max_concurrent_requests` overrides the tier's cap on requests in flight, on any tier (None: the tier's)."""
     tier = tier_get(slug=tier_slug)
     custom = (images_per_minute, images_per_day)
     if tier.slug != ENTERPRISE_TIER and any(value is not None for value in custom):
         raise AccountError(f"Custom image limits are for the Enterprise tier only, not '{tier.slug}'")
     if any(value is not None and value < 1 for value in custom):
         raise AccountError("Image limits must be at least 1")
-    changes = {"tier": tier, "custom_images_per_minute": images_per_minute, "custom_images_per_day": images_per_day}
+    if max_concurrent_requests is not None and max_concurrent_requests < 1:
+        raise AccountError("The concurrent request cap must be at least 1")
+    changes = {
+        "tier": tier,
+        "custom_images_per_minute": images_per_minute,
+        "custom_images_per_day": images_per_day,
+        "custom_max_concurrent_requests": max_concurrent_requests,
+    }
     return audited_update(
         actor=actor or Actor.command(),
         action="organization.tier",

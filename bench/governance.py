@@ -61,18 +61,20 @@ from billing.limits import spend_limit_set
 from gateway.seed import seed_defaults
 import secrets
 seed_defaults()
+# The bench measures the gateway at thousands in flight: no image window and no cap on requests in flight.
+UNLIMITED = dict(images_per_minute=10**9, images_per_day=10**9, max_concurrent_requests=10**9)
 TokenPrice.objects.filter(model__name="gpt-image-2").delete()
 price_set(model="gpt-image-2", quality="low", size="1024x1024", unit_price=Decimal("0.04"))
 suffix = secrets.token_hex(3)
 big = org_create(slug=f"bench-{suffix}", tier_slug="free")
-org_tier_set(organization=big, tier_slug="enterprise", images_per_minute=10**9, images_per_day=10**9)
+org_tier_set(organization=big, tier_slug="enterprise", **UNLIMITED)
 spend_limit_set(organization=big, key_prefix=None, period="day", amount=Decimal("1000000"))
 capped = org_create(slug=f"capped-{suffix}", tier_slug="free")
-org_tier_set(organization=capped, tier_slug="enterprise", images_per_minute=10**9, images_per_day=10**9)
+org_tier_set(organization=capped, tier_slug="enterprise", **UNLIMITED)
 spend_limit_set(organization=capped, key_prefix=None, period="day", amount=Decimal("1.00"))
 free = org_create(slug=f"free-{suffix}", tier_slug="free")
 uncapped = org_create(slug=f"uncapped-{suffix}", tier_slug="free")
-org_tier_set(organization=uncapped, tier_slug="enterprise", images_per_minute=10**9, images_per_day=10**9)
+org_tier_set(organization=uncapped, tier_slug="enterprise", **UNLIMITED)
 print(api_key_create(organization=big).plaintext, api_key_create(organization=capped).plaintext,
       api_key_create(organization=free).plaintext, api_key_create(organization=uncapped).plaintext)
 """

@@ -15,6 +15,7 @@ from gateway.core.bodies import body_bounded  # noqa: E402
 # Django's own bodies (dashboard forms, the usage API) are small: bounded in time and size as they are read.
 django_application = body_bounded(django_handler, max_bytes=lambda: settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
+from gateway.core import metrics  # noqa: E402
 from gateway.core.db import hot_connections_close  # noqa: E402
 from gateway.core.https import https_send  # noqa: E402
 from gateway.pipeline.endpoint import IMAGE_ENDPOINTS, image_endpoint  # noqa: E402  (needs the apps loaded)
@@ -36,6 +37,7 @@ async def _lifespan(receive, send) -> None:
                 sweeper.cancel()
             await hot_connections_close()
             await http_client_close()
+            metrics.process_exit()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

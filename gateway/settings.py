@@ -70,6 +70,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "gateway.core.middleware.RequestIdMiddleware",
+    # One line per Django request (ACCESS_LOG); the image endpoints log their own (gateway.pipeline.observe).
+    "gateway.core.middleware.AccessLogMiddleware",
     # Outside CommonMiddleware, so that a missing slash is still redirected before a 404 is reshaped.
     "gateway.core.middleware.ApiErrorShapeMiddleware",
     # A view that cannot reach the database answers 503 (its process_exception), not a 500 and a traceback.
@@ -342,6 +344,9 @@ SPEND_RESERVATION_TIMEOUT_SECONDS = env_int("SPEND_RESERVATION_TIMEOUT_SECONDS",
 SPEND_RESERVATION_SWEEP_SECONDS = env_int("SPEND_RESERVATION_SWEEP_SECONDS", 60)
 # How many times the periodic redelivery tries an alert whose queued delivery never ran or gave up.
 ALERT_REDELIVERY_MAX_ATTEMPTS = env_int("ALERT_REDELIVERY_MAX_ATTEMPTS", 8)
+# An organization's in-flight slot older than this is a crashed worker's and is dropped (gateway.pipeline.concurrency);
+# keep it above the longest a request may last.
+CONCURRENCY_SLOT_SECONDS = env_int("CONCURRENCY_SLOT_SECONDS", 600)
 SPEND_ALERT_THRESHOLDS = [int(t) for t in env_list("SPEND_ALERT_THRESHOLDS", "80,100")]
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -355,11 +360,23 @@ REST_FRAMEWORK: dict[str, Any] = {
 }
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+# json (one object per line, with each record's extra fields: what a log pipeline indexes) or plain (readable);
+# json by default in production (DEBUG off), plain under `make run`.
+LOG_FORMAT = env_choice("LOG_FORMAT", "plain" if DEBUG else "json", ("json", "plain"))
+# The access log: one line per Django request (method, path without its query, status, latency, request id).
+ACCESS_LOG = env_bool("ACCESS_LOG", not DEBUG)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -368,6 +385,9 @@ LOGGING = {
         "psycopg.pool": {"level": "ERROR"},
     },
 }
+# Bearer token that /metrics (Prometheus) requires; unset, /metrics answers 404. Multiprocess mode is
+# PROMETHEUS_MULTIPROC_DIR, read by prometheus-client itself (docs/operations.md, "Observability").
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 
 # --- Finance: exports, rollups, usage API ---------------------------------
 INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar"]

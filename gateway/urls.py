@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/images/jobs", views.image_jobs, {"flavor": Flavor.FLAT}, name="image-jobs"),
     path("api/images/jobs/<str:public_id>", views.image_job, {"flavor": Flavor.FLAT}, name="image-job"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.prometheus_metrics, name="metrics"),
     path("admin/", admin.site.urls),
     # The dashboard's person and organization pages, then billing's pages and the usage API.
     path("", include("accounts.urls")),

@@ -10,10 +10,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
+from prometheus_client.core import GaugeMetricFamily
 
 from accounts.callers import Caller, Door, caller_authenticate, caller_refusal
+from billing.models import SpendReservation
 from billing.periods import today_utc
 from billing.selectors import model_objects
+from gateway.core import metrics
 from gateway.core.auth import api_key_from_request, client_address_of_request
 from gateway.core.db import db_step
 from gateway.core.errors import Flavor, GatewayError, error_response
@@ -213,3 +216,29 @@ async def healthz(request: HttpRequest) -> HttpResponse:
         "elapsed_ms": int((time.monotonic() - started) * 1000),
     }
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+class _ReservationsOutstanding:
+    """The spend reservations held right now, read from the database at scrape time (one COUNT)."""
+
+    def collect(self):
+        yield GaugeMetricFamily(
+            "imagegate_reservations_outstanding",
+            "Spend reservations held by requests in flight (or left by crashed workers until the sweep)",
+            value=SpendReservation.objects.count(),
+        )
+
+
+@require_GET
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics, for `Authorization: Bearer $METRICS_TOKEN` only; 404 while no token is configured."""
+    expected = settings.METRICS_TOKEN
+    if not expected:
+        return HttpResponse("Not found: set METRICS_TOKEN to serve metrics.", status=404, content_type="text/plain")
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not metrics.token_matches(presented.strip(), expected):
+        response = HttpResponse("Send 'Authorization: Bearer <METRICS_TOKEN>'.", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    body, content_type = metrics.exposition(_ReservationsOutstanding())
+    return HttpResponse(body, content_type=content_type)

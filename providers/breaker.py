@@ -10,11 +10,14 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from gateway.core import metrics
 from providers.base import ProviderError
 
 
 @dataclass
 class CircuitBreaker:
+    # The provider's slug, for its metrics (imagegate_provider_errors, imagegate_provider_breaker_open).
+    provider: str = ""
     consecutive_failures: int = 0
     opened_at: float | None = None
 
@@ -41,18 +44,23 @@ class CircuitBreaker:
     def record_success(self) -> None:
         self.consecutive_failures = 0
         self.opened_at = None
+        metrics.provider_call_observe(provider=self.provider, failed=False, breaker_open=False)
 
     def record_failure(self) -> None:
         self.consecutive_failures += 1
         if self.consecutive_failures >= settings.PROVIDER_BREAKER_THRESHOLD:
             self.opened_at = time.monotonic()
+        metrics.provider_call_observe(provider=self.provider, failed=True, breaker_open=self.opened_at is not None)
 
 
 _breakers: dict[str, CircuitBreaker] = {}
 
 
 def breaker_for(slug: str) -> CircuitBreaker:
-    return _breakers.setdefault(slug, CircuitBreaker())
+    breaker = _breakers.get(slug)
+    if breaker is None:
+        breaker = _breakers[slug] = CircuitBreaker(provider=slug)
+    return breaker
 
 
 def breaker_peek(slug: str) -> CircuitBreaker:
@@ -62,6 +70,8 @@ def breaker_peek(slug: str) -> CircuitBreaker:
 
 def breakers_reset() -> None:
     """Forget every provider's history (tests, and an operator after fixing credentials)."""
+    for slug in _breakers:
+        metrics.provider_call_observe(provider=slug, failed=False, breaker_open=False)
     _breakers.clear()
 
 

@@ -92,6 +92,7 @@ def _fresh_rate_limits(settings):
     """Rate-limit counters (and failed authentications) start empty: FLUSHDB of this run's own Redis database
     (never FLUSHALL)."""
     from accounts.throttle import addresses
+    from gateway.pipeline.concurrency import local_slots
     from gateway.pipeline.ratelimit import local_limiter
 
     if settings.REDIS_URL:
@@ -100,6 +101,7 @@ def _fresh_rate_limits(settings):
         redis_client().flushdb()
     local_limiter.reset()
     addresses.reset()
+    local_slots.reset()
 
 
 @pytest.fixture

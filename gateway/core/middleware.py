@@ -2,9 +2,11 @@
 the API's paths answer in their error shape even where Django would answer with a page; a database outage is a 503."""
 
 import logging
+import time
 import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from gateway.core.db import DATABASE_RETRY_AFTER_SECONDS, database_unavailable_error, database_unreachable
@@ -51,6 +53,42 @@ class RequestIdMiddleware(_BothModesMiddleware):
         request.request_id = new_request_id()
         response = await self.get_response(request)
         response["X-Request-ID"] = request.request_id
+        return response
+
+
+access_logger = logging.getLogger("gateway.access")
+
+
+class AccessLogMiddleware(_BothModesMiddleware):
+    """One line per Django request when ACCESS_LOG is on: method, path (never its query, which may carry a
+    token or a signed URL's signature), status, latency and request id."""
+
+    def _log(self, request, response, started: float) -> None:
+        if settings.ACCESS_LOG:
+            latency_ms = int((time.monotonic() - started) * 1000)
+            fields = {
+                "request_id": getattr(request, "request_id", ""),
+                "method": request.method,
+                "path": request.path[:300],
+                "status": response.status_code,
+                "latency_ms": latency_ms,
+            }
+            access_logger.info(
+                "%s %s %s %sms", request.method, fields["path"], response.status_code, latency_ms, extra=fields
+            )
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        started = time.monotonic()
+        response = self.get_response(request)
+        self._log(request, response, started)
+        return response
+
+    async def _acall(self, request):
+        started = time.monotonic()
+        response = await self.get_response(request)
+        self._log(request, response, started)
         return response
 
 

@@ -15,6 +15,7 @@ Every other path goes to Django.
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from gateway.core.errors import Flavor, GatewayError, error_body
 from gateway.core.middleware import new_request_id
 from gateway.pipeline.generation import GatewayResponse, ImageGeneration
 from gateway.pipeline.jobs import JobSubmission, job_record_left, job_record_left_answer, prefers_async
+from gateway.pipeline.observe import request_record
 from gateway.pipeline.quote import ImageQuote
 from gateway.pipeline.uploads import EditUpload, UploadAborted, edit_upload_receive
 from providers.base import EDIT, GENERATE
@@ -151,6 +153,7 @@ class EventStream:
 
 
 async def image_endpoint(scope: dict, receive: Receive, send: Send, route: ImageRoute) -> None:
+    started = time.monotonic()
     request_id = new_request_id()
     flavor = route.flavor
     headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
@@ -214,6 +217,8 @@ async def image_endpoint(scope: dict, receive: Receive, send: Send, route: Image
             upload.cleanup()
         if watcher is not None and not left.is_set():
             watcher.cancel()
+    elapsed = time.monotonic() - started
+    request_record(request_id=request_id, path=scope["path"], generation=generation, response=result, seconds=elapsed)
     if left.is_set() and generation is not None and generation.line_item is not None:
         # The client left mid-wait; the call went on and settled. Its answer is kept as a job (by request id).
         assert watcher is not None and generation.caller is not None

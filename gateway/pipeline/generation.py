@@ -38,6 +38,7 @@ from gateway.core.db import db_step
 from gateway.core.errors import Flavor, GatewayError
 from gateway.core.images import image_store, signed_image_path
 from gateway.core.money import format_usd, quantize_usd
+from gateway.pipeline.concurrency import Slot, concurrency_acquire, concurrency_release
 from gateway.pipeline.context import CallContext, call_context_load
 from gateway.pipeline.idempotency import (
     idempotency_abandon,
@@ -208,6 +209,11 @@ class ImageGeneration:
         self.line_item_details: dict[str, Any] = {}
         # Set once the API key is known: who is calling.
         self.caller: Caller | None = None
+        # Set by admit: the catalog name asked for (a model or a route); by _succeed: what was charged.
+        self.model = ""
+        self.charged = Decimal(0)
+        # The organization's concurrency slot this call holds, while it holds one.
+        self.slot: Slot | None = None
 
     async def run(
         self,
@@ -223,6 +229,24 @@ class ImageGeneration:
         With `defer` (an async job), admission ends with the line item opened and its spend held, and
         `defer` answers instead of the provider: the job's worker delivers and settles (`resume`).
         """
+        try:
+            return await self._run(
+                api_key=api_key, body=body, idempotency_key=idempotency_key, upload=upload, defer=defer
+            )
+        finally:
+            # However the call ends (answered, refused, failed, cancelled, its client gone), its slot is freed.
+            if self.slot is not None:
+                await asyncio.shield(concurrency_release(self.slot))
+
+    async def _run(
+        self,
+        *,
+        api_key: str | None,
+        body: bytes | None,
+        idempotency_key: str | None,
+        upload: "EditUpload | GatewayError | None",
+        defer: "Deferral | None",
+    ) -> GatewayResponse:
         context, model, parse_error = await self.caller_context(api_key=api_key, body=body, upload=upload, defer=defer)
         claimed: str | None = None
         try:
@@ -242,6 +266,10 @@ class ImageGeneration:
                     headers = {**budget.headers(), "Idempotent-Replayed": "true"}
                     return GatewayResponse(status=replay.status, body=replay.body, headers=headers)
                 claimed = idempotency_key
+            # A replay or a repeat still in progress calls no provider: only a call takes a slot. An async
+            # job is not counted (gateway.pipeline.concurrency).
+            if defer is None:
+                self.slot = await concurrency_acquire(caller=context.caller, token=self.request_id)
             # Images are consumed only after every check that needs no provider; a spend refusal
             # or a failed provider call below gives them back.
             rate = await rate_limit_consume(
@@ -356,7 +384,7 @@ class ImageGeneration:
         if self.action == EDIT and context.entry is not None and not context.entry.edit and context.catalog:
             editor = context.catalog.editor_for(context.entry, self.received_at.date())
         entry = check_model_usable(context.entry, model, self.action, editor)
-        requested = context.route or entry.name
+        requested = self.model = context.route or entry.name
         if not context.caller.allows_model(requested):
             raise GatewayError(403, "model_not_allowed", f"This API key may not use model {requested}.", param="model")
         plan: list[Attempt] = []
@@ -845,6 +873,7 @@ class ImageGeneration:
             provider_cost=provider_cost,
             details=details,
         )
+        self.charged = charge.cost
         return latency_ms
 
     async def _fail(self, *, status: int, code: str, details: dict | None = None) -> None:

@@ -102,6 +102,7 @@ OPEN_ROUTES = {
     "password-changed": "the signed-in person's own password",
     "password-set": "a signed, single-use link from add_member",
     "healthz": "health, nothing of any organization",
+    "metrics": "Prometheus metrics, only with the operator's METRICS_TOKEN (tests/gateway/test_observability.py)",
     "v1-models": "the image models the caller's own API key may use",
     "v1-model": "one of the image models the caller's own API key may use",
     "image-file": "an image behind a signed, expiring URL (tests/gateway/test_signed_urls.py)",

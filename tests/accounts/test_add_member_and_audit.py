@@ -69,7 +69,13 @@ def test_django_admin_changes_are_audited(people, client, admin_user):
     tier = Tier.objects.get(slug="free")
     response = client.post(
         f"/admin/accounts/tier/{tier.pk}/change/",
-        {"slug": "free", "name": "Free", "images_per_minute": "6", "images_per_day": "50"},
+        {
+            "slug": "free",
+            "name": "Free",
+            "images_per_minute": "6",
+            "images_per_day": "50",
+            "max_concurrent_requests": "2",
+        },
     )
     assert response.status_code == 302
     event = AuditEvent.objects.get(action="tier.update")

@@ -18,7 +18,14 @@ TOKEN_IMAGE = {"model": "gpt-image-2", "size": "1024x1024", "quality": "medium",
 @pytest.fixture
 def capped(make_org, make_key):
     org = make_org("acme", tier="free")
-    org_tier_set(organization=org, tier_slug="enterprise", images_per_minute=100000, images_per_day=100000)
+    # 200 in flight at once: the cap on requests in flight is lifted, the spend cap is what is tested.
+    org_tier_set(
+        organization=org,
+        tier_slug="enterprise",
+        images_per_minute=100000,
+        images_per_day=100000,
+        max_concurrent_requests=1000,
+    )
     spend_limit_set(organization=org, key_prefix=None, period="day", amount=Decimal("1.00"))
     return org, make_key(org)
 

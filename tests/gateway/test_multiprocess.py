@@ -63,8 +63,16 @@ async def fire(url: str, headers: dict[str, str], count: int, body: dict | None 
 def free_and_capped(make_org, make_key):
     small_image_price("0.04")
     free = make_org("acme", tier="free")
+    # The burst tests the image windows, not the cap on requests in flight (test_concurrency_cap.py).
+    org_tier_set(organization=free, tier_slug="free", max_concurrent_requests=1000)
     capped = make_org("globex", tier="free")
-    org_tier_set(organization=capped, tier_slug="enterprise", images_per_minute=100000, images_per_day=100000)
+    org_tier_set(
+        organization=capped,
+        tier_slug="enterprise",
+        images_per_minute=100000,
+        images_per_day=100000,
+        max_concurrent_requests=1000,
+    )
     spend_limit_set(organization=capped, key_prefix=None, period="day", amount=Decimal("1.00"))
     return bearer(make_key(free).plaintext), bearer(make_key(capped).plaintext), capped
 
@@ -81,9 +89,40 @@ def test_rate_and_spend_limits_are_exact_across_three_worker_processes(three_wor
 def test_an_end_user_limit_is_exact_across_three_worker_processes(three_workers, make_org, make_key):
     small_image_price("0.04")
     org = make_org("acme", tier="free")
-    org_tier_set(organization=org, tier_slug="enterprise", images_per_minute=100000, images_per_day=100000)
+    org_tier_set(
+        organization=org,
+        tier_slug="enterprise",
+        images_per_minute=100000,
+        images_per_day=100000,
+        max_concurrent_requests=1000,
+    )
     end_user_limit_update(organization=org, end_user="", actor=Actor.command(), changes={"images_per_minute": 3})
     headers = bearer(make_key(org).plaintext)
     alice = asyncio.run(fire(three_workers, headers, 30, {**SMALL_IMAGE, "user": "alice"}))
     assert statuses(alice) == {200: 3, 429: 27}
     assert statuses(asyncio.run(fire(three_workers, headers, 3, {**SMALL_IMAGE, "user": "bob"}))) == {200: 3}
+
+
+@pytest.fixture
+def slow_local_provider(monkeypatch):
+    # Requested before three_workers, whose processes inherit it: every call of a burst is in flight at once.
+    monkeypatch.setenv("LOCAL_PROVIDER_DELAY_MS", "1500")
+
+
+def test_the_concurrency_cap_is_exact_across_three_worker_processes(
+    slow_local_provider, three_workers, make_org, make_key
+):
+    small_image_price("0.01")
+    org = make_org("acme", tier="free")
+    org_tier_set(organization=org, tier_slug="enterprise", images_per_minute=100000, max_concurrent_requests=4)
+    capped_headers = bearer(make_key(org).plaintext)
+    other_headers = bearer(make_key(make_org("globex", tier="pro")).plaintext)
+
+    async def both():
+        return await asyncio.gather(fire(three_workers, capped_headers, 24), fire(three_workers, other_headers, 10))
+
+    capped, other = asyncio.run(both())
+    assert statuses(capped) == {200: 4, 429: 20}
+    assert {r.json()["error"]["code"] for r in capped if r.status_code == 429} == {"too_many_concurrent_requests"}
+    # The other tenant, at the same moment, is under its own cap (Pro: 20).
+    assert statuses(other) == {200: 10}

@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 
 from accounts.audit import Actor
 from accounts.models import ApiKey, Project
-from accounts.services import org_suspend
+from accounts.services import org_suspend, org_tier_set
 from billing.limits import spend_limit_set
 from billing.models import TokenPrice, UsageLineItem
 from billing.pricing import PricedRequest, token_expected
@@ -29,6 +29,8 @@ def free(make_org, make_key):
     """A free-tier organization (5 images a minute) whose small image costs $0.02."""
     small_image_price("0.02")
     org = make_org("acme", tier="free")
+    # Bursts here test the image windows, not the cap on requests in flight (test_concurrency_cap.py).
+    org_tier_set(organization=org, tier_slug="free", max_concurrent_requests=1000)
     return org, bearer(make_key(org).plaintext)
 
 

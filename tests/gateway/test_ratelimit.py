@@ -18,6 +18,8 @@ HEADERS = [
 def free(make_org, make_key):
     small_image_price("0.02")
     org = make_org("acme", tier="free")
+    # Bursts here test the image windows, not the cap on requests in flight (test_concurrency_cap.py).
+    org_tier_set(organization=org, tier_slug="free", max_concurrent_requests=1000)
     return org, bearer(make_key(org).plaintext)
 
 

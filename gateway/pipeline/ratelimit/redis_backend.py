@@ -1,27 +1,19 @@
 """The Redis backend: consume.lua and refund.lua, run by SHA on Redis's clock, shared by every process."""
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis.asyncio
-from django.conf import settings
 from redis.commands.core import AsyncScript
 
+from gateway.core.redis import redis_loop_client
 from gateway.pipeline.ratelimit.rules import RateDecision, Refusal, Scope, ScopeUsage, Tally
 
-# Connections per event loop (worker process). A request holds one for a single script call of well under a
-# millisecond, so a burst larger than this waits its turn (up to CONNECTION_WAIT_SECONDS) instead of failing:
-# a failure would fall back to a per-process count and lose the shared, exact one.
-CONNECTIONS_PER_LOOP = 50
-CONNECTION_WAIT_SECONDS = 5
 _CONSUME = Path(__file__).with_name("consume.lua").read_text()
 _REFUND = Path(__file__).with_name("refund.lua").read_text()
 
 
 @dataclass(frozen=True)
 class _Scripts:
-    url: str
     consume: AsyncScript
     refund: AsyncScript
 
@@ -44,24 +36,14 @@ class RedisLimiter:
         await self._loaded().refund(keys=_keys(decision.scopes), args=[decision.n, decision.token, decision.day])
 
     def _loaded(self) -> _Scripts:
-        """The scripts (sent once, then run by SHA) on the running loop's client; a client is bound to its loop."""
-        loop_id = id(asyncio.get_running_loop())
-        cached = self._scripts.get(loop_id)
-        if cached is None or cached.url != settings.REDIS_URL:
+        """The scripts (sent once, then run by SHA) on the running loop's client."""
+        client = redis_loop_client()
+        cached = self._scripts.get(id(client))
+        if cached is None:
             if len(self._scripts) > 8:
                 self._scripts.clear()
-            pool = redis.asyncio.BlockingConnectionPool.from_url(
-                settings.REDIS_URL,
-                max_connections=CONNECTIONS_PER_LOOP,
-                timeout=CONNECTION_WAIT_SECONDS,
-                socket_connect_timeout=1,
-                socket_timeout=1,
-            )
-            client = redis.asyncio.Redis(connection_pool=pool)
-            cached = _Scripts(
-                url=settings.REDIS_URL, consume=client.register_script(_CONSUME), refund=client.register_script(_REFUND)
-            )
-            self._scripts[loop_id] = cached
+            cached = _Scripts(consume=client.register_script(_CONSUME), refund=client.register_script(_REFUND))
+            self._scripts[id(client)] = cached
         return cached
 
 
