@@ -1,7 +1,7 @@
 from django.db import migrations, models
 
 # The seeded tiers' caps (accounts/tiers.py); a tier an admin made keeps the field's default.
-CAPS = {"free": 2, "pro": 20, "enterprise": 100}
+CAPS = {"free": 20, "pro": 100, "enterprise": 500}
 
 
 def caps_seed(apps, schema_editor):

@@ -266,15 +266,19 @@ class ImageGeneration:
                     headers = {**budget.headers(), "Idempotent-Replayed": "true"}
                     return GatewayResponse(status=replay.status, body=replay.body, headers=headers)
                 claimed = idempotency_key
-            # A replay or a repeat still in progress calls no provider: only a call takes a slot. An async
-            # job is not counted (gateway.pipeline.concurrency).
-            if defer is None:
-                self.slot = await concurrency_acquire(caller=context.caller, token=self.request_id)
             # Images are consumed only after every check that needs no provider; a spend refusal
             # or a failed provider call below gives them back.
             rate = await rate_limit_consume(
                 caller=context.caller, n=plan[0].planned.params.n, token=self.request_id, end_user=context.end_user
             )
+            # Only a call the rate limits let through takes a slot (a replay calls no provider; an async job is
+            # not counted: gateway.pipeline.concurrency); refused, it gives its images back.
+            if defer is None:
+                try:
+                    self.slot = await concurrency_acquire(caller=context.caller, token=self.request_id)
+                except GatewayError as error:
+                    error.headers.update((await rate_limit_refund(decision=rate)).headers())
+                    raise
         except GatewayError as error:
             await self._refuse(context, error, claimed)
             raise

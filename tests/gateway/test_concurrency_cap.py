@@ -1,5 +1,5 @@
-"""The per-organization cap on image requests in flight: exact, refused before anything is consumed, freed on
-every path, and one tenant at its cap never blocks another."""
+"""The per-organization cap on image requests in flight: exact, a refusal gives its images back, freed on every
+path, one tenant at its cap never blocks another, and the rate limits of a burst answer as without the cap."""
 
 import asyncio
 import time
@@ -26,7 +26,9 @@ def slow_provider(settings):
 @pytest.fixture
 def free(make_org, make_key):
     small_image_price("0.02")
-    org = make_org("acme", tier="free")  # 2 requests in flight, 5 images a minute
+    org = make_org("acme", tier="free")  # 5 images a minute
+    org.custom_max_concurrent_requests = 2
+    org.save(update_fields=["custom_max_concurrent_requests"])
     return org, bearer(make_key(org).plaintext)
 
 
@@ -40,17 +42,18 @@ def _in_flight(organization_id: int) -> int:
 
 async def test_a_burst_on_free_runs_two_at_once_and_refuses_the_rest(gateway_client, free, slow_provider):
     org, headers = free
-    responses = await post_many(gateway_client, headers, 6)
-    assert statuses(responses) == {200: 2, 429: 4}
+    # As many as the minute allows, so that every refusal is the cap's.
+    responses = await post_many(gateway_client, headers, 5)
+    assert statuses(responses) == {200: 2, 429: 3}
     refused = next(r for r in responses if r.status_code == 429)
     error = refused.json()["error"]
     assert error["code"] == "too_many_concurrent_requests" and error["type"] == "rate_limit_error"
     assert "already has 2 image requests in flight" in error["message"]
     assert refused.headers["Retry-After"] == "1"
     rejected = UsageLineItem.objects.filter(status="rejected", error_code="too_many_concurrent_requests")
-    assert await rejected.acount() == 4
+    assert await rejected.acount() == 3
     assert _in_flight(org.id) == 0
-    # Refused requests consumed no images: 3 of the minute's 5 are left, one after another.
+    # Refused requests gave their images back: 3 of the minute's 5 are left, one after another.
     later = [await gateway_client.post(URL, json=SMALL_IMAGE, headers=headers) for _ in range(4)]
     assert [r.status_code for r in later] == [200, 200, 200, 429]
     assert later[-1].json()["error"]["code"] == "rate_limit_exceeded"
@@ -67,7 +70,7 @@ async def test_the_flat_flavour_says_too_many_concurrent_requests(gateway_client
 
 @pytest.fixture
 def pro_headers(make_org, make_key):
-    return bearer(make_key(make_org("globex", tier="pro")).plaintext)  # 20 in flight
+    return bearer(make_key(make_org("globex", tier="pro")).plaintext)  # 100 in flight
 
 
 async def test_a_tenant_at_its_cap_does_not_block_another(gateway_client, free, pro_headers, slow_provider):
@@ -123,4 +126,20 @@ def test_set_tier_sets_the_override(make_org):
     assert org.custom_max_concurrent_requests == 7 and org.max_concurrent_requests == 7
     run("set_tier", "--org", "acme", "--tier", "pro")
     org.refresh_from_db()
-    assert org.max_concurrent_requests == 20
+    assert org.max_concurrent_requests == 100
+
+
+@pytest.fixture
+def free_tier_cap(make_org, make_key):
+    small_image_price("0.02")
+    return bearer(make_key(make_org("initech", tier="free")).plaintext)
+
+
+async def test_a_burst_past_the_rate_limit_is_refused_by_the_rate_limit_not_the_cap(
+    gateway_client, free_tier_cap, slow_provider
+):
+    # Free's own cap (20) is above its minute (5): a burst of 30 gets the minute's 5, each other its rate limit.
+    headers = free_tier_cap
+    responses = await post_many(gateway_client, headers, 30)
+    assert statuses(responses) == {200: 5, 429: 25}
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 429} == {"rate_limit_exceeded"}

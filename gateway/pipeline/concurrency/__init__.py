@@ -2,9 +2,9 @@
 
 A tenant that sends hundreds of slow calls at once would otherwise hold every worker's upstream connections
 while the others wait. The cap is the organization's override, else its tier's (accounts: one column each,
-read by phase one's caller statement, so it costs no query). A request takes its slot after admission and
-before it consumes rate-limit images or holds spend, and gives it back in a `finally` however it ends
-(answered, failed, cancelled, streamed, or its client gone).
+read by phase one's caller statement, so it costs no query). A request takes its slot once the rate limits
+let it through (a refusal gives the images back) and before it holds spend, and gives it back in a `finally`
+however it ends (answered, failed, cancelled, streamed, or its client gone).
 
 With Redis the slots are one sorted set per organization (`cc:<organization id>`: request id → start time),
 taken by one Lua script and given back by ZREM, so the cap is exact across every worker process and machine.
