@@ -151,6 +151,20 @@ def test_finance_and_members_read_caps_but_cannot_change_them(people, as_user):
     assert limit.amount == Decimal("5.00") and not AlertPolicy.objects.exists()
 
 
+def test_a_member_sees_only_their_own_keys_and_key_caps_on_the_limits_page(people, as_user):
+    org_cap(people.acme, amount="5.00")
+    org_cap(people.acme, amount="7.00", key_prefix=people.alice_key.prefix)
+    org_cap(people.acme, amount="3.00", key_prefix=people.bob_key.prefix)
+    bob_page = as_user(people.bob).get(reverse("limits", args=["acme"])).content.decode()
+    assert people.bob_key.prefix in bob_page and "bob laptop" in bob_page and "$3.00" in bob_page
+    assert people.alice_key.prefix not in bob_page and "alice backend" not in bob_page and "$7.00" not in bob_page
+    # The organization's own cap applies to the member's requests too, so they see it.
+    assert "$5.00" in bob_page
+    # Finance, like the managers, sees every key and every cap.
+    fiona_page = as_user(people.fiona).get(reverse("limits", args=["acme"])).content.decode()
+    assert people.alice_key.prefix in fiona_page and "$7.00" in fiona_page and people.bob_key.prefix in fiona_page
+
+
 def test_outsider_gets_404_for_every_limit_and_alert_endpoint(people, as_user):
     limit = org_cap(people.acme)
     fired(limit)
