@@ -11,7 +11,7 @@ from typing import Any
 import dj_database_url
 from celery.schedules import crontab
 
-from gateway.core.env import env_bool, env_choice, env_decimal, env_int, env_list, env_str
+from gateway.core.env import env_bool, env_choice, env_decimal, env_int, env_list, env_networks, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -219,6 +219,9 @@ RATE_LIMIT_ON_REDIS_FAILURE = env_choice("RATE_LIMIT_ON_REDIS_FAILURE", "open", 
 # A spend reservation older than this belongs to a crashed worker and is released by the sweeper.
 SPEND_RESERVATION_TIMEOUT_SECONDS = env_int("SPEND_RESERVATION_TIMEOUT_SECONDS", 600)
 SPEND_ALERT_THRESHOLDS = [int(t) for t in env_list("SPEND_ALERT_THRESHOLDS", "80,100")]
+# Networks (CIDRs, comma-separated) that alert webhooks and job callbacks may reach although they are internal
+# (loopback, link-local, private...); empty: public addresses only (gateway.core.webhook_address).
+WEBHOOK_ALLOWED_NETWORKS = env_networks("WEBHOOK_ALLOWED_NETWORKS")
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "imagegate@localhost")
