@@ -281,13 +281,16 @@ CELERY_BEAT_SCHEDULE["focus-drop-daily"] = {
 }
 REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
 SPECTACULAR_SETTINGS = {
-    "TITLE": "imagegate usage API",
-    "DESCRIPTION": "Usage line items and totals of your organization, authenticated with an API key.",
+    "TITLE": "imagegate API",
+    "DESCRIPTION": "The image endpoints (OpenAI's Images API under /v1/, the flat flavour under /api/), their jobs, "
+    "the models, and the usage API: your organization's line items and totals. Authenticated with an API key.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The routes that are not DRF views (the image endpoints, jobs, models) and the error shapes, written once.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "gateway.openapi.image_endpoints_add"],
 }
 
 # --- Invoices ----------------------------------------------------------------
