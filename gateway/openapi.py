@@ -29,7 +29,11 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "type": "object",
         "required": ["prompt"],
         "properties": {
-            "prompt": {"type": "string", "description": "What to draw; each model has its maximum length"},
+            "prompt": {
+                "type": "string",
+                "minLength": 1,
+                "description": "What to draw; each model has its maximum length",
+            },
             "model": {"type": "string", "default": "dall-e-3", "description": "A model of GET /v1/models"},
             "n": {"type": "integer", "minimum": 1, "default": 1, "description": "Images, up to the model's max_n"},
             "size": {"type": "string", "description": "WIDTHxHEIGHT of the model's sizes or size rule, or auto"},
@@ -194,10 +198,10 @@ _WHY = {
     "403": "The key may not do this (a read-only usage key, a suspended organization, a model the key excludes)",
     "404": "No such model, or no such job for this key",
     "405": "Another method: the Allow header says which",
-    "409": "An Idempotency-Key reused with another body, or still in flight; a job no longer cancellable",
+    "409": "The first request with this Idempotency-Key is still in flight; a job no longer cancellable",
     "413": "The body is over the size limit",
     "415": "An edit must be multipart/form-data",
-    "422": "The request cannot be served as asked (e.g. no price configured for the model)",
+    "422": "The request cannot be served as asked: an Idempotency-Key reused with another body, no price configured",
     "429": "A rate limit (Retry-After says when), or on /v1/ a spend cap (insufficient_quota)",
     "502": "The provider failed; nothing was charged",
     "503": "The gateway cannot serve now (database or rate limiter unavailable, provider's breaker open)",
@@ -232,7 +236,7 @@ _IDEMPOTENCY = {
     "in": "header",
     "required": False,
     "description": "A repeat with the same key and body replays the first answer",
-    "schema": {"type": "string", "maxLength": 255},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 
 
