@@ -8,9 +8,10 @@ another organization's objects from missing ones.
 from dataclasses import dataclass
 
 from django.contrib.auth.models import User
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 
-from accounts.models import Membership, Organization
+from accounts.models import ApiKey, Membership, Organization
 
 MANAGER_ROLES = {Membership.Role.OWNER, Membership.Role.ADMIN}
 FINANCE_ROLES = MANAGER_ROLES | {Membership.Role.FINANCE}
@@ -68,3 +69,10 @@ def org_access_get(user, slug: str) -> OrgAccess:
         if organization is not None:
             return OrgAccess(organization, Membership.Role.OWNER, is_staff=True)
     raise Http404("No such organization")
+
+
+def image_keys_visible(access: OrgAccess, user: User) -> QuerySet[ApiKey]:
+    """Image keys (revoked ones included): members see the ones they created; everyone else with access sees all
+    of the organization's. Usage-API keys have their own page."""
+    keys = ApiKey.objects.filter(organization=access.organization, kind=ApiKey.Kind.IMAGES)
+    return keys.filter(created_by=user) if access.own_usage_only else keys

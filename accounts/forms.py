@@ -59,8 +59,12 @@ class ApiKeyForm(ExpiringKeyForm):
 
 
 class MemberAddForm(forms.Form):
-    username = forms.CharField(max_length=150, required=False, help_text="An existing person, or a new username.")
-    email = forms.EmailField(required=False, help_text="Invite by email: a new person is created.")
+    username = forms.CharField(
+        max_length=150, required=False, help_text="A new username, or an existing person's (with their email)."
+    )
+    email = forms.EmailField(
+        required=False, help_text="A new person's, or the email of the existing person's account, which must match."
+    )
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
 
     def clean(self):

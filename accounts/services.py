@@ -19,7 +19,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from accounts.audit import Actor, audit_record, audit_snapshot, audited_update
-from accounts.models import ApiKey, EndUserLimit, Membership, Organization, Project, Tier
+from accounts.models import ApiKey, AuditEvent, EndUserLimit, Membership, Organization, Project, Tier
 
 # A key is "igw_", 32 random base62 characters and a checksum: 6 base62 characters of the CRC32 of the random
 # part (GitHub's token format). A mistyped or made-up key fails the checksum and is refused without a database
@@ -322,8 +322,18 @@ def password_set_path(user) -> str:
     return reverse("password-set", kwargs={"uidb64": uidb64, "token": default_token_generator.make_token(user)})
 
 
+def _sees_every_account(actor: Actor) -> bool:
+    """Operators (a shell command, a staff user) already see every account, so naming one reveals nothing to them."""
+    return actor.source == AuditEvent.Source.COMMAND or bool(actor.user is not None and actor.user.is_staff)
+
+
 def member_add(*, organization: Organization, actor: Actor, username: str, email: str = "", role: str) -> AddedMember:
-    """Add an existing person by username, or create them with an unusable password and a set-password link."""
+    """Add an existing person by username, or create them with an unusable password and a set-password link.
+
+    An organization's own managers add someone who already has an account only by giving that account's email
+    address with its username: otherwise any owner could pull in a stranger from another organization by guessing
+    a username and read their email on the members page. A mismatch is refused without saying what the email is.
+    """
     if role not in Membership.Role.values:
         raise AccountError(f"Unknown role '{role}'. Roles: {', '.join(Membership.Role.values)}")
     username = username.strip() or email.strip()
@@ -338,6 +348,11 @@ def member_add(*, organization: Organization, actor: Actor, username: str, email
             set_password = password_set_path(user)
         elif Membership.objects.filter(user=user, organization=organization).exists():
             raise AccountError(f"{username} is already a member of {organization.slug}")
+        elif not _sees_every_account(actor) and not (email.strip() and email.strip().lower() == user.email.lower()):
+            raise AccountError(
+                f"The username {username} is taken. To add a person who already has an account, "
+                "give their username and the email address of that account; otherwise choose another username."
+            )
         membership = Membership.objects.create(user=user, organization=organization, role=role)
         audit_record(
             actor=actor,

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.access import OrgAccess, dashboard_user, org_access_get, organizations_for
+from accounts.access import OrgAccess, dashboard_user, image_keys_visible, org_access_get, organizations_for
 from accounts.audit import Actor
 from accounts.dashboard import (
     after_change,
@@ -46,15 +46,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def _visible_keys(request: HttpRequest, access: OrgAccess) -> QuerySet[ApiKey]:
-    """Image keys: members see the ones they created; everyone else with access sees all of the organization's.
-
-    Usage-API keys have their own page (usage_keys)."""
-    keys = ApiKey.objects.filter(organization=access.organization, kind=ApiKey.Kind.IMAGES).select_related(
-        "created_by", "project"
-    )
-    if access.own_usage_only:
-        keys = keys.filter(created_by=dashboard_user(request))
-    return keys
+    return image_keys_visible(access, dashboard_user(request)).select_related("created_by", "project")
 
 
 def _can_change_keys(access: OrgAccess) -> bool:

@@ -22,6 +22,7 @@ from billing import periods
 from billing.models import AlertPolicy, SpendAlert, SpendCounter
 from gateway.core.money import format_usd
 from gateway.core.queue import enqueue_on_commit
+from gateway.core.webhook_address import WebhookAddressError, url_addresses
 
 SIGNATURE_HEADER = "X-Imagegate-Signature"
 # billing.tasks.alert_deliver, enqueued by name: the tasks module imports this one.
@@ -239,8 +240,24 @@ def webhook_signature(*, secret: str, timestamp: int, body: bytes) -> str:
 
 
 def _webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> None:
+    """POST to the address checked just now, not to a second lookup of the name (DNS rebinding): the URL names the
+    address, and the Host header and TLS (SNI, certificate) name the host."""
+    target = httpx.URL(url)
     try:
-        response = httpx.post(url, content=body, headers=headers, timeout=10)
+        address = url_addresses(url)[0]
+    except WebhookAddressError as exc:
+        raise WebhookDeliveryError(str(exc)) from None
+    except (OSError, IndexError):
+        raise WebhookDeliveryError(f"The webhook's host {target.host} does not resolve") from None
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    try:
+        with httpx.Client(timeout=10) as client:
+            response = client.post(
+                target.copy_with(host=str(address)),
+                content=body,
+                headers={**headers, "Host": target.netloc.decode("ascii")},
+                extensions=extensions,
+            )
     except httpx.HTTPError as exc:
         raise WebhookDeliveryError(f"{exc.__class__.__name__} calling the webhook") from None
     if not response.is_success:

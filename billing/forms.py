@@ -10,6 +10,7 @@ from billing.limits import EndUserLimits
 from billing.models import PriceConfig, SpendLimit, UsageLineItem
 from billing.periods import today_utc
 from gateway.core.money import format_usd, parse_usd
+from gateway.core.webhook_address import url_refusal
 from providers.models import FallbackRoute, ModelSpec
 from providers.sizes import AUTO, size_parse
 
@@ -181,13 +182,31 @@ class ThresholdsField(forms.CharField):
         return ", ".join(str(threshold) for threshold in value) if isinstance(value, list) else value
 
 
+class WebhookUrlField(forms.URLField):
+    """An http(s) URL whose host is not, and does not resolve to, an internal address (gateway.core.webhook_address).
+
+    `resolve=False` checks only an address written in the URL, with no DNS lookup: for the request path, where
+    the delivery resolves and checks again anyway."""
+
+    def __init__(self, *, resolve: bool = True, **kwargs) -> None:
+        super().__init__(assume_scheme="https", **kwargs)
+        self.resolve = resolve
+
+    def clean(self, value):
+        url = super().clean(value)
+        refusal = url_refusal(url, resolve=self.resolve) if url else None
+        if refusal is not None:
+            raise forms.ValidationError(refusal, code="internal_address")
+        return url
+
+
 class AlertPolicyForm(forms.Form):
     thresholds = ThresholdsField(
         required=False, label="Alert at (% of each cap)", help_text="Comma-separated, e.g. 50, 80, 100."
     )
     email = forms.EmailField(required=False, label="Alert email", help_text="Empty: owners, admins and finance.")
-    webhook_url = forms.URLField(
-        required=False, label="Webhook URL", assume_scheme="https", help_text="Receives a signed JSON POST per alert."
+    webhook_url = WebhookUrlField(
+        required=False, label="Webhook URL", help_text="Receives a signed JSON POST per alert; a public address."
     )
 
 

@@ -14,7 +14,7 @@ from celery.schedules import crontab
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
-from gateway.core.env import env_bool, env_choice, env_decimal, env_int, env_list, env_str
+from gateway.core.env import env_bool, env_choice, env_decimal, env_int, env_list, env_networks, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -348,6 +348,9 @@ ALERT_REDELIVERY_MAX_ATTEMPTS = env_int("ALERT_REDELIVERY_MAX_ATTEMPTS", 8)
 # keep it above the longest a request may last.
 CONCURRENCY_SLOT_SECONDS = env_int("CONCURRENCY_SLOT_SECONDS", 600)
 SPEND_ALERT_THRESHOLDS = [int(t) for t in env_list("SPEND_ALERT_THRESHOLDS", "80,100")]
+# Networks (CIDRs, comma-separated) that alert webhooks and job callbacks may reach although they are internal
+# (loopback, link-local, private...); empty: public addresses only (gateway.core.webhook_address).
+WEBHOOK_ALLOWED_NETWORKS = env_networks("WEBHOOK_ALLOWED_NETWORKS")
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "imagegate@localhost")
@@ -427,13 +430,16 @@ CELERY_BEAT_SCHEDULE["focus-drop-daily"] = {
 }
 REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
 SPECTACULAR_SETTINGS = {
-    "TITLE": "imagegate usage API",
-    "DESCRIPTION": "Usage line items and totals of your organization, authenticated with an API key.",
+    "TITLE": "imagegate API",
+    "DESCRIPTION": "The image endpoints (OpenAI's Images API under /v1/, the flat flavour under /api/), their jobs, "
+    "the models, and the usage API: your organization's line items and totals. Authenticated with an API key.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The routes that are not DRF views (the image endpoints, jobs, models) and the error shapes, written once.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "gateway.openapi.image_endpoints_add"],
 }
 
 # --- Invoices ----------------------------------------------------------------

@@ -21,7 +21,11 @@ FAILED_STATUSES = (UsageLineItem.Status.FAILED, UsageLineItem.Status.REJECTED)
 
 
 class FilterError(ValueError):
-    """A filter the caller must fix; the message says how."""
+    """A filter the caller must fix; the message says how, `param` which query parameter (when one is at fault)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass(frozen=True)
@@ -63,12 +67,14 @@ class UsageFilter:
         date_from = _parse_day(params["from"], "from") if params.get("from") else month_first(today)
         date_to = _parse_day(params["to"], "to") if params.get("to") else today
         if date_from > date_to:
-            raise FilterError(f"'from' ({date_from}) must not be after 'to' ({date_to})")
+            raise FilterError(f"'from' ({date_from}) must not be after 'to' ({date_to})", "from")
         if (date_to - date_from).days >= MAX_RANGE_DAYS:
             raise FilterError(f"The range covers more than {MAX_RANGE_DAYS} days; split it into smaller ranges")
         status = params.get("status", "").strip()
         if status and status not in UsageLineItem.Status.values:
-            raise FilterError(f"'status' must be one of {', '.join(UsageLineItem.Status.values)}, got '{status}'")
+            raise FilterError(
+                f"'status' must be one of {', '.join(UsageLineItem.Status.values)}, got '{status}'", "status"
+            )
         return cls(
             organization_id=organization_id,
             api_key_id=api_key_id,
@@ -165,13 +171,15 @@ def _parse_day(text: str, name: str) -> date:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise FilterError(f"'{name}' must be a date as YYYY-MM-DD, got '{text}'") from None
+        raise FilterError(f"'{name}' must be a date as YYYY-MM-DD, got '{text}'", name) from None
 
 
 # --- Keyset pages ------------------------------------------------------------------
 
 # A cursor with this prefix pages towards newer items (the usage API's `previous` link).
 NEWER_PREFIX = "p"
+MAX_ID = 2**63 - 1
+CURSOR_HINT = "pass a page's `next` or `previous` link as it is, or leave `cursor` out to start from the newest items."
 
 
 class CursorError(FilterError):
@@ -201,13 +209,14 @@ class PageCursor:
     def decode(cls, text: str) -> "PageCursor":
         newer = text.startswith(NEWER_PREFIX)
         micros, _, pk = text.removeprefix(NEWER_PREFIX).partition("-")
-        if not micros.isdigit() or not pk.isdigit():
-            raise CursorError("The page cursor is malformed; start again from the newest items.")
+        # ASCII digits only ("²".isdigit() holds), and an id a bigint column can hold.
+        if not all(part.isascii() and part.isdigit() for part in (micros, pk)) or int(pk) > MAX_ID:
+            raise CursorError(f"The page cursor is malformed: {CURSOR_HINT}", "cursor")
         seconds, rest = divmod(int(micros), 1_000_000)
         try:
             created_at = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest)
-        except (OverflowError, ValueError):
-            raise CursorError("The page cursor is out of range; start again from the newest items.") from None
+        except (OverflowError, ValueError, OSError):
+            raise CursorError(f"The page cursor is out of range: {CURSOR_HINT}", "cursor") from None
         return cls(created_at, int(pk), newer)
 
 

@@ -17,7 +17,7 @@ from django.db.models import F, QuerySet
 from django.db.models.functions import TruncDate
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.generics import ListAPIView
@@ -35,7 +35,7 @@ from billing.usage.exports import LATER_COLUMNS, LINE_COLUMNS
 from billing.usage.filter import FilterError, UsageFilter, UsagePage, keyset_page
 from billing.usage.rollups import charged_only, margin, totals_annotations, totals_from_row, totals_sum
 from gateway.core.auth import api_key_from_request, client_address_of_request
-from gateway.core.errors import Flavor, GatewayError, error_body
+from gateway.core.errors import OPENAI_ERROR_REF, Flavor, GatewayError, error_body
 from gateway.core.money import CURRENCY, format_usd
 from providers.base import TokenUsage
 
@@ -81,19 +81,59 @@ class HasApiKey(BasePermission):
         return isinstance(request.auth, Caller)
 
 
+# DRF's exceptions as the gateway's codes; a GatewayError raised by a view keeps its own.
+_CODES = {
+    exceptions.NotAuthenticated: "invalid_api_key",
+    exceptions.AuthenticationFailed: "invalid_api_key",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "rate_limit_exceeded",
+    exceptions.ParseError: "invalid_parameter",
+    exceptions.NotFound: "not_found",
+}
+
+
 def _api_exception_handler(exc, context):
-    """Errors in the gateway's one error shape: {"error": {"message", "type", "param", "code"}}."""
+    """Every error in the gateway's one error shape: {"error": {"message", "type", "param", "code"}}, never DRF's
+    {"detail": …}; an exception that is no API error stays a 500 (and is logged) as anywhere else."""
+    request_id = getattr(context["request"], "request_id", "")
+    if isinstance(exc, GatewayError):
+        response = Response(error_body(exc, flavor=Flavor.OPENAI, request_id=request_id), status=exc.status)
+        for name, value in exc.headers.items():
+            response[name] = value
+        return response
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
     detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
     message = detail.get("detail", detail) if isinstance(detail, dict) else detail
-    code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
-    code = code.get("detail", "invalid_parameter") if isinstance(code, dict) else code
+    code = next((code for kind, code in _CODES.items() if isinstance(exc, kind)), None)
+    if code is None:  # a PermissionDenied from caller_refusal carries the refusal's own code
+        codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
+        code = codes.get("detail", "invalid_parameter") if isinstance(codes, dict) else codes
     error = GatewayError(response.status_code, str(code), str(message))
-    request_id = getattr(context["request"], "request_id", "")
     response.data = error_body(error, flavor=Flavor.OPENAI, request_id=request_id)
     return response
+
+
+def _invalid(exc: FilterError) -> GatewayError:
+    return GatewayError(400, "invalid_parameter", str(exc), param=exc.param)
+
+
+# What the usage API answers besides success, in the error shape the handler above writes (gateway.openapi adds
+# the component).
+ERROR_RESPONSES = {
+    status: OpenApiResponse(response={"$ref": OPENAI_ERROR_REF}, description=description)
+    for status, description in (
+        (400, "A parameter is malformed (the error's `param` names it): a date, a filter, the cursor, the limit"),
+        (401, "No API key, or an invalid, expired or revoked one"),
+        (403, "The key may not read usage (an image-only key, a suspended organization)"),
+        (405, "Another method than GET"),
+        (429, "Too many requests, e.g. failed authentications from one address: Retry-After says when to retry"),
+        (503, "The gateway cannot serve now (its database is unavailable): Retry-After says when to retry"),
+    )
+}
 
 
 FILTER_PARAMETERS = [
@@ -131,7 +171,7 @@ class _UsageApiView(APIView):
                 api_key_id=caller.api_key_id if own_only else None,
             )
         except FilterError as exc:
-            raise exceptions.ParseError(str(exc)) from None
+            raise _invalid(exc) from None
         return usage_filter.line_items()
 
 
@@ -214,7 +254,7 @@ class UsageKeysetPagination(BasePagination):
         try:
             self.page = keyset_page(queryset, cursor=request.query_params.get("cursor", ""), size=self._limit(request))
         except FilterError as exc:
-            raise exceptions.ParseError(str(exc)) from None
+            raise _invalid(exc) from None
         return self.page.items
 
     def _limit(self, request) -> int:
@@ -264,7 +304,11 @@ class UsageKeysetPagination(BasePagination):
         ]
 
 
-@extend_schema(parameters=FILTER_PARAMETERS, summary="Usage line items, newest first")
+@extend_schema(
+    parameters=FILTER_PARAMETERS,
+    summary="Usage line items, newest first",
+    responses={200: UsageLineItemSerializer(many=True), **ERROR_RESPONSES},
+)
 class UsageList(_UsageApiView, ListAPIView):
     """GET /api/usage: one entry per request, keyset-paginated (`next`, `previous`)."""
 
@@ -328,13 +372,18 @@ class UsageSummary(_UsageApiView):
             OpenApiParameter("group_by", str, enum=list(GROUPS), description="Grouping, default day"),
             *FILTER_PARAMETERS,
         ],
-        responses=UsageSummarySerializer,
+        responses={200: UsageSummarySerializer, **ERROR_RESPONSES},
         summary="Usage totals",
     )
     def get(self, request):
         group_by = request.query_params.get("group_by", "day")
         if group_by not in GROUPS:
-            raise exceptions.ParseError(f"'group_by' must be one of {', '.join(GROUPS)}, got '{group_by}'")
+            raise GatewayError(
+                400,
+                "invalid_parameter",
+                f"'group_by' must be one of {', '.join(GROUPS)}, got '{group_by[:100]}'",
+                param="group_by",
+            )
         rows = (
             self.usage_items()
             .annotate(group=GROUPS[group_by])

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.access import OrgAccess, org_access_get
+from accounts.access import OrgAccess, dashboard_user, image_keys_visible, org_access_get
 from accounts.audit import Actor
 from accounts.dashboard import (
     after_change,
@@ -55,8 +55,11 @@ def _alert_policy_form(organization) -> AlertPolicyForm:
     )
 
 
-def _limits_context(access: OrgAccess, **extra) -> dict:
+def _limits_context(request: HttpRequest, access: OrgAccess, **extra) -> dict:
+    """The page as the caller may see it: a member sees only the keys they created, and caps on no other key."""
     organization = access.organization
+    keys = image_keys_visible(access, dashboard_user(request)).filter(revoked_at__isnull=True)
+    visible_key_ids = set(keys.values_list("pk", flat=True))
     tier_form = TierForm(
         initial={
             "tier": organization.tier_id,
@@ -68,9 +71,13 @@ def _limits_context(access: OrgAccess, **extra) -> dict:
         "access": access,
         "tier_form": tier_form,
         # Image keys only: a usage-API key makes no image requests to limit.
-        "keys": ApiKey.objects.filter(organization=organization, kind=ApiKey.Kind.IMAGES, revoked_at__isnull=True),
+        "keys": keys,
         # End users' caps are listed with the rest of their limits, in their own section.
-        "cap_bars": [bar for bar in cap_bars_get(organization=organization) if bar.limit.end_user is None],
+        "cap_bars": [
+            bar
+            for bar in cap_bars_get(organization=organization)
+            if bar.limit.end_user is None and (bar.limit.api_key_id is None or bar.limit.api_key_id in visible_key_ids)
+        ],
         "spend_form": SpendLimitForm(organization=organization),
         "alert_form": _alert_policy_form(organization),
         "alert_policy": AlertPolicy.objects.filter(organization=organization).first(),
@@ -96,7 +103,7 @@ def limits(request: HttpRequest, slug: str) -> HttpResponse:
         found = [row for row in end_user_limits_get(organization=access.organization) if row.end_user == end_user]
         if found:
             extra["end_user_form"] = EndUserLimitsForm.of(found[0])
-    return render_panel(request, LIMITS_TEMPLATE, _limits_context(access, **extra))
+    return render_panel(request, LIMITS_TEMPLATE, _limits_context(request, access, **extra))
 
 
 @login_required
@@ -120,7 +127,7 @@ def limits_tier(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             messages.success(request, f"{access.organization.name} is now on {form.cleaned_data['tier'].name}.")
             return after_change(request, _limits_url(slug))
-    return render_panel(request, LIMITS_TEMPLATE, _limits_context(access, tier_form=form), status=422)
+    return render_panel(request, LIMITS_TEMPLATE, _limits_context(request, access, tier_form=form), status=422)
 
 
 @login_required
@@ -142,7 +149,7 @@ def limits_key(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
         )
         messages.success(request, f"Saved the limits of {api_key.prefix}….")
         return after_change(request, _limits_url(slug))
-    context = _limits_context(access, key_form=form, key_form_id=api_key.pk)
+    context = _limits_context(request, access, key_form=form, key_form_id=api_key.pk)
     return render_panel(request, LIMITS_TEMPLATE, context, status=422)
 
 
@@ -172,7 +179,7 @@ def limits_spend(request: HttpRequest, slug: str) -> HttpResponse:
     extra: dict[str, object] = (
         {"spend_form": form} if not edited.isdigit() else {"row_form": form, "row_form_id": int(edited)}
     )
-    return render_panel(request, LIMITS_TEMPLATE, _limits_context(access, **extra), status=422)
+    return render_panel(request, LIMITS_TEMPLATE, _limits_context(request, access, **extra), status=422)
 
 
 @login_required
@@ -226,7 +233,7 @@ def limits_end_user(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             messages.success(request, f"Saved the limits of {cap_owner_label(end_user=end_user)}.")
             return after_change(request, _limits_url(slug))
-    return render_panel(request, LIMITS_TEMPLATE, _limits_context(access, end_user_form=form), status=422)
+    return render_panel(request, LIMITS_TEMPLATE, _limits_context(request, access, end_user_form=form), status=422)
 
 
 @login_required
@@ -277,7 +284,7 @@ def limits_alerts(request: HttpRequest, slug: str) -> HttpResponse:
     require_manage(access)
     form = AlertPolicyForm(request.POST)
     if not form.is_valid():
-        return render_panel(request, LIMITS_TEMPLATE, _limits_context(access, alert_form=form), status=422)
+        return render_panel(request, LIMITS_TEMPLATE, _limits_context(request, access, alert_form=form), status=422)
     alert_policy_save(
         organization=access.organization,
         thresholds=form.cleaned_data["thresholds"],

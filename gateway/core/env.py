@@ -4,6 +4,7 @@ Each helper fails loudly on nonsense instead of silently picking a default,
 so a typo in a deployment shows up at start-up, not as odd behaviour later.
 """
 
+import ipaddress
 import os
 from decimal import Decimal, InvalidOperation
 
@@ -51,6 +52,17 @@ def env_decimal(name: str, default: str) -> Decimal:
 def env_list(name: str, default: str = "") -> list[str]:
     raw = os.environ.get(name, default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_networks(name: str) -> list[str]:
+    """Comma-separated CIDR networks (10.0.0.0/8, fd00::/8, or a lone address); raises on anything else."""
+    networks = env_list(name)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {network!r} is not a CIDR network, e.g. 10.0.0.0/8") from None
+    return networks
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:

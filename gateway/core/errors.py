@@ -68,3 +68,35 @@ def error_response(error: GatewayError, *, flavor: str, request_id: str) -> Json
     for name, value in error.headers.items():
         response[name] = value
     return response
+
+
+# The two shapes above as OpenAPI component schemas, for the document at /api/schema/ (gateway.openapi).
+OPENAI_ERROR_REF = "#/components/schemas/Error"
+FLAT_ERROR_REF = "#/components/schemas/FlatError"
+ERROR_SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string", "description": "What went wrong and what to do about it"},
+                    "type": {"type": "string", "description": "OpenAI's error family, e.g. invalid_request_error"},
+                    "param": {"type": "string", "nullable": True, "description": "The parameter at fault"},
+                    "code": {"type": "string", "description": "The stable machine-readable reason"},
+                },
+            }
+        },
+    },
+    "FlatError": {
+        "type": "object",
+        "required": ["error", "code", "requestId"],
+        "properties": {
+            "error": {"type": "string", "description": "What went wrong and what to do about it"},
+            "code": {"type": "string", "description": "The stable machine-readable reason"},
+            "requestId": {"type": "string"},
+        },
+    },
+}

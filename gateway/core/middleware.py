@@ -7,7 +7,7 @@ import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
 from gateway.core.db import DATABASE_RETRY_AFTER_SECONDS, database_unavailable_error, database_unreachable
 from gateway.core.errors import Flavor, GatewayError, error_response
@@ -114,15 +114,16 @@ class NulParameterMiddleware(_BothModesMiddleware):
     inside a filter or a save as a 500.
     """
 
-    def _refusal(self, request: HttpRequest) -> HttpResponse | None:
-        name = "the path" if "\x00" in request.path else _nul_parameter(request)
-        if name is None:
+    def _refusal(self, request: IdentifiedRequest) -> HttpResponse | None:
+        param = None if "\x00" in request.path else _nul_parameter(request)
+        if param is None and "\x00" not in request.path:
             return None
-        if name != "the path":
-            name = f"parameter '{name}'"
-        message = f"The request's {name} contains a NUL character (\\u0000), which is not allowed."
-        if request.path.startswith(("/api/", "/v1/")):
-            return JsonResponse({"detail": message}, status=400)
+        where = "the path" if param is None else f"parameter '{param}'"
+        message = f"The request's {where} contains a NUL character (\\u0000), which is not allowed."
+        flavor = api_flavor(request.path)
+        if flavor is not None:
+            error = GatewayError(400, "invalid_parameter", message, param=param)
+            return error_response(error, flavor=flavor, request_id=request.request_id)
         return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
 
     def __call__(self, request):
@@ -134,8 +135,14 @@ class NulParameterMiddleware(_BothModesMiddleware):
         return self._refusal(request) or await self.get_response(request)
 
 
-# The API's two flavours by path prefix, and what each serves, for a client that asked for something else.
-_API_PREFIXES = {"/v1/": Flavor.OPENAI, "/api/": Flavor.FLAT}
+# The API's two flavours by path prefix, first match wins, and what each serves, for a client that asked for
+# something else. The usage API (and its schema) promise OpenAI's error shape although they live under /api/.
+_API_PREFIXES = {
+    "/v1/": Flavor.OPENAI,
+    "/api/usage/": Flavor.OPENAI,
+    "/api/schema/": Flavor.OPENAI,
+    "/api/": Flavor.FLAT,
+}
 _SERVED = {
     Flavor.OPENAI: "POST /v1/images/generations, /v1/images/edits and /v1/images/quote, "
     "GET /v1/images/jobs and /v1/images/jobs/{id}, GET /v1/models and GET /v1/models/{model}",
@@ -143,6 +150,11 @@ _SERVED = {
     "GET /api/images/jobs and /api/images/jobs/{id}, and the usage API "
     "(GET /api/usage and /api/usage/summary, described at /api/docs/)",
 }
+
+
+def api_flavor(path: str) -> str | None:
+    """The error shape of an API path, or None for a page of the dashboard."""
+    return next((flavor for prefix, flavor in _API_PREFIXES.items() if (path + "/").startswith(prefix)), None)
 
 
 class ApiErrorShapeMiddleware(_BothModesMiddleware):
@@ -155,7 +167,7 @@ class ApiErrorShapeMiddleware(_BothModesMiddleware):
     def _reshaped(self, request, response):
         if response.status_code not in (404, 405) or response.get("Content-Type", "").startswith("application/json"):
             return response
-        flavor = next((f for prefix, f in _API_PREFIXES.items() if (request.path + "/").startswith(prefix)), None)
+        flavor = api_flavor(request.path)
         if flavor is None:
             return response
         path = request.path[:200]

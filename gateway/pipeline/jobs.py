@@ -31,7 +31,7 @@ from django.utils import timezone
 from accounts.callers import Caller
 from accounts.models import ApiKey
 from billing.alerts import WebhookDeliveryError, webhook_deliver
-from billing.forms import AlertPolicyForm
+from billing.forms import WebhookUrlField
 from billing.ledger import OpenedLineItem, ledger
 from billing.limits import webhook_secret_for
 from billing.models import UsageLineItem
@@ -114,10 +114,14 @@ class JobSubmission:
         url = payload.pop("callback_url", None)
         if url is None or url == "":
             return
-        field = AlertPolicyForm.base_fields["webhook_url"]  # the alert webhooks' address rules
+        # The alert webhooks' address rules, without a DNS lookup here on the request path: the delivery resolves
+        # the name and checks every address it connects to.
+        field = WebhookUrlField(resolve=False)
         try:
             self.callback_url = field.clean(url) if isinstance(url, str) else ""
-        except ValidationError:
+        except ValidationError as exc:
+            if getattr(exc, "code", None) == "internal_address":
+                raise GatewayError(400, "invalid_parameter", exc.messages[0], param="callback_url") from None
             self.callback_url = ""
         if not self.callback_url or len(self.callback_url) > CALLBACK_URL_MAX_CHARS:
             raise GatewayError(

@@ -185,3 +185,31 @@ def test_htmx_requests_need_the_csrf_token(people):
     assert client.post(url, {"name": "no-token"}, HTTP_HX_REQUEST="true").status_code == 403
     assert client.post(url, {"name": "with-token"}, HTTP_HX_REQUEST="true", HTTP_X_CSRFTOKEN=token).status_code == 201
     assert ApiKey.objects.filter(name="with-token").exists() and not ApiKey.objects.filter(name="no-token").exists()
+
+
+def test_an_outsiders_account_cannot_be_added_by_username_alone(people, as_user):
+    # charlie owns globex; alice, an owner of acme, guesses his username.
+    response = as_user(people.alice).post(reverse("members", args=["acme"]), {"username": "charlie", "role": "member"})
+    assert response.status_code == 422
+    assert b"give their username and the email address of that account" in response.content
+    assert b"charlie@example.com" not in response.content
+    assert not Membership.objects.filter(user=people.charlie, organization=people.acme).exists()
+
+
+def test_an_outsiders_account_with_the_wrong_email_is_refused_without_revealing_it(people, as_user):
+    response = as_user(people.alice).post(
+        reverse("members", args=["acme"]), {"username": "charlie", "email": "guess@example.com", "role": "member"}
+    )
+    assert response.status_code == 422
+    assert b"charlie@example.com" not in response.content
+    assert not Membership.objects.filter(user=people.charlie, organization=people.acme).exists()
+
+
+def test_an_existing_account_is_added_with_its_username_and_email(people, as_user):
+    response = as_user(people.alice).post(
+        reverse("members", args=["acme"]), {"username": "charlie", "email": "Charlie@Example.com", "role": "member"}
+    )
+    assert response.status_code == 201
+    assert Membership.objects.get(user=people.charlie, organization=people.acme).role == "member"
+    # No set-password link: the account exists already.
+    assert b"set-password" not in response.content

@@ -131,6 +131,31 @@ def test_alert_policy_is_validated_saved_with_a_secret_and_audited_without_it(pe
     assert policy.webhook_secret == AlertPolicy.objects.get().webhook_secret, "the secret is kept"
 
 
+@pytest.mark.parametrize(
+    ("webhook_url", "why"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+        ("http://127.0.0.1:6379/", "127.0.0.1 is a loopback address"),
+        ("https://10.0.0.7/hook", "10.0.0.7 is a private address"),
+        ("https://[fc00::1]/hook", "fc00::1 is a private address"),
+        ("https://localhost/hook", "localhost resolves to"),
+    ],
+)
+def test_an_alert_webhook_to_an_internal_address_is_refused_saying_why(people, as_user, webhook_url, why):
+    response = as_user(people.alice).post(reverse("limits-alerts", args=["acme"]), {"webhook_url": webhook_url})
+    assert response.status_code == 422
+    assert b'id="id_webhook_url-error"' in response.content and why in response.content.decode()
+    assert not AlertPolicy.objects.exists()
+
+
+def test_an_operator_allowed_network_may_receive_alert_webhooks(people, as_user, settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["10.0.0.0/8"]
+    client = as_user(people.alice)
+    url = reverse("limits-alerts", args=["acme"])
+    assert client.post(url, {"webhook_url": "https://10.0.0.7/hook"}, HTTP_HX_REQUEST="true").status_code == 204
+    assert client.post(url, {"webhook_url": "https://192.168.0.7/hook"}).status_code == 422
+
+
 def limit_posts(p, limit):
     return [
         (reverse("limits-spend", args=["acme"]), {"scope": "", "period": "day", "amount": "1"}),
@@ -150,6 +175,20 @@ def test_finance_and_members_read_caps_but_cannot_change_them(people, as_user):
             assert client.post(url, data).status_code == 403, (person, url)
     limit.refresh_from_db()
     assert limit.amount == Decimal("5.00") and not AlertPolicy.objects.exists()
+
+
+def test_a_member_sees_only_their_own_keys_and_key_caps_on_the_limits_page(people, as_user):
+    org_cap(people.acme, amount="5.00")
+    org_cap(people.acme, amount="7.00", key_prefix=people.alice_key.prefix)
+    org_cap(people.acme, amount="3.00", key_prefix=people.bob_key.prefix)
+    bob_page = as_user(people.bob).get(reverse("limits", args=["acme"])).content.decode()
+    assert people.bob_key.prefix in bob_page and "bob laptop" in bob_page and "$3.00" in bob_page
+    assert people.alice_key.prefix not in bob_page and "alice backend" not in bob_page and "$7.00" not in bob_page
+    # The organization's own cap applies to the member's requests too, so they see it.
+    assert "$5.00" in bob_page
+    # Finance, like the managers, sees every key and every cap.
+    fiona_page = as_user(people.fiona).get(reverse("limits", args=["acme"])).content.decode()
+    assert people.alice_key.prefix in fiona_page and "$7.00" in fiona_page and people.bob_key.prefix in fiona_page
 
 
 def test_outsider_gets_404_for_every_limit_and_alert_endpoint(people, as_user):

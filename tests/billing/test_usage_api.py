@@ -105,14 +105,20 @@ def test_previous_links_walk_back_to_the_first_page(client, keys, ledger):
     assert client.get(backward[-1]["next"], **headers).json()["results"] == forward[1]["results"]
 
 
+HINT = "pass a page's `next` or `previous` link as it is, or leave `cursor` out to start from the newest items."
+
+
 @pytest.mark.parametrize("cursor, message", [
-    ("nonsense", "The page cursor is malformed; start again from the newest items."),
-    ("p17-x", "The page cursor is malformed; start again from the newest items."),
-    ("99999999999999999999-1", "The page cursor is out of range; start again from the newest items."),
+    ("nonsense", f"The page cursor is malformed: {HINT}"),
+    ("p17-x", f"The page cursor is malformed: {HINT}"),
+    # Digits that are not ASCII, an id past what the column holds: once 500s.
+    ("\u00b2-1", f"The page cursor is malformed: {HINT}"),
+    ("17-99999999999999999999", f"The page cursor is malformed: {HINT}"),
+    ("99999999999999999999-1", f"The page cursor is out of range: {HINT}"),
 ])  # fmt: skip
 def test_a_bad_cursor_is_a_400_in_the_error_shape(client, keys, ledger, cursor, message):
     response = _get(client, keys["acme_admin"], cursor=cursor)
     assert response.status_code == 400
     assert response.json() == {
-        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": "parse_error"}
+        "error": {"message": message, "type": "invalid_request_error", "param": "cursor", "code": "invalid_parameter"}
     }

@@ -35,4 +35,6 @@ def test_usage_api_refuses_nul_in_parameters_as_json(people, client, query):
     key = api_key_create(organization=people.acme).plaintext
     response = client.get(f"/api/usage?{query}", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert response.status_code == 400
-    assert "NUL character" in response.json()["detail"]
+    error = response.json()["error"]
+    assert "NUL character" in error["message"] and error["code"] == "invalid_parameter"
+    assert error["param"] == query.split("=")[0]

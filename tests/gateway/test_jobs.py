@@ -154,13 +154,20 @@ async def test_refusals_are_the_synchronous_ones(gateway_client, priced_org, no_
         URL, json={**SMALL_IMAGE, "callback_url": "ftp://x"}, headers={**headers, **ASYNC}
     )
     assert bad_callback.status_code == 400 and bad_callback.json()["error"]["param"] == "callback_url"
+    metadata = await gateway_client.post(
+        URL, json={**SMALL_IMAGE, "callback_url": "http://169.254.169.254/latest/"}, headers={**headers, **ASYNC}
+    )
+    assert metadata.status_code == 400 and metadata.json()["error"]["param"] == "callback_url"
+    assert "169.254.169.254 is a link-local address" in metadata.json()["error"]["message"]
     too_many = await gateway_client.post(URL, json={**SMALL_IMAGE, "n": 6}, headers={**headers, **ASYNC})
     assert too_many.status_code == 429  # the free tier's 5 images a minute: never fits
     assert not await ImageJob.objects.aexists()
 
 
 @pytest.fixture
-def callback_receiver():
+def callback_receiver(settings):
+    # The receiver listens on loopback, which webhooks reach only where the operator allows it.
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     webhook = WebhookReceiver(failures=1)
     with serve_asgi(webhook) as url:
         webhook.url = f"{url}/hooks/jobs"
