@@ -306,6 +306,9 @@ PROVIDER_TIMEOUT_SECONDS = env_int("PROVIDER_TIMEOUT_SECONDS", 120)
 # request waits for a connection (uvicorn spreads connections unevenly over workers, so keep it well above
 # the clients divided by the workers). Each one is a socket: the process's open-file limit must allow it.
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 4000)
+# An idle upstream connection is dropped after this long. Below the 5 s idle timeout common to HTTP servers
+# (uvicorn, gunicorn, Node), so a pooled connection is never reused just as the server closes it (a 502).
+UPSTREAM_KEEPALIVE_SECONDS = env_int("UPSTREAM_KEEPALIVE_SECONDS", 4)
 # One deadline per request for everything sent upstream (attempts, retries, fallbacks, polls): a hung provider
 # answers 504 after this long, not after (retries + 1) x PROVIDER_TIMEOUT_SECONDS. Async jobs get their own,
 # longer one; both stay below SPEND_RESERVATION_TIMEOUT_SECONDS, or the sweeper would release a live hold.

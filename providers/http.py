@@ -110,7 +110,11 @@ def new_client(limits: httpx.Limits | None = None, *, use_aiohttp: bool = True) 
     if limits is None:
         # Every request in flight holds a connection for the provider's whole answer (seconds, for an image):
         # the pool is sized for requests in flight, not for a request rate.
-        limits = httpx.Limits(max_connections=settings.UPSTREAM_MAX_CONNECTIONS, max_keepalive_connections=100)
+        limits = httpx.Limits(
+            max_connections=settings.UPSTREAM_MAX_CONNECTIONS,
+            max_keepalive_connections=100,
+            keepalive_expiry=settings.UPSTREAM_KEEPALIVE_SECONDS,
+        )
     # An explicit transport makes httpx ignore proxy variables, hence the fallback.
     transport = _Transport(limits=limits) if use_aiohttp and not _proxy_in_environment() else None
     return httpx.AsyncClient(

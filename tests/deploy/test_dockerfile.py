@@ -74,7 +74,9 @@ def test_static_files_are_collected_at_build_and_uvicorn_is_the_entrypoint_with_
     final = stages()[-1]
     assert any("collectstatic --noinput" in line for line in final if line.upper().startswith("RUN "))
     entrypoint = next(line for line in final if line.upper().startswith("ENTRYPOINT "))
-    assert '"uvicorn", "gateway.asgi:application"' in entrypoint
+    # uvicorn, exec'd by a shell that first prepares the workers' shared metrics directory, as `make serve` runs it.
+    assert "exec uvicorn gateway.asgi:application" in entrypoint
+    assert "--http gateway.server:HeaderGuardedProtocol" in entrypoint
     healthcheck = next(line for line in final if line.upper().startswith("HEALTHCHECK "))
     assert "/healthz" in healthcheck
     env = " ".join(line for line in final if line.upper().startswith("ENV "))
