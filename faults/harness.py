@@ -224,9 +224,13 @@ def base_env(run_dir: Path, upstream_port: int, **overrides: str) -> dict[str, s
         "OPENAI_API_KEY": UPSTREAM_KEY,
         "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
         "PROVIDER_TIMEOUT_SECONDS": "4",
+        # The one deadline a request may take upstream, retries and fallbacks included.
+        "REQUEST_DEADLINE_SECONDS": "4",
         "PROVIDER_BREAKER_THRESHOLD": "3",
         "PROVIDER_BREAKER_COOLDOWN_SECONDS": "5",
         "SPEND_RESERVATION_TIMEOUT_SECONDS": "10",
+        # Each web process sweeps this often, so a killed worker's hold goes within the timeout and one sweep.
+        "SPEND_RESERVATION_SWEEP_SECONDS": "2",
         "LOG_LEVEL": "warning",
         **overrides,
     }
@@ -326,9 +330,11 @@ class Gateway:
             "--workers", str(workers),
             "--no-access-log",
             "--log-level", "warning",
+            "--http", "gateway.server:HeaderGuardedProtocol",
         ]  # fmt: skip
         self.workers = workers
-        self.process = Process(name, argv, logs=logs, env=env)
+        # As `make serve` exports it: each worker takes its share of the rate limits while Redis is down.
+        self.process = Process(name, argv, logs=logs, env={"WEB_CONCURRENCY": str(workers), **env})
         wait_until(f"{name} /healthz", lambda: httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200, 90)
         wait_until(f"{name}'s {workers} workers", lambda: len(self.worker_pids()) == workers, 60)
 

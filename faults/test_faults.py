@@ -165,7 +165,7 @@ MAPPED = {"hang": {504}, "error500": {502}, "drop": {502}, "garbage": {502}}
 @pytest.mark.parametrize("fault", ["hang", "error500", "drop", "garbage"])
 async def test_provider_fault(stack: Stack, fault: str) -> None:
     env = stack.env(PROVIDER_MAX_RETRIES="2")
-    deadline = float(env["PROVIDER_TIMEOUT_SECONDS"]) + DEADLINE_MARGIN_SECONDS
+    deadline = float(env["REQUEST_DEADLINE_SECONDS"]) + DEADLINE_MARGIN_SECONDS
     cooldown = float(env["PROVIDER_BREAKER_COOLDOWN_SECONDS"])
     orgs = seed_orgs(env, busy=10**9)
     gateway = await asyncio.to_thread(stack.gateway, f"gateway-provider-{fault}", env, 2)

@@ -209,6 +209,8 @@ async def healthz(request: HttpRequest) -> HttpResponse:
         checks = await asyncio.wait_for(db_step(_health), HEALTH_CHECK_SECONDS)
     except TimeoutError:
         checks = {"database": f"down: no answer within {HEALTH_CHECK_SECONDS} s"}
+    except GatewayError as error:  # a connection attempt failed a moment ago (gateway.core.db)
+        checks = {"database": f"down: {error.code}"}
     healthy = all(value == "ok" for value in checks.values())
     body = {
         "status": "ok" if healthy else "unavailable",

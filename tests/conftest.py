@@ -92,6 +92,7 @@ def _fresh_rate_limits(settings):
     """Rate-limit counters (and failed authentications) start empty: FLUSHDB of this run's own Redis database
     (never FLUSHALL)."""
     from accounts.throttle import addresses
+    from gateway.core import db
     from gateway.pipeline.concurrency import local_slots
     from gateway.pipeline.ratelimit import local_limiter
 
@@ -102,6 +103,8 @@ def _fresh_rate_limits(settings):
     local_limiter.reset()
     addresses.reset()
     local_slots.reset()
+    # A connection that failed in an earlier test must not make this one's steps answer 503.
+    db._down_until = 0.0
 
 
 @pytest.fixture

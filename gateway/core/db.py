@@ -58,6 +58,32 @@ def database_unreachable(error: BaseException) -> bool:
     return False
 
 
+# After a new connection to PostgreSQL failed, steps answer 503 at once for this long instead of each waiting
+# out a connect or pool timeout: under load, an outage is answered within the 2 s operators expect, and the
+# first step after the moment tries again (so recovery is seen as soon as the server is back).
+DATABASE_DOWN_SECONDS = 1.0
+_down_until = 0.0
+
+
+def database_down_mark() -> None:
+    global _down_until
+    _down_until = time.monotonic() + DATABASE_DOWN_SECONDS
+
+
+def database_known_down() -> bool:
+    """Whether a connection attempt failed a moment ago (this process's view)."""
+    return time.monotonic() < _down_until
+
+
+def database_failure_note(error: BaseException) -> None:
+    """Mark the database down when `error` is a failure to open a connection (not a lost or refused statement;
+    not every pooled connection busy, which is load)."""
+    if isinstance(error, DjangoDatabaseError) and error.__cause__ is not None:
+        error = error.__cause__
+    if isinstance(error, psycopg.OperationalError) and error.sqlstate is None or isinstance(error, OSError):
+        database_down_mark()
+
+
 def database_unavailable_error() -> GatewayError:
     return GatewayError(
         503,
@@ -68,9 +94,12 @@ def database_unavailable_error() -> GatewayError:
 
 
 def _run_and_release(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    if database_known_down():
+        raise database_unavailable_error()
     try:
         return fn(*args, **kwargs)
     except DjangoDatabaseError as exc:
+        database_failure_note(exc)
         if database_unreachable(exc):
             raise database_unavailable_error() from exc
         raise
@@ -105,6 +134,15 @@ class _LoopConnections:
     async def connect(self) -> asyncpg.Connection:
         # The same server and credentials as Django's connections (PG* variables and ~/.pgpass apply as in libpq).
         params = _wrapper().get_connection_params()
+        if database_known_down():
+            raise database_unavailable_error()
+        try:
+            return await self._connect(params)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InternalClientError):
+            database_down_mark()
+            raise
+
+    async def _connect(self, params: dict[str, Any]) -> asyncpg.Connection:
         return await asyncpg.connect(
             timeout=settings.DB_CONNECT_TIMEOUT,
             host=params.get("host") or None,

@@ -9,7 +9,13 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from gateway.core.db import DATABASE_RETRY_AFTER_SECONDS, database_unavailable_error, database_unreachable
+from gateway.core.db import (
+    DATABASE_RETRY_AFTER_SECONDS,
+    database_failure_note,
+    database_known_down,
+    database_unavailable_error,
+    database_unreachable,
+)
 from gateway.core.errors import Flavor, GatewayError, error_response
 
 logger = logging.getLogger("gateway.core.middleware")
@@ -192,19 +198,34 @@ class ApiErrorShapeMiddleware(_BothModesMiddleware):
         return self._reshaped(request, await self.get_response(request))
 
 
+async def _answered(response: HttpResponse) -> HttpResponse:
+    return response
+
+
 class DatabaseUnavailableMiddleware(_BothModesMiddleware):
     """A view that cannot reach the database answers 503 with Retry-After and logs one line, not a 500 and a
     traceback: JSON in the API's flavours under /v1/ and /api/, a short page elsewhere (the dashboard)."""
 
     def __call__(self, request):
+        # A connection attempt failed a moment ago: answer at once rather than wait out the pool's timeout.
+        # /healthz still looks for itself.
+        if database_known_down() and request.path != "/healthz":
+            logger.warning("request %s: database unavailable (down a moment ago)", getattr(request, "request_id", "-"))
+            response = self._unavailable(request)
+            return _answered(response) if self.is_async else response
         return self.get_response(request)  # a coroutine, on an async stack
 
     def process_exception(self, request, exception):
+        database_failure_note(exception)
         if not database_unreachable(exception):
             return None
         cause = exception.__cause__ if isinstance(exception, GatewayError) else exception
         logger.warning("request %s: database unavailable (%r)", getattr(request, "request_id", "-"), cause)
-        flavor = next((f for prefix, f in _API_PREFIXES.items() if (request.path + "/").startswith(prefix)), None)
+        return self._unavailable(request)
+
+    def _unavailable(self, request) -> HttpResponse:
+        flavor = api_flavor(request.path)
+        response: HttpResponse
         if flavor is not None:
             response = error_response(database_unavailable_error(), flavor=flavor, request_id=request.request_id)
         else:

@@ -28,6 +28,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 TEN = {**SMALL_IMAGE, "n": 10}
 
 
+@pytest.fixture(autouse=True)
+def _loopback_webhooks_allowed(settings):
+    # The receivers listen on loopback, which webhooks may reach only when an operator allows it.
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+
+
 def _receiver(failures: int) -> Iterator[WebhookReceiver]:
     webhook = WebhookReceiver(failures=failures)
     with serve_asgi(webhook) as url:

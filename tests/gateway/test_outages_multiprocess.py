@@ -98,8 +98,8 @@ def test_postgres_unreachable_answers_503_with_retry_after_quickly_then_recovers
     link = PostgresLink()
     database = f"postgres://postgres@127.0.0.1:{link.port}/{connection.settings_dict['NAME']}"
     log_path = tmp_path / "server.log"
-    # Django's routes answer once the ORM's pool has waited this long for a connection.
-    with log_path.open("w") as log, web_process(log=log, DATABASE_URL=database, DB_POOL_TIMEOUT="2") as (url, _):
+    # The ORM's pool would wait out its timeout (DB_POOL_TIMEOUT, 10 s) for a connection that never comes.
+    with log_path.open("w") as log, web_process(log=log, DATABASE_URL=database) as (url, _):
         assert httpx.post(f"{url}{URL}", json=SMALL_IMAGE, headers=headers, timeout=10).status_code == 200
         # Warm the ORM's pool too: its connections die with the link and are found dead on their next use.
         assert httpx.get(f"{url}/api/usage", headers=headers, timeout=10).status_code == 200
@@ -123,21 +123,25 @@ def test_postgres_unreachable_answers_503_with_retry_after_quickly_then_recovers
     for path, (response, seconds) in answers.items():
         assert response.status_code == 503, (path, response.text)
         assert response.headers["retry-after"] == "5", path
-        assert seconds < 3, (path, seconds)
+        # Under 2 s even where the ORM's pool would wait 10: once the image request found the database gone,
+        # the process answers at once for a moment (gateway.core.db.database_known_down).
+        assert seconds < 2, (path, seconds)
         body = response.json()
-        if path.startswith("/v1/"):
+        if path.startswith(("/v1/", "/api/usage")):  # the usage API answers in OpenAI's shape, as documented
             assert body["error"]["code"] == "database_unavailable" and body["error"]["type"] == "server_error"
         else:
             assert body["code"] == "database_unavailable" and body["requestId"].startswith("req-")
-    # The image endpoints never wait on the ORM's pool: the hot path finds the database gone at once.
-    assert max(answers[path][1] for path in ("/v1/images/generations", "/api/images/generations")) < 2
     assert health.status_code == 503 and health_seconds < 2, health_seconds
     # The dashboard (a signed-in user's session is in the database): a short page, not Django's 500.
     assert page.status_code == 503 and page.headers["retry-after"] == "5"
     assert page.headers["content-type"].startswith("text/plain") and "briefly unavailable" in page.text
     logged = log_path.read_text()
     assert "Traceback" not in logged
-    assert logged.count("database_unavailable") + logged.count("database unavailable") == len(answers) + 1
+    # One warning per refused request, naming it (the request and access log lines beside it are info).
+    warnings = [line for line in logged.splitlines() if '"level": "WARNING"' in line or '"level": "ERROR"' in line]
+    for response, _ in [*answers.values(), (page, 0)]:
+        naming = [line for line in warnings if response.headers["x-request-id"] in line]
+        assert len(naming) == 1 and "database" in naming[0], naming
     # Nothing was recorded, let alone sent upstream, while the database was away: only the two 200s.
     assert list(UsageLineItem.objects.values_list("status", flat=True)) == ["succeeded", "succeeded"]
     assert not SpendReservation.objects.exists()
