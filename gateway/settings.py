@@ -367,8 +367,11 @@ REST_FRAMEWORK: dict[str, Any] = {
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
 # json (one object per line, with each record's extra fields: what a log pipeline indexes) or plain (readable);
-# json by default in production (DEBUG off), plain under `make run`.
-LOG_FORMAT = env_choice("LOG_FORMAT", "plain" if DEBUG else "json", ("json", "plain"))
+# json by default with PostgreSQL and DEBUG off (`make serve`, the images), plain embedded (`make run`, its setup
+# commands) and in debug.
+LOG_FORMAT = env_choice(
+    "LOG_FORMAT", "plain" if DEBUG or DATABASES["default"]["ENGINE"].endswith("sqlite3") else "json", ("json", "plain")
+)
 # The access log: one line per Django request (method, path without its query, status, latency, request id).
 ACCESS_LOG = env_bool("ACCESS_LOG", not DEBUG)
 LOGGING = {
@@ -389,6 +392,8 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         # With PostgreSQL down the pool warns at every reconnection attempt; each request refused logs its own line.
         "psycopg.pool": {"level": "ERROR"},
+        # django-axes announces itself at every start; its lockouts are warnings and still logged.
+        "axes": {"level": "WARNING"},
     },
 }
 # Bearer token that /metrics (Prometheus) requires; unset, /metrics answers 404. Multiprocess mode is
