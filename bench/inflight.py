@@ -265,9 +265,8 @@ from accounts.services import api_key_create, org_create, org_tier_set
 from gateway.seed import seed_defaults
 seed_defaults()
 org = org_create(slug=f"inflight-{secrets.token_hex(3)}", tier_slug="free")
-org_tier_set(
-    organization=org, tier_slug="enterprise", images_per_minute=10**9, images_per_day=10**9, max_concurrent_requests=10**9
-)
+UNLIMITED = dict(images_per_minute=10**9, images_per_day=10**9, max_concurrent_requests=10**9)
+org_tier_set(organization=org, tier_slug="enterprise", **UNLIMITED)
 print(api_key_create(organization=org).plaintext)
 """
     out = subprocess.run(
