@@ -74,7 +74,7 @@ def test_django_admin_changes_are_audited(people, client, admin_user):
             "name": "Free",
             "images_per_minute": "6",
             "images_per_day": "50",
-            "max_concurrent_requests": "2",
+            "max_concurrent_requests": "20",  # unchanged: Free's
         },
     )
     assert response.status_code == 302

@@ -320,7 +320,7 @@ def test_usage_detail_shows_fallback_attempts_and_cache_hits(people, as_user):
 def test_limits_page_shows_the_cap_on_requests_in_flight(people, as_user):
     client = as_user(people.alice)
     html = client.get(reverse("limits", args=["acme"])).content.decode()
-    assert "<dt>Requests in flight at once</dt><dd>20</dd>" in html  # Pro's
+    assert "<dt>Requests in flight at once</dt><dd>100</dd>" in html  # Pro's
     call_command("set_tier", "--org", "acme", "--tier", "pro", "--max-concurrent-requests", "35", stdout=StringIO())
     html = client.get(reverse("limits", args=["acme"])).content.decode()
     assert '<dt>Requests in flight at once</dt><dd>35 <span class="badge">custom</span></dd>' in html
