@@ -269,7 +269,7 @@ EDIT_UPLOAD_DIR = env_str("EDIT_UPLOAD_DIR")
 # Failed authentications (a key unknown, revoked, expired or malformed) one client address may make per minute
 # before its requests are refused with 429 whatever key they send, until the minute ends (accounts/throttle.py).
 # 0 turns the throttle off.
-AUTH_FAILURES_PER_MINUTE = env_int("AUTH_FAILURES_PER_MINUTE", 20)
+AUTH_FAILURES_PER_MINUTE = env_int("AUTH_FAILURES_PER_MINUTE", 60)
 # How many reverse proxies in front of the gateway append to X-Forwarded-For: the client's address is the one
 # the outermost saw. 0 (the default) ignores the header, which a client can write.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
