@@ -206,7 +206,8 @@ async def test_callback_is_signed_and_retried(gateway_client, priced_org, in_pro
 
 
 @pytest.fixture
-def accepting_receiver():
+def accepting_receiver(settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # on loopback, as callback_receiver
     webhook = WebhookReceiver(failures=0)
     with serve_asgi(webhook) as url:
         webhook.url = f"{url}/hooks/jobs"
