@@ -13,6 +13,7 @@ BACKLOG ?= 4096
 PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/var/prometheus
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/imagegate
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/imagegate_bench
 
 .PHONY: run serve bench test test-embedded faults lint install worker beat clean chromium preflight migrations-check
 
@@ -50,7 +51,12 @@ serve: $(VENV)/.installed
 ## hot path. Fails on an error or a throughput far below the upstream alone; the targets are printed
 ## (docs/benchmarks.md). `timeout -s INT` lets a benchmark stop the servers it started.
 bench: preflight $(VENV)/.test-installed
-	@export DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)}; \
+	@# A database of its own, created when missing (the suite's is dropped after each run).
+	@$(BIN)/python -c 'import sys, psycopg; from urllib.parse import urlsplit; url = urlsplit(sys.argv[1]); name = url.path[1:]; \
+		admin = psycopg.connect(url._replace(path="/postgres").geturl(), autocommit=True); \
+		admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() or admin.execute(f"CREATE DATABASE \"{name}\"")' \
+		"$(BENCH_DATABASE_URL)"
+	@export DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)}; \
 	timeout -s INT 360 $(BIN)/python bench/inflight.py; inflight=$$?; \
 	timeout -s INT 110 $(BIN)/python bench/governance.py --seconds 3 --rate 50 && exit $$inflight
 
