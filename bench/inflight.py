@@ -22,6 +22,7 @@ the throughput ratio fell below `--fail-ratio` (a CI run is noisy: the targets a
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -235,10 +236,8 @@ class Watch:
                     self.health_ms.append((time.monotonic() - sent) * 1000)
                 else:
                     self.health_failures += 1
-                try:
+                with contextlib.suppress(TimeoutError):  # the next poll is due
                     await asyncio.wait_for(self._stop.wait(), 0.5)
-                except TimeoutError:
-                    pass
 
     def stop(self) -> None:
         self._stop.set()

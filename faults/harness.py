@@ -7,6 +7,7 @@ own session and stopped with its whole group, by the fixtures' finalizers and by
 
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -57,11 +58,9 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, interval: f
     """Poll `check` until it is true; returns the seconds it took, raises TimeoutError naming `what`."""
     started = time.monotonic()
     while True:
-        try:
+        with contextlib.suppress(OSError, httpx.HTTPError):  # not answering yet
             if check():
                 return time.monotonic() - started
-        except (OSError, httpx.HTTPError):
-            pass
         if time.monotonic() - started > timeout:
             raise TimeoutError(f"{what}: not within {timeout:.0f} s")
         time.sleep(interval)
@@ -91,14 +90,13 @@ class Process:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         if self.alive():
-            try:
-                os.killpg(self.pid, sig)
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self.popen.wait(timeout=10)
-            except ProcessLookupError:
-                pass
+            with contextlib.suppress(ProcessLookupError):  # already gone: nothing to stop
+                try:
+                    os.killpg(self.pid, sig)
+                    self.popen.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.pid, signal.SIGKILL)
+                    self.popen.wait(timeout=10)
         if self in _running:
             _running.remove(self)
 

@@ -49,11 +49,9 @@ class PostgresLink:
 
     @staticmethod
     def _pump(source: socket.socket, target: socket.socket) -> None:
-        try:
+        with suppress(OSError):  # either end closed (the link was cut): stop relaying
             while data := source.recv(65536):
                 target.sendall(data)
-        except OSError:
-            pass
         for end in (source, target):
             end.close()
 
@@ -63,10 +61,8 @@ class PostgresLink:
         self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         for end in self.sockets:
-            try:
+            with suppress(OSError):  # already closed by its peer
                 end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             end.close()
         self.sockets.clear()
 
